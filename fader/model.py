@@ -1,0 +1,269 @@
+"""Fader Networks: encoder, attribute-conditioned decoder and latent discriminator.
+
+Follows Lample et al., "Fader Networks: Manipulating Images by Sliding Attributes" (NeurIPS 2017,
+arXiv 1706.00409) and the authors' code (facebookresearch/FaderNetworks):
+
+- the encoder E maps an image in [-1, 1] to a latent z with conv 4×4 / stride 2 blocks
+  (BatchNorm on all but the first, LeakyReLU 0.2), channels doubling from `init_fm` up to `max_fm`;
+- the decoder D mirrors it with transposed convolutions and receives the attributes as constant
+  channels `[1-α, α]` at the input of *every* layer, so the attribute can never be forgotten;
+- the latent discriminator tries to read the attributes back from z; the encoder is trained to fool
+  it, which pushes the attribute information out of z and into the decoder's y input.
+
+Paper preset: C16-C32-C64-C128-C256-C512-C512 (7 layers, z is 512×2×2 at 256×256).
+Authors' code default: init_fm 32 and 6 layers (z is 512×4×4).
+"""
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+from safetensors.torch import load_model
+from torch import nn
+
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class FaderConfig:
+    """Everything needed to rebuild a Fader Network; saved as the model's `config.json`."""
+
+    attributes: list[str]
+    image_size: int = 256
+    init_fm: int = 32
+    max_fm: int = 512
+    n_layers: int = 6
+    image_channels: int = 3
+    discriminator_hidden: int = 512
+    discriminator_dropout: float = 0.3
+    # How inputs must be prepared so the model sees what it saw in training:
+    # "celeba" (aligned CelebA frame, centre square), "align" (face alignment onto the CelebA
+    # template), "center" (centre square of any image).
+    preprocessing: str = "celeba"
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.attributes:
+            raise ValueError("A Fader model needs at least one attribute.")
+        if len(set(self.attributes)) != len(self.attributes):
+            raise ValueError(f"Attribute names must be unique, got {self.attributes}.")
+        if self.n_layers < 1 or self.image_size % 2**self.n_layers:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by 2**n_layers "
+                f"(n_layers={self.n_layers}); pick a power of two such as 64, 128 or 256."
+            )
+
+    @property
+    def encoder_channels(self) -> list[int]:
+        return [min(self.init_fm * 2**i, self.max_fm) for i in range(self.n_layers)]
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2**self.n_layers
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.encoder_channels[-1], self.latent_size, self.latent_size)
+
+
+def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:
+    """Turn slider values α (B×n_attr) into the decoder's `[1-α, α]` pairs (B×2·n_attr).
+
+    α outside [0, 1] is allowed on purpose: the authors extrapolate up to α = 2 or even 10.
+    """
+    return torch.stack([1 - alpha, alpha], dim=-1).flatten(1)
+
+
+def conv_block(c_in: int, c_out: int, batch_norm: bool, dropout: float = 0.0) -> nn.Sequential:
+    """Conv 4×4 / stride 2 → (BatchNorm) → LeakyReLU(0.2): halves the resolution."""
+    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batch_norm)]
+    if batch_norm:
+        layers.append(nn.BatchNorm2d(c_out))
+    layers.append(nn.LeakyReLU(0.2, inplace=True))
+    if dropout:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        channels_out = config.encoder_channels
+        channels_in = [config.image_channels, *channels_out[:-1]]
+        pairs = zip(channels_in, channels_out, strict=True)
+        self.layers = nn.Sequential(
+            *(conv_block(c_in, c_out, batch_norm=i > 0) for i, (c_in, c_out) in enumerate(pairs))
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        y_channels = 2 * len(config.attributes)
+        channels_in = config.encoder_channels[::-1]
+        channels_out = [*channels_in[1:], config.image_channels]
+        self.layers = nn.ModuleList()
+        for i, (c_in, c_out) in enumerate(zip(channels_in, channels_out, strict=True)):
+            last = i == len(channels_in) - 1
+            deconv = nn.ConvTranspose2d(c_in + y_channels, c_out, 4, 2, 1, bias=last)
+            block = [deconv, nn.Tanh()] if last else [deconv, nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            self.layers.append(nn.Sequential(*block))
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = z
+        for layer in self.layers:
+            y_map = y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3]).to(h.dtype)
+            h = layer(torch.cat([h, y_map], dim=1))
+        return h
+
+
+class LatentDiscriminator(nn.Module):
+    """Predicts the attributes from z: the encoder's next conv blocks down to 1×1, then an MLP.
+
+    Returns logits of shape B×2·n_attr, one pair (a softmax) per attribute.
+    """
+
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        channels = config.latent_shape[0]
+        blocks = []
+        for _ in range(int(math.log2(config.latent_size))):
+            c_out = min(channels * 2, config.max_fm)
+            blocks.append(conv_block(channels, c_out, True, config.discriminator_dropout))
+            channels = c_out
+        self.conv = nn.Sequential(*blocks)
+        self.proj = nn.Sequential(
+            nn.Linear(channels, config.discriminator_hidden),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Linear(config.discriminator_hidden, 2 * len(config.attributes)),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.conv(z).flatten(1))
+
+
+def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each attribute's softmax, summed over attributes as the authors do.
+
+    `targets` holds 0/1 per attribute (B×n_attr); pass `1 - y` to train the encoder to fool.
+    """
+    n_attr = targets.shape[1]
+    pairs = logits.view(-1, n_attr, 2).transpose(1, 2)
+    return F.cross_entropy(pairs, targets.long(), reduction="none").mean(0).sum()
+
+
+def attribute_predictions(logits: torch.Tensor) -> torch.Tensor:
+    """The attribute value (0/1) each softmax pair picks, B×n_attr."""
+    return logits.view(logits.shape[0], -1, 2).argmax(-1)
+
+
+class FaderNetwork(
+    nn.Module,
+    PyTorchModelHubMixin,
+    library_name="fader",
+    tags=["fader-networks", "image-to-image"],
+    license="mit",
+    pipeline_tag="image-to-image",
+    repo_url="https://github.com/fader-networks/fader",
+    paper_url="https://arxiv.org/abs/1706.00409",
+):
+    """The autoencoder users edit with: `decode(encode(x), attribute_channels(alpha))`.
+
+    The latent discriminator is a training-time tool and lives in `train/`, so a released model
+    holds only what inference needs.
+    """
+
+    def __init__(self, config: FaderConfig):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.decoder = Decoder(config)
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.config.attributes
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        """`attributes` is the B×2·n_attr tensor of `[1-α, α]` pairs (see `attribute_channels`)."""
+        return self.decoder(z, attributes)
+
+    def forward(self, x: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), attributes)
+
+    def slider_channels(
+        self, values: Mapping[str, float] | Sequence[float], batch_size: int = 1
+    ) -> torch.Tensor:
+        """Slider values (by attribute name, or in attribute order) → decoder input `[1-α, α]`."""
+        if isinstance(values, Mapping):
+            unknown = set(values) - set(self.attributes)
+            if unknown:
+                raise ValueError(
+                    f"Unknown attribute(s) {sorted(unknown)}; this model has {self.attributes}."
+                )
+            alpha = [float(values.get(name, 0.0)) for name in self.attributes]
+        else:
+            alpha = [float(v) for v in values]
+            if len(alpha) != len(self.attributes):
+                raise ValueError(
+                    f"Expected {len(self.attributes)} slider values for {self.attributes}, "
+                    f"got {len(alpha)}."
+                )
+        device = next(self.parameters()).device
+        return attribute_channels(torch.tensor([alpha] * batch_size, device=device))
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs: Any,
+    ) -> "FaderNetwork":
+        """Load `model.safetensors` only: a pickle from the Hub or a user is never opened."""
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            weights = Path(model_id) / WEIGHTS_NAME
+            if not weights.is_file():
+                raise ValueError(f"{model_id} has no {WEIGHTS_NAME}; is it a Fader model folder?")
+        else:
+            try:
+                weights = hf_hub_download(
+                    repo_id=model_id,
+                    filename=WEIGHTS_NAME,
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                )
+            except EntryNotFoundError as error:
+                raise ValueError(f"{model_id} has no {WEIGHTS_NAME}: not a Fader model.") from error
+            except LocalEntryNotFoundError as error:
+                raise ValueError(
+                    f"{model_id} is not in the local Hugging Face cache and the Hub cannot be "
+                    "reached (offline?). Connect once to download it, or pass a local folder."
+                ) from error
+            except HfHubHTTPError as error:
+                raise ValueError(f"Could not download {model_id} from the Hub: {error}") from error
+        load_model(model, str(weights), strict=strict, device=map_location)
+        return model.eval()
