@@ -1,0 +1,80 @@
+"""Small real datasets built on disk by the tests: JPEG files in the layouts users have.
+
+Each attribute draws something visible, so a model can learn it and a grid shows it:
+"Smiling" a bright mouth bar, "Male" a dark band across the top, "Eyeglasses" two rings.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+CELEBA_ATTRIBUTES = ["Eyeglasses", "Male", "Smiling"]
+
+
+def face_like_image(
+    flags: dict[str, bool], seed: int, size: tuple[int, int] = (178, 218)
+) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    width, height = size
+    base = rng.integers(60, 180, 3)
+    gradient = np.linspace(0.7, 1.3, height)[:, None, None] * base[None, None, :]
+    pixels = np.clip(gradient + rng.normal(0, 6, (height, width, 3)), 0, 255).astype(np.uint8)
+    image = Image.fromarray(np.broadcast_to(pixels, (height, width, 3)).copy())
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((width * 0.2, height * 0.2, width * 0.8, height * 0.85), fill=(200, 160, 130))
+    if flags.get("Smiling"):
+        draw.rectangle(
+            (width * 0.35, height * 0.65, width * 0.65, height * 0.72), fill=(250, 250, 250)
+        )
+    if flags.get("Male"):
+        draw.rectangle((0, 0, width, height * 0.25), fill=(30, 30, 30))
+    if flags.get("Eyeglasses"):
+        for x in (0.38, 0.62):
+            cx, cy, r = width * x, height * 0.45, width * 0.09
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=(0, 0, 0), width=4)
+    return image
+
+
+def make_celeba(root: Path, n: int = 40, torchvision_layout: bool = False) -> Path:
+    """CelebA's layout and file formats: img_align_celeba/*.jpg, attribute and partition files."""
+    base = root / "celeba" if torchvision_layout else root
+    images = base / "img_align_celeba"
+    images.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    lines = [str(n), " ".join(CELEBA_ATTRIBUTES)]
+    partition = []
+    for i in range(n):
+        name = f"{i + 1:06d}.jpg"
+        flags = {a: bool(rng.integers(2)) for a in CELEBA_ATTRIBUTES}
+        face_like_image(flags, seed=i).save(images / name, quality=92)
+        lines.append(name + "".join(f" {1 if flags[a] else -1:>2}" for a in CELEBA_ATTRIBUTES))
+        partition.append(f"{name} {0 if i < n * 0.8 else 1 if i < n * 0.9 else 2}")
+    (base / "list_attr_celeba.txt").write_text("\n".join(lines) + "\n")
+    (base / "list_eval_partition.txt").write_text("\n".join(partition) + "\n")
+    return root
+
+
+def make_labelled_folder(root: Path, n: int = 24) -> tuple[Path, Path]:
+    """Images of any size plus labels.csv with a `file` column and 0/1 columns."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = ["file,Smiling,Male"]
+    for i in range(n):
+        flags = {"Smiling": i % 2 == 0, "Male": i % 3 == 0}
+        face_like_image(flags, seed=i, size=(120 + i, 100)).save(root / f"photo_{i}.png")
+        rows.append(f"photo_{i}.png,{int(flags['Smiling'])},{int(flags['Male'])}")
+    labels = root / "labels.csv"
+    labels.write_text("\n".join(rows) + "\n")
+    return root, labels
+
+
+def make_class_folders(root: Path, per_class: int = 12) -> Path:
+    """day/ (bright) and night/ (dark) sub-folders: each class becomes an attribute."""
+    for name, level in (("day", 210), ("night", 40)):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.full((64, 64, 3), level, np.uint8)
+            pixels[20 + i : 30 + i, 10:50] = 255 - level
+            Image.fromarray(pixels).save(folder / f"{i}.jpg")
+    return root

@@ -1,0 +1,1 @@
+"""Training, evaluation and data preparation for Fader Networks (`python -m train`)."""

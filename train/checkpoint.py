@@ -1,0 +1,94 @@
+"""Training checkpoints as safetensors: both networks, both optimizers, step, RNG and configs.
+
+No pickle anywhere, so `--resume` never executes code from a file. Writes go to a temporary
+file that replaces the previous checkpoint only once complete (rename is atomic), so a crash
+mid-write leaves the last good checkpoint in place.
+"""
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+
+
+def flatten_optimizer(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
+    """Adam's per-parameter tensors as flat names, and its param groups (JSON-ready)."""
+    state = optimizer.state_dict()
+    tensors = {
+        f"{prefix}.{param_id}.{name}": value
+        for param_id, slots in state["state"].items()
+        for name, value in slots.items()
+    }
+    return tensors, state["param_groups"]
+
+
+def unflatten_optimizer(prefix: str, tensors: dict[str, torch.Tensor], groups: list) -> dict:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix + "."):
+            param_id, name = key[len(prefix) + 1 :].split(".", 1)
+            state.setdefault(int(param_id), {})[name] = value
+    return {"state": state, "param_groups": groups}
+
+
+def save_checkpoint(
+    path: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    step: int,
+    info: dict[str, Any],
+) -> None:
+    """Write everything a resumed run needs; `info` holds JSON-ready configs."""
+    tensors: dict[str, torch.Tensor] = {}
+    for name, module in modules.items():
+        tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+    groups = {}
+    for name, optimizer in optimizers.items():
+        flat, groups[name] = flatten_optimizer(f"optimizer.{name}", optimizer)
+        tensors.update(flat)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    metadata = {"step": str(step), "info": json.dumps(info), "optimizer_groups": json.dumps(groups)}
+    temporary = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(temporary), metadata=metadata)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    with safe_open(str(path), framework="pt") as handle:
+        return handle.metadata()
+
+
+def read_checkpoint_info(path: Path) -> tuple[int, dict[str, Any]]:
+    """The step and configs of a checkpoint, without loading its tensors."""
+    metadata = read_metadata(path)
+    return int(metadata["step"]), json.loads(metadata["info"])
+
+
+def load_checkpoint(
+    path: Path,
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+) -> int:
+    """Restore modules, optimizers and the RNG in place; return the step to continue from."""
+    metadata = read_metadata(path)
+    tensors = load_file(str(path))
+    for name, module in modules.items():
+        prefix = name + "."
+        module.load_state_dict(
+            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        )
+    groups = json.loads(metadata["optimizer_groups"])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(unflatten_optimizer(f"optimizer.{name}", tensors, groups[name]))
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(metadata["step"])

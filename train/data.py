@@ -1,0 +1,260 @@
+"""Decode every image once into a uint8 cache on disk, then serve batches by memory map.
+
+Training reads `images.npy` (N×3×S×S uint8) through `np.load(mmap_mode="r")`, so the memory a
+run needs does not grow with the dataset: only the batch being assembled is ever in RAM.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import shutil
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from train.sources import Source
+
+CACHE_VERSION = 1
+log = logging.getLogger(__name__)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fader" / "data"
+
+
+@dataclass
+class PreparedData:
+    images: np.ndarray  # N×3×S×S uint8, memory-mapped
+    labels: np.ndarray  # N×A float32
+    attributes: list[str]
+    split: np.ndarray  # N int8
+    skipped: int
+    path: Path
+
+    def indices(self, split: int) -> np.ndarray:
+        return np.flatnonzero(self.split == split)
+
+    def attribute_columns(self, names: list[str]) -> np.ndarray:
+        return np.asarray([self.attributes.index(name) for name in names])
+
+
+def centre_square_resized(image: Image.Image, size: int) -> np.ndarray:
+    """The authors' crop: CelebA's 178×218 frame → rows 20…198 (its centre square) → size².
+
+    One Lanczos resample from the crop box, as the authors resized with Lanczos.
+    """
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    resized = image.resize(
+        (size, size), Image.Resampling.LANCZOS, (left, top, left + side, top + side)
+    )
+    return np.asarray(resized)
+
+
+def load_training_image(path: Path, size: int, align: bool) -> np.ndarray | str:
+    """One image as 3×size×size uint8, or the reason it was skipped (runs in worker processes)."""
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+        if align:
+            from fader.align import NoFaceFound, align_face
+
+            try:
+                pixels = np.asarray(align_face(image, size=size).crop)
+            except NoFaceFound:
+                return "no face found"
+        else:
+            pixels = centre_square_resized(image, size)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        return f"{type(error).__name__}: {error}"
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def cache_key(source: Source, size: int, align: bool) -> str:
+    """Changes whenever the files, their labels or the preparation change."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([CACHE_VERSION, size, align, source.attributes]).encode())
+    for file in source.files:
+        stat = file.stat() if file.exists() else None
+        digest.update(f"{file}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}\n".encode())
+    digest.update(source.labels.tobytes())
+    digest.update(source.split.tobytes())
+    return digest.hexdigest()[:16]
+
+
+def prepare(
+    source: Source,
+    size: int,
+    cache_dir: Path | None = None,
+    workers: int | None = None,
+    align: bool = False,
+) -> PreparedData:
+    """Return the cached arrays for `source`, building them (once) if needed."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    target = (
+        cache_dir
+        / f"{source.layout}-{size}{'-aligned' if align else ''}-{cache_key(source, size, align)}"
+    )
+    if (target / "meta.json").is_file():
+        log.info("Using the preprocessed cache %s", target)
+        return load_prepared(target)
+    building = cache_dir / f".{target.name}.{os.getpid()}.tmp"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    try:
+        build_cache(source, size, building, workers or os.cpu_count() or 1, align)
+        shutil.rmtree(target, ignore_errors=True)
+        building.rename(target)
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
+    return load_prepared(target)
+
+
+def build_cache(source: Source, size: int, folder: Path, workers: int, align: bool) -> None:
+    """Decode all images into `folder`; unreadable ones are skipped, counted and named."""
+    n = len(source.files)
+    staging = np.lib.format.open_memmap(
+        folder / "staging.npy", mode="w+", dtype=np.uint8, shape=(n, 3, size, size)
+    )
+    kept: list[int] = []
+    skipped: list[str] = []
+    load = partial(load_training_image, size=size, align=align)
+    with tqdm(total=n, desc="Preprocessing images", unit="img") as progress:
+        for index, result in enumerate(parallel_map(load, source.files, workers)):
+            if isinstance(result, str):
+                skipped.append(f"{source.files[index].name}: {result}")
+            else:
+                staging[len(kept)] = result
+                kept.append(index)
+            progress.update()
+    if not kept:
+        raise ValueError(f"None of the {n} images could be read, e.g. {skipped[0]}.")
+    staging.flush()
+    del staging
+    if skipped:
+        compact_rows(folder / "staging.npy", folder / "images.npy", len(kept))
+        log.warning("Skipped %d unreadable image(s), e.g. %s", len(skipped), skipped[0])
+    else:
+        (folder / "staging.npy").rename(folder / "images.npy")
+    np.save(folder / "labels.npy", source.labels[kept])
+    np.save(folder / "split.npy", source.split[kept])
+    meta = {"attributes": source.attributes, "skipped": len(skipped), "skipped_files": skipped[:50]}
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
+    """`map` in order, over processes when there is more than one worker to use."""
+    if workers <= 1 or len(items) < 64:
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(fn, items, chunksize=32)
+
+
+def compact_rows(staging: Path, final: Path, n_rows: int) -> None:
+    """Copy the first `n_rows` into an .npy of the right length, chunk by chunk."""
+    source = np.load(staging, mmap_mode="r")
+    target = np.lib.format.open_memmap(
+        final, mode="w+", dtype=np.uint8, shape=(n_rows, *source.shape[1:])
+    )
+    for start in range(0, n_rows, 1024):
+        target[start : start + 1024] = source[start : min(start + 1024, n_rows)]
+    target.flush()
+    del target, source
+    staging.unlink()
+
+
+def load_prepared(folder: Path) -> PreparedData:
+    meta = json.loads((folder / "meta.json").read_text())
+    return PreparedData(
+        images=np.load(folder / "images.npy", mmap_mode="r"),
+        labels=np.load(folder / "labels.npy"),
+        attributes=meta["attributes"],
+        split=np.load(folder / "split.npy"),
+        skipped=meta["skipped"],
+        path=folder,
+    )
+
+
+class BatchStream:
+    """Random training batches whose content depends only on (seed, step).
+
+    Stateless sampling means a resumed run sees exactly the batches an uninterrupted run would:
+    each epoch is a permutation seeded by (seed, epoch); flips by (seed, step). A thread builds
+    the next batches while the current step computes.
+    """
+
+    def __init__(
+        self,
+        data: PreparedData,
+        indices: np.ndarray,
+        attribute_columns: np.ndarray,
+        batch_size: int,
+        seed: int,
+        flip: bool = True,
+    ):
+        if len(indices) == 0:
+            raise ValueError("The training split is empty: add images.")
+        self.data, self.indices, self.columns = data, indices, attribute_columns
+        self.batch_size, self.seed, self.flip = batch_size, seed, flip
+        self.batches_per_epoch = max(1, len(indices) // batch_size)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8 images B×3×S×S (flipped at random) and float 0/1 labels B×A for `step`."""
+        epoch, position = divmod(step, self.batches_per_epoch)
+        order = torch.randperm(len(self.indices), generator=seeded(self.seed, epoch))
+        if len(self.indices) < self.batch_size:
+            chosen = torch.randint(
+                len(self.indices), (self.batch_size,), generator=seeded(self.seed, epoch)
+            )
+        else:
+            chosen = order[position * self.batch_size : (position + 1) * self.batch_size]
+        rows = np.sort(self.indices[chosen.numpy()])
+        images = torch.from_numpy(np.ascontiguousarray(self.data.images[rows]))
+        if self.flip:
+            mirrored = torch.rand(len(rows), generator=seeded(self.seed, step, 1)) < 0.5
+            images[mirrored] = images[mirrored].flip(-1)
+        labels = torch.from_numpy(self.data.labels[rows][:, self.columns])
+        return images, labels
+
+    def prefetch(
+        self, start: int, stop: int, depth: int = 3
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches for steps start…stop-1, built `depth` ahead in a background thread."""
+        ready: queue.Queue = queue.Queue(maxsize=depth)
+        stop_flag = threading.Event()
+
+        def produce() -> None:
+            for step in range(start, stop):
+                if stop_flag.is_set():
+                    return
+                ready.put(self.batch(step))
+
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            for _ in range(start, stop):
+                yield ready.get()
+        finally:
+            stop_flag.set()
+            while worker.is_alive():
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    worker.join(0.01)
+
+
+def seeded(*parts: int) -> torch.Generator:
+    """A generator whose stream is a pure function of `parts`."""
+    return torch.Generator().manual_seed(hash(parts) & 0x7FFF_FFFF_FFFF_FFFF)

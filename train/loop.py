@@ -1,0 +1,323 @@
+"""One training run of a Fader Network, from the first batch to the exported model.
+
+Each step (Section 3 of the paper, as in the authors' code):
+1. the latent discriminator learns to predict the attributes y from z = E(x);
+2. the autoencoder learns to reconstruct x from (z, y) while the encoder makes the discriminator
+   predict the *flipped* attributes 1 − y, weighted by λ_dis, which ramps up from 0.
+Both use Adam (lr 2e-4, β1 0.5) and gradient-norm clipping at 5.
+
+Both updates share one forward pass of the encoder: the discriminator trains on z.detach(), then
+the autoencoder's loss reads the same z through the just-updated discriminator. The authors
+encoded a separate batch for the discriminator; sharing it is the usual alternating GAN update
+and saves an encoder pass per step.
+"""
+
+import logging
+import math
+import shutil
+import signal
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fader.model import (
+    WEIGHTS_NAME,
+    FaderConfig,
+    FaderNetwork,
+    LatentDiscriminator,
+    attribute_channels,
+    attribute_loss,
+)
+from train.card import model_card
+from train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from train.config import TrainConfig, lambda_schedule
+from train.data import BatchStream, PreparedData
+from train.evaluate import evaluate, held_out_batches, sample_grid, to_model_range
+from train.sources import TRAIN, VALIDATION
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
+log = logging.getLogger("train")
+SAMPLE_GRID_NAME = "sample_grid.png"
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is left untouched."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: a checkpoint was saved and the run can be resumed."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu.")
+    return torch.device(name)
+
+
+def adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
+    return torch.optim.Adam(
+        module.parameters(), lr=config.lr, betas=(config.beta1, 0.999), foreach=True
+    )
+
+
+def training_step(
+    model: FaderNetwork,
+    discriminator: LatentDiscriminator,
+    optimizers: dict[str, torch.optim.Optimizer],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    lambda_dis: float,
+    clip: float,
+) -> dict[str, torch.Tensor]:
+    """One discriminator update and one autoencoder update on a batch of uint8 images."""
+    x = to_model_range(images)
+    z = model.encode(x)
+
+    # 1. The discriminator reads the true attributes from z (the encoder is not updated here).
+    discriminator.train()
+    dis_loss = attribute_loss(discriminator(z.detach()), labels)
+    optimizers["discriminator"].zero_grad(set_to_none=True)
+    dis_loss.backward()
+    nn.utils.clip_grad_norm_(discriminator.parameters(), clip)
+    optimizers["discriminator"].step()
+
+    # 2. Reconstruct from (z, y) and push the discriminator toward the flipped attributes.
+    reconstruction_loss = F.mse_loss(model.decode(z, attribute_channels(labels)), x)
+    discriminator.eval()  # no dropout when it judges the encoder, as in the authors' code
+    discriminator.requires_grad_(False)  # its weights get no gradient from this loss
+    adversarial_loss = attribute_loss(discriminator(z), 1 - labels)
+    discriminator.requires_grad_(True)
+    loss = reconstruction_loss + lambda_dis * adversarial_loss
+    optimizers["autoencoder"].zero_grad(set_to_none=True)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizers["autoencoder"].step()
+    return {
+        "reconstruction": reconstruction_loss,
+        "discriminator": dis_loss,
+        "adversarial": adversarial_loss,
+    }
+
+
+class StopOnSignal:
+    """Turns Ctrl-C / SIGTERM into a flag checked between steps, so a step is never cut in half."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.previous = {}
+
+    def __enter__(self) -> "StopOnSignal":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self.request)
+        return self
+
+    def request(self, signum: int, frame: object) -> None:
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def export_model(model: FaderNetwork, out: Path, grid: torch.Tensor | None) -> None:
+    """Write config.json, model.safetensors, the card and its sample grid into `out`.
+
+    Files are built in a temporary folder and moved in one by one (each move is atomic), so a
+    reader never sees a half-written weights file.
+    """
+    from torchvision.utils import save_image
+
+    staging = out / ".export.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    if grid is not None:
+        save_image(grid, staging / SAMPLE_GRID_NAME)
+    (staging / "README.md").write_text(
+        model_card(model.config, SAMPLE_GRID_NAME if grid is not None else None)
+    )
+    for file in staging.iterdir():
+        file.replace(out / file.name)
+    staging.rmdir()
+
+
+class Trainer:
+    """The state of one run (networks, optimizers, data, logs) and what happens to it each step."""
+
+    def __init__(
+        self,
+        model_config: FaderConfig,
+        config: TrainConfig,
+        data: PreparedData,
+        out: Path,
+        resume: bool = False,
+        run_info: dict | None = None,
+    ):
+        """Build the networks, or restore them from `out`'s checkpoint when resuming.
+
+        `run_info` (data paths, preset) is kept in the checkpoint only, so `--resume` can find
+        the data again while the exported model carries no local paths.
+        """
+        self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.model = FaderNetwork(model_config).to(self.device)
+        self.discriminator = LatentDiscriminator(model_config).to(self.device)
+        self.modules = {"model": self.model, "discriminator": self.discriminator}
+        self.optimizers = {
+            "autoencoder": adam(self.model, config),
+            "discriminator": adam(self.discriminator, config),
+        }
+        self.checkpoint = out / CHECKPOINT_NAME
+        self.start = (
+            load_checkpoint(self.checkpoint, self.modules, self.optimizers) if resume else 0
+        )
+
+        self.columns = data.attribute_columns(model_config.attributes)
+        self.stream = BatchStream(
+            data, data.indices(TRAIN), self.columns, config.batch_size, config.seed
+        )
+        self.held_out = data.indices(VALIDATION)[: config.eval_images]
+        if len(self.held_out) == 0:
+            log.warning("No validation images: evaluating on training images.")
+            self.held_out = data.indices(TRAIN)[: config.eval_images]
+        self.grid: torch.Tensor | None = None
+        recorded = {
+            "steps",
+            "batch_size",
+            "lr",
+            "beta1",
+            "lambda_dis",
+            "lambda_schedule",
+            "clip_grad_norm",
+            "seed",
+        }
+        model_config.training.update({k: v for k, v in asdict(config).items() if k in recorded})
+        model_config.training["train_images"] = len(self.stream.indices)
+
+    @property
+    def model_config(self) -> FaderConfig:
+        return self.model.config
+
+    def evaluate(self, step: int, writer: "SummaryWriter") -> None:
+        """Validation metrics and a sample grid, to the log, TensorBoard and samples/."""
+        from torchvision.utils import save_image
+
+        batches = held_out_batches(self.data, self.held_out, self.columns, 64)
+        metrics = evaluate(self.model, self.discriminator, batches, self.device)
+        rows = self.held_out[:8]
+        self.grid = sample_grid(
+            self.model,
+            torch.from_numpy(np.ascontiguousarray(self.data.images[rows])),
+            torch.from_numpy(self.data.labels[rows][:, self.columns]),
+        )
+        self.model_config.metrics.update(metrics)
+        for name, value in metrics.items():
+            writer.add_scalar(f"validation/{name}", value, step)
+        writer.add_image("samples", self.grid, step)
+        (self.out / "samples").mkdir(exist_ok=True)
+        save_image(self.grid, self.out / "samples" / f"step_{step:07d}.png")
+        log.info(
+            "step %d: validation MSE %.4f, PSNR %.2f dB, latent-discriminator accuracy %.3f",
+            step,
+            metrics["reconstruction_mse"],
+            metrics["psnr"],
+            metrics["latent_discriminator_accuracy"],
+        )
+
+    def save(self, step: int) -> None:
+        """Checkpoint (for --resume) and the exported model folder, both written atomically."""
+        self.model_config.training["steps_done"] = step
+        info = {
+            "fader_config": asdict(self.model_config),
+            "train_config": asdict(self.config),
+            "run": self.run_info,
+        }
+        save_checkpoint(self.checkpoint, self.modules, self.optimizers, step, info)
+        export_model(self.model, self.out, self.grid)
+
+    def fit(self) -> FaderNetwork:
+        """Train from the current step to `config.steps`; return the model in eval mode."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        config = self.config
+        if self.start >= config.steps:
+            log.info("The checkpoint is at step %d: --steps %d is done.", self.start, config.steps)
+            if not (self.out / WEIGHTS_NAME).is_file():
+                export_model(self.model, self.out, self.grid)
+            return self.model.eval()
+        if self.start:
+            log.info("Resuming from step %d of %d.", self.start, config.steps)
+        speed = ImagesPerSecond()
+        progress = tqdm(total=config.steps, initial=self.start, desc="Training", unit="step")
+        writer = SummaryWriter(str(self.out / "tensorboard"))
+        self.model.train()
+        batches = self.stream.prefetch(self.start, config.steps)
+        with StopOnSignal() as stop, writer, progress:
+            for step, (images, labels) in enumerate(batches, start=self.start):
+                lam = lambda_schedule(step, config.lambda_dis, config.lambda_schedule)
+                losses = training_step(
+                    self.model,
+                    self.discriminator,
+                    self.optimizers,
+                    images.to(self.device),
+                    labels.to(self.device),
+                    lam,
+                    config.clip_grad_norm,
+                )
+                values = {name: loss.item() for name, loss in losses.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise TrainingDiverged(
+                        f"Loss became {values} at step {step}; stopped without saving. "
+                        f"The last good checkpoint is {self.checkpoint}. Try a lower --lr."
+                    )
+                done = step + 1
+                rate = speed.update(len(images))
+                progress.set_postfix(
+                    recon=f"{values['reconstruction']:.4f}",
+                    dis=f"{values['discriminator']:.3f}",
+                    lam=f"{lam:.2e}",
+                    img_s=f"{rate:.1f}",
+                    refresh=False,
+                )
+                progress.update()
+                for name, value in values.items():
+                    writer.add_scalar(f"train/{name}_loss", value, done)
+                writer.add_scalar("train/lambda_dis", lam, done)
+                writer.add_scalar("train/images_per_second", rate, done)
+                if done % config.eval_every == 0 or done == config.steps:
+                    self.evaluate(done, writer)
+                if done % config.save_every == 0 or done == config.steps or stop.requested:
+                    self.save(done)
+                if stop.requested:
+                    raise TrainingInterrupted(
+                        f"Stopped at step {done}; checkpoint saved to {self.checkpoint}."
+                    )
+        return self.model.eval()
+
+
+class ImagesPerSecond:
+    """A smoothed throughput figure for the progress bar."""
+
+    def __init__(self) -> None:
+        self.last = time.perf_counter()
+        self.rate: float | None = None
+
+    def update(self, images: int) -> float:
+        now = time.perf_counter()
+        current = images / max(now - self.last, 1e-9)
+        self.last = now
+        self.rate = current if self.rate is None else 0.9 * self.rate + 0.1 * current
+        return self.rate

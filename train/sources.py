@@ -1,0 +1,198 @@
+"""Dataset layouts the trainer reads: CelebA, a folder with a labels CSV, or class sub-folders.
+
+Each reader returns the same `Source`: image files, 0/1 labels per attribute, and a split.
+Reading a source only lists files and parses labels; decoding images is `train/data.py`'s job.
+"""
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+TRAIN, VALIDATION, TEST = 0, 1, 2
+
+
+@dataclass
+class Source:
+    root: Path
+    files: list[Path]
+    labels: np.ndarray  # N×A float32 of 0/1
+    attributes: list[str]
+    split: np.ndarray  # N int8: TRAIN, VALIDATION or TEST
+    layout: str  # "celeba", "csv" or "folders": how it was read, for logs and model cards
+
+
+def open_source(data: Path, labels_csv: Path | None = None) -> Source:
+    """Read whichever layout `data` has; fail with a message that says what was expected."""
+    data = Path(data)
+    if not data.is_dir():
+        raise ValueError(f"--data {data} is not a folder.")
+    if labels_csv is not None:
+        return read_labels_csv(data, Path(labels_csv))
+    celeba_root = find_celeba(data)
+    if celeba_root is not None:
+        return read_celeba(celeba_root)
+    return read_class_folders(data)
+
+
+def find_celeba(data: Path) -> Path | None:
+    """The folder holding `img_align_celeba/` and `list_attr_celeba.txt`, also torchvision's."""
+    for root in (data, data / "celeba"):
+        if (root / "img_align_celeba").is_dir() and (root / "list_attr_celeba.txt").is_file():
+            return root
+    return None
+
+
+def read_celeba(root: Path) -> Source:
+    """CelebA's attribute file: a count, then the 40 names, then `file  1 -1 …` rows."""
+    lines = (root / "list_attr_celeba.txt").read_text().splitlines()
+    if len(lines) < 3:
+        raise ValueError(f"{root / 'list_attr_celeba.txt'} is too short to be CelebA's file.")
+    attributes = lines[1].split()
+    names, rows = [], []
+    for line_number, line in enumerate(lines[2:], start=3):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(attributes) + 1:
+            raise ValueError(
+                f"list_attr_celeba.txt line {line_number} has {len(fields) - 1} values, "
+                f"expected {len(attributes)}."
+            )
+        names.append(fields[0])
+        rows.append([int(v) > 0 for v in fields[1:]])
+    images = root / "img_align_celeba"
+    partition = read_celeba_partition(root / "list_eval_partition.txt", names)
+    return Source(
+        root=root,
+        files=[images / name for name in names],
+        labels=np.asarray(rows, dtype=np.float32).reshape(len(names), len(attributes)),
+        attributes=attributes,
+        split=partition if partition is not None else random_split(len(names)),
+        layout="celeba",
+    )
+
+
+def read_celeba_partition(path: Path, names: list[str]) -> np.ndarray | None:
+    """CelebA's official split (0 train, 1 validation, 2 test), when the file is there."""
+    if not path.is_file():
+        return None
+    by_name = dict(line.split()[:2] for line in path.read_text().splitlines() if line.strip())
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        raise ValueError(f"{path} has no split for {len(missing)} images, e.g. {missing[0]}.")
+    return np.asarray([int(by_name[name]) for name in names], dtype=np.int8)
+
+
+def read_labels_csv(data: Path, labels_csv: Path) -> Source:
+    """A CSV with a `file` column (relative to `data`) and one 0/1 column per attribute."""
+    if not labels_csv.is_file():
+        raise ValueError(f"--labels {labels_csv} does not exist.")
+    with labels_csv.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = reader.fieldnames or []
+        if "file" not in columns:
+            raise ValueError(f"{labels_csv} needs a 'file' column; its columns are {columns}.")
+        attributes = [c for c in columns if c != "file"]
+        if not attributes:
+            raise ValueError(f"{labels_csv} has no attribute columns beside 'file'.")
+        files, rows = [], []
+        for line_number, row in enumerate(reader, start=2):
+            files.append(data / row["file"])
+            rows.append([parse_flag(row[a], labels_csv, line_number, a) for a in attributes])
+    if not files:
+        raise ValueError(f"{labels_csv} lists no images.")
+    missing = [f for f in files if not f.is_file()]
+    if missing:
+        raise ValueError(
+            f"{labels_csv} names {len(missing)} file(s) not found under {data}, "
+            f"e.g. {missing[0].name}. Fix the CSV or add the images."
+        )
+    return Source(
+        root=data,
+        files=files,
+        labels=np.asarray(rows, dtype=np.float32),
+        attributes=attributes,
+        split=random_split(len(files)),
+        layout="csv",
+    )
+
+
+def parse_flag(value: str | None, path: Path, line_number: int, column: str) -> bool:
+    """Accept the spellings labels come in: 1/0, 1/-1 (CelebA's), true/false, yes/no."""
+    text = (value or "").strip().lower()
+    if text in {"1", "true", "yes"}:
+        return True
+    if text in {"0", "-1", "false", "no"}:
+        return False
+    raise ValueError(f"{path} line {line_number}, column {column!r}: {value!r} is not 0 or 1.")
+
+
+def read_class_folders(data: Path) -> Source:
+    """One sub-folder per class; each class becomes a 0/1 attribute (one-hot labels)."""
+    classes = sorted(
+        d for d in data.iterdir() if d.is_dir() and not d.name.startswith(".") and image_files(d)
+    )
+    if not classes:
+        raise ValueError(
+            f"No images found in {data}. Expected CelebA's layout (img_align_celeba/ and "
+            "list_attr_celeba.txt), --labels labels.csv, or one sub-folder of images per class."
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            f"{data} has one class folder ({classes[0].name}); a Fader model needs at least two "
+            "classes to slide between, or a --labels CSV."
+        )
+    files, rows = [], []
+    for index, folder in enumerate(classes):
+        for file in image_files(folder):
+            files.append(file)
+            rows.append(np.eye(len(classes), dtype=np.float32)[index])
+    return Source(
+        root=data,
+        files=files,
+        labels=np.stack(rows),
+        attributes=[folder.name for folder in classes],
+        split=random_split(len(files)),
+        layout="folders",
+    )
+
+
+def image_files(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+
+
+def random_split(n: int, fraction: float = 0.05, seed: int = 0) -> np.ndarray:
+    """A fixed split for data without one: 5% validation, 5% test (at least one image each)."""
+    split = np.full(n, TRAIN, dtype=np.int8)
+    if n < 3:
+        return split
+    held_out = max(1, round(n * fraction))
+    order = np.random.default_rng(seed).permutation(n)
+    split[order[:held_out]] = VALIDATION
+    split[order[held_out : 2 * held_out]] = TEST
+    return split
+
+
+def select_attributes(source: Source, requested: list[str] | None) -> list[str]:
+    """Canonical names for `--attrs` (case-insensitive); all of them when none are asked for."""
+    if not requested:
+        if source.layout == "celeba":
+            raise ValueError(
+                "Choose the CelebA attributes to train with --attrs, e.g. --attrs Smiling Male. "
+                f"Valid: {', '.join(source.attributes)}."
+            )
+        return list(source.attributes)
+    by_lower = {name.lower(): name for name in source.attributes}
+    unknown = [name for name in requested if name.lower() not in by_lower]
+    if unknown:
+        raise ValueError(
+            f"Unknown attribute(s) {', '.join(unknown)}. "
+            f"Valid attributes of this dataset: {', '.join(source.attributes)}."
+        )
+    chosen = [by_lower[name.lower()] for name in requested]
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"--attrs names an attribute twice: {requested}.")
+    return chosen
