@@ -1,0 +1,18 @@
+"""Shared fixtures. The Hub is never reached from tests: offline mode is set before any import."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("FADER_OFFLINE", "1")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.builders import make_celeba  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def celeba_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 40-image folder in CelebA's layout and file formats, shared by the tests that read it."""
+    return make_celeba(tmp_path_factory.mktemp("celeba"))
