@@ -24,7 +24,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+)
 from safetensors.torch import load_model
 from torch import nn
 
@@ -226,6 +231,30 @@ class FaderNetwork(
         return attribute_channels(torch.tensor([alpha] * batch_size, device=device))
 
     @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, **kwargs: Any
+    ) -> "FaderNetwork":
+        """Load from a local model folder or a Hub repo id, with errors that say what to do."""
+        name = str(pretrained_model_name_or_path)
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except LocalEntryNotFoundError as error:
+            raise ValueError(
+                f"{name} is neither a local folder nor in the Hugging Face cache, and the Hub "
+                "cannot be reached (offline?). Connect once to download it, or pass a folder."
+            ) from error
+        except RepositoryNotFoundError as error:
+            raise ValueError(
+                f"No model {name} on the Hugging Face Hub (private? log in with `hf auth login`)."
+            ) from error
+        except TypeError as error:
+            raise ValueError(
+                f"{name} is not a Fader model: its config.json has no attributes."
+            ) from error
+        except HfHubHTTPError as error:
+            raise ValueError(f"Could not download {name} from the Hub: {error}") from error
+
+    @classmethod
     def _from_pretrained(
         cls,
         *,
@@ -258,12 +287,5 @@ class FaderNetwork(
                 )
             except EntryNotFoundError as error:
                 raise ValueError(f"{model_id} has no {WEIGHTS_NAME}: not a Fader model.") from error
-            except LocalEntryNotFoundError as error:
-                raise ValueError(
-                    f"{model_id} is not in the local Hugging Face cache and the Hub cannot be "
-                    "reached (offline?). Connect once to download it, or pass a local folder."
-                ) from error
-            except HfHubHTTPError as error:
-                raise ValueError(f"Could not download {model_id} from the Hub: {error}") from error
         load_model(model, str(weights), strict=strict, device=map_location)
         return model.eval()

@@ -5,11 +5,11 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("FADER_OFFLINE", "1")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.builders import make_celeba  # noqa: E402
+from tests.builders import make_celeba
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,131 @@
+"""Reading the dataset layouts users have, and the uint8 cache training reads by memory map."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.builders import CELEBA_ATTRIBUTES, make_celeba, make_class_folders, make_labelled_folder
+from train.data import BatchStream, centre_square_resized, prepare
+from train.sources import TEST, TRAIN, VALIDATION, open_source, select_attributes
+
+
+def test_celeba_layout_reads_attributes_and_official_split(celeba_dir: Path):
+    source = open_source(celeba_dir)
+    assert source.layout == "celeba"
+    assert source.attributes == CELEBA_ATTRIBUTES
+    assert len(source.files) == 40 and source.files[0].name == "000001.jpg"
+    assert set(np.unique(source.labels)) == {0.0, 1.0}
+    assert [(source.split == s).sum() for s in (TRAIN, VALIDATION, TEST)] == [32, 4, 4]
+    first_row = (celeba_dir / "list_attr_celeba.txt").read_text().splitlines()[2].split()[1:]
+    assert source.labels[0].tolist() == [float(v == "1") for v in first_row]
+
+
+def test_torchvision_celeba_layout_is_found_too(tmp_path: Path):
+    make_celeba(tmp_path, n=6, torchvision_layout=True)
+    source = open_source(tmp_path)
+    assert source.layout == "celeba" and source.root == tmp_path / "celeba"
+
+
+def test_attribute_names_are_matched_case_insensitively_and_unknown_ones_listed(celeba_dir: Path):
+    source = open_source(celeba_dir)
+    assert select_attributes(source, ["smiling", "MALE"]) == ["Smiling", "Male"]
+    with pytest.raises(
+        ValueError, match="Unknown attribute.*Beard.*Valid.*Eyeglasses, Male, Smiling"
+    ):
+        select_attributes(source, ["Beard"])
+    with pytest.raises(ValueError, match="--attrs"):
+        select_attributes(source, None)
+
+
+def test_labels_csv_gives_one_attribute_per_column(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos")
+    source = open_source(folder, labels)
+    assert source.attributes == ["Smiling", "Male"]
+    assert source.labels[:3].tolist() == [[1, 1], [0, 0], [1, 0]]
+    assert (source.split == VALIDATION).sum() >= 1 and (source.split == TEST).sum() >= 1
+
+
+def test_labels_csv_naming_a_missing_file_is_refused(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    labels.write_text(labels.read_text() + "not_there.png,1,0\n")
+    with pytest.raises(ValueError, match="1 file.*not found.*not_there.png"):
+        open_source(folder, labels)
+
+
+def test_labels_csv_with_a_value_that_is_not_a_flag_names_the_line(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    labels.write_text(labels.read_text().replace("photo_2.png,1,0", "photo_2.png,maybe,0"))
+    with pytest.raises(ValueError, match="line 4.*'maybe'"):
+        open_source(folder, labels)
+
+
+def test_class_folders_become_one_hot_attributes(tmp_path: Path):
+    source = open_source(make_class_folders(tmp_path))
+    assert source.layout == "folders" and source.attributes == ["day", "night"]
+    assert source.labels.sum(1).tolist() == [1.0] * 24
+    assert source.labels[:12, 0].all() and source.labels[12:, 1].all()
+
+
+def test_empty_folder_says_which_layouts_are_expected(tmp_path: Path):
+    with pytest.raises(ValueError, match="No images found.*img_align_celeba.*--labels.*sub-folder"):
+        open_source(tmp_path)
+
+
+def test_celeba_frame_is_cropped_to_its_centre_square_like_the_authors():
+    frame = np.zeros((218, 178, 3), np.uint8)
+    frame[:20] = 255  # rows the authors drop above …
+    frame[198:] = 255  # … and below
+    frame[20:198, :, 1] = 100
+    crop = centre_square_resized(Image.fromarray(frame), 178)
+    assert crop.shape == (178, 178, 3)
+    assert (crop[..., 0] == 0).all() and (crop[..., 1] == 100).all()
+
+
+def test_cache_is_uint8_memory_mapped_and_reused(celeba_dir: Path, tmp_path: Path):
+    source = open_source(celeba_dir)
+    data = prepare(source, 32, tmp_path, workers=1)
+    assert isinstance(data.images, np.memmap)
+    assert data.images.dtype == np.uint8 and data.images.shape == (40, 3, 32, 32)
+    assert data.images.std() > 10, "real pixels, not zeros"
+    stamp = (data.path / "images.npy").stat().st_mtime_ns
+    again = prepare(source, 32, tmp_path, workers=1)
+    assert again.path == data.path and (again.path / "images.npy").stat().st_mtime_ns == stamp
+    assert prepare(source, 64, tmp_path, workers=1).path != data.path
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path):
+    root = make_celeba(tmp_path / "data", n=8)
+    images = root / "img_align_celeba"
+    (images / "000002.jpg").write_bytes(b"this is not a jpeg")
+    truncated = (images / "000005.jpg").read_bytes()
+    (images / "000005.jpg").write_bytes(truncated[:200])
+    data = prepare(open_source(root), 32, tmp_path / "cache", workers=2)
+    assert data.skipped == 2
+    assert data.images.shape[0] == 6 and len(data.labels) == 6 and len(data.split) == 6
+    expected = np.delete(open_source(root).labels, [1, 4], axis=0)
+    assert np.array_equal(data.labels, expected)
+
+
+def test_parallel_preprocessing_matches_serial(tmp_path: Path):
+    root = make_celeba(tmp_path / "data", n=70)
+    source = open_source(root)
+    serial = prepare(source, 32, tmp_path / "serial", workers=1)
+    parallel = prepare(source, 32, tmp_path / "parallel", workers=2)
+    assert np.array_equal(np.asarray(serial.images), np.asarray(parallel.images))
+
+
+def test_batches_depend_only_on_seed_and_step(celeba_dir: Path, tmp_path: Path):
+    data = prepare(open_source(celeba_dir), 32, tmp_path, workers=1)
+    columns = data.attribute_columns(["Smiling"])
+    stream = BatchStream(data, data.indices(TRAIN), columns, batch_size=8, seed=3)
+    images, labels = stream.batch(5)
+    assert images.dtype.is_floating_point is False and images.shape == (8, 3, 32, 32)
+    assert labels.shape == (8, 1)
+    again = BatchStream(data, data.indices(TRAIN), columns, batch_size=8, seed=3).batch(5)
+    assert all(np.array_equal(a, b) for a, b in zip((images, labels), again, strict=True))
+    prefetched = list(stream.prefetch(4, 7))
+    assert len(prefetched) == 3 and np.array_equal(prefetched[1][0], images)
+    epoch = np.concatenate([stream.batch(s)[0].numpy() for s in range(4)])
+    assert len({row.tobytes() for row in epoch}) == 32, "one epoch visits every image once"
