@@ -1,0 +1,264 @@
+"""The training algorithm and `python -m train`, run for real on small datasets made on disk."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fader.model import FaderConfig, FaderNetwork, LatentDiscriminator
+from tests.builders import make_celeba, make_class_folders, make_labelled_folder
+from train.__main__ import main, parse_args
+from train.checkpoint import read_checkpoint_info
+from train.config import PRESETS, TrainConfig, lambda_schedule
+from train.loop import adam, training_step
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_networks(attributes: list[str]) -> tuple[FaderNetwork, LatentDiscriminator, dict]:
+    torch.manual_seed(0)
+    config = FaderConfig(attributes=attributes, **PRESETS["tiny"]["model"])
+    model, discriminator = FaderNetwork(config), LatentDiscriminator(config)
+    optimizers = {
+        "autoencoder": adam(model, TrainConfig()),
+        "discriminator": adam(discriminator, TrainConfig()),
+    }
+    return model.train(), discriminator, optimizers
+
+
+def test_lambda_ramps_linearly_from_zero_then_stays():
+    assert lambda_schedule(0, 1e-4, 500_000) == 0
+    assert lambda_schedule(250_000, 1e-4, 500_000) == pytest.approx(5e-5)
+    assert lambda_schedule(500_000, 1e-4, 500_000) == pytest.approx(1e-4)
+    assert lambda_schedule(2_000_000, 1e-4, 500_000) == pytest.approx(1e-4)
+    assert lambda_schedule(0, 1e-4, 0) == 1e-4
+
+
+def test_encoder_is_trained_against_the_flipped_attributes():
+    """A discriminator that reads y perfectly is cheap for itself and costly for the encoder."""
+    model, discriminator, optimizers = tiny_networks(["Smiling"])
+    with torch.no_grad():
+        discriminator.proj[-1].weight.zero_()
+        discriminator.proj[-1].bias.copy_(torch.tensor([-10.0, 10.0]))  # always says "1"
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.ones(8, 1)
+    losses = training_step(model, discriminator, optimizers, images, labels, 1e-4, 5.0)
+    assert losses["discriminator"].item() < 1e-3, "true labels: the discriminator is right"
+    assert losses["adversarial"].item() > 10, "flipped labels: the encoder is penalised"
+
+
+def test_adversarial_loss_trains_the_encoder_and_leaves_the_discriminator_alone():
+    """Same start, λ = 0 vs λ = 100: the encoder moves differently, the discriminator's
+    gradients (from its own step only) are identical."""
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 2, (8, 2)).float()
+    results = []
+    for lam in (0.0, 100.0):
+        model, discriminator, optimizers = tiny_networks(["Smiling", "Male"])
+        torch.manual_seed(1)
+        training_step(model, discriminator, optimizers, images, labels, lam, 5.0)
+        results.append(
+            (model.encoder.state_dict(), [p.grad.clone() for p in discriminator.parameters()])
+        )
+    (encoder_a, grads_a), (encoder_b, grads_b) = results
+    assert any(not torch.equal(encoder_a[k], encoder_b[k]) for k in encoder_a)
+    assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b, strict=True))
+
+
+def run_cli(*args: str) -> int:
+    return main([str(a) for a in args])
+
+
+def logged_mse(out: Path) -> list[float]:
+    return [
+        float(m) for m in re.findall(r"validation MSE ([\d.]+)", (out / "train.log").read_text())
+    ]
+
+
+def test_training_on_celeba_layout_reduces_reconstruction_error(celeba_dir: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    code = run_cli(
+        "--data", celeba_dir, "--attrs", "Smiling", "Male", "--preset", "tiny", "--steps", 150,
+        "--eval-every", 25, "--out", out, "--cache-dir", tmp_path / "cache", "--workers", 1,
+    )  # fmt: skip
+    assert code == 0
+    mse = logged_mse(out)
+    assert len(mse) == 6 and mse[-1] < 0.6 * mse[0], mse
+    assert len(list((out / "samples").glob("step_*.png"))) == 6
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    model = FaderNetwork.from_pretrained(out)
+    assert model.config.attributes == ["Smiling", "Male"] and model.config.preprocessing == "celeba"
+    assert model.config.metrics["reconstruction_mse"] == pytest.approx(mse[-1], abs=1e-4)
+    assert model.config.training["steps_done"] == 150
+    assert "data" not in model.config.training, "no local paths in a model that may be published"
+    checkpoint = load_file(str(out / "checkpoint.safetensors"))
+    weights = load_file(str(out / "model.safetensors"))
+    assert any(k.startswith("discriminator.") for k in checkpoint)
+    assert not any("discriminator" in k for k in weights), "the discriminator is training-only"
+    assert all(torch.equal(checkpoint[f"model.{k}"], v) for k, v in weights.items())
+    card = (out / "README.md").read_text()
+    assert "Smiling" in card and "sample_grid.png" in card and (out / "sample_grid.png").is_file()
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(celeba_dir: Path, tmp_path: Path):
+    common = [
+        "--preset",
+        "tiny",
+        "--eval-every",
+        1000,
+        "--cache-dir",
+        tmp_path / "cache",
+        "--workers",
+        1,
+    ]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert (
+        run_cli(
+            "--data", celeba_dir, "--attrs", "Smiling", "--steps", 30, "--out", straight, *common
+        )
+        == 0
+    )
+    assert (
+        run_cli("--data", celeba_dir, "--attrs", "Smiling", "--steps", 12, "--out", split, *common)
+        == 0
+    )
+    assert read_checkpoint_info(split / "checkpoint.safetensors")[0] == 12
+    assert run_cli("--out", split, "--resume", "--steps", 30) == 0
+    assert "Resuming from step 12 of 30" in (split / "train.log").read_text()
+    assert read_checkpoint_info(split / "checkpoint.safetensors")[0] == 30
+    a, b = (
+        load_file(str(straight / "model.safetensors")),
+        load_file(str(split / "model.safetensors")),
+    )
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resume_continues(celeba_dir: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    log = tmp_path / "stderr.txt"
+    command = [
+        sys.executable, "-m", "train", "--data", str(celeba_dir), "--attrs", "Smiling",
+        "--preset", "tiny", "--steps", "100000", "--save-every", "100000", "--eval-every", "100000",
+        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
+    ]  # fmt: skip
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, cwd=ROOT, stderr=stderr, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 120
+        while not re.search(r"Training: .* (\d{2,})/100000", log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 130
+    assert "Resume with: python -m train" in log.read_text()
+    step, _ = read_checkpoint_info(out / "checkpoint.safetensors")
+    assert step >= 10
+    FaderNetwork.from_pretrained(out)
+    assert not list(out.glob("*.tmp")), "no half-written files left behind"
+    assert run_cli("--out", out, "--resume", "--steps", step + 5) == 0
+    assert read_checkpoint_info(out / "checkpoint.safetensors")[0] == step + 5
+
+
+def test_labels_csv_and_class_folders_train_through_the_same_command(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos")
+    common = ["--preset", "tiny", "--steps", 4, "--cache-dir", tmp_path / "cache", "--workers", 1]
+    assert run_cli("--data", folder, "--labels", labels, "--out", tmp_path / "csv", *common) == 0
+    assert FaderNetwork.from_pretrained(tmp_path / "csv").config.attributes == ["Smiling", "Male"]
+    classes = make_class_folders(tmp_path / "daynight")
+    assert run_cli("--data", classes, "--out", tmp_path / "folders", *common) == 0
+    model = FaderNetwork.from_pretrained(tmp_path / "folders")
+    assert model.config.attributes == ["day", "night"] and model.config.preprocessing == "center"
+
+
+def test_bad_input_fails_at_once_with_a_message(celeba_dir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("--data", celeba_dir, "--attrs", "Beard", "--out", out) == 2
+    assert "Unknown attribute(s) Beard. Valid attributes" in capsys.readouterr().err
+    assert run_cli("--data", tmp_path / "missing", "--out", out) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert run_cli("--data", tmp_path / "empty", "--out", out) == 2
+    assert "No images found" in capsys.readouterr().err
+    assert run_cli("--out", tmp_path / "never-trained", "--resume") == 2
+    assert "does not exist; start without --resume" in capsys.readouterr().err
+    assert not (out / "checkpoint.safetensors").exists()
+
+
+def test_an_existing_run_is_never_overwritten_without_resume(
+    celeba_dir: Path, tmp_path: Path, capsys
+):
+    out = tmp_path / "run"
+    common = [
+        "--data",
+        celeba_dir,
+        "--attrs",
+        "Male",
+        "--preset",
+        "tiny",
+        "--cache-dir",
+        tmp_path / "c",
+    ]
+    assert run_cli(*common, "--steps", 3, "--out", out) == 0
+    before = (out / "checkpoint.safetensors").read_bytes()
+    assert run_cli(*common, "--steps", 3, "--out", out) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "checkpoint.safetensors").read_bytes() == before
+
+
+def test_training_skips_unreadable_images_and_says_how_many(tmp_path: Path):
+    root = make_celeba(tmp_path / "data", n=12)
+    (root / "img_align_celeba" / "000003.jpg").write_bytes(b"\xff\xd8 broken")
+    out = tmp_path / "run"
+    args = ["--data", root, "--attrs", "Smiling", "--preset", "tiny", "--steps", 3, "--out", out]
+    assert run_cli(*args, "--cache-dir", tmp_path / "cache") == 0
+    assert "1 of 12 images could not be read and were skipped" in (out / "train.log").read_text()
+    assert FaderNetwork.from_pretrained(out).config.training["skipped_images"] == 1
+
+
+def test_help_documents_every_setting(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = capsys.readouterr().out
+    flags = (
+        "--data --labels --attrs --out --preset --image-size --init-fm --n-layers --batch-size --lr"
+    )
+    flags += (
+        " --lambda-dis --lambda-schedule --steps --eval-every --save-every --seed --device --resume"
+    )
+    for flag in flags.split():
+        assert flag in text
+    assert "paper" in text and "authors" in text and "tiny" in text
+
+
+def test_presets_and_flags_combine(tmp_path: Path):
+    from train.__main__ import configs_from_args
+
+    args = parse_args(
+        ["--out", str(tmp_path), "--preset", "authors", "--lr", "1e-3", "--n-layers", "5"]
+    )
+    model_settings, train_config = configs_from_args(args)
+    assert model_settings == {"image_size": 256, "init_fm": 32, "max_fm": 512, "n_layers": 5}
+    assert train_config.lr == 1e-3 and train_config.batch_size == 32 and train_config.beta1 == 0.5
+    assert train_config.lambda_dis == 1e-4 and train_config.lambda_schedule == 500_000
+
+
+def test_device_that_is_not_there_is_refused_clearly(celeba_dir: Path, tmp_path: Path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    args = ["--data", celeba_dir, "--attrs", "Male", "--preset", "tiny", "--device", "cuda"]
+    assert run_cli(*args, "--out", tmp_path / "run", "--cache-dir", tmp_path / "c") == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def _restore_cwd():
+    cwd = os.getcwd()
+    yield
+    os.chdir(cwd)
