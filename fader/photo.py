@@ -1,0 +1,128 @@
+"""Load whatever a user uploads into one 8-bit RGB PIL image, or say clearly why not.
+
+Photos arrive as paths, bytes, file objects, PIL images or numpy arrays, in any PIL mode, often
+with an EXIF orientation tag, sometimes animated, truncated or absurdly large. Everything after
+this module can then assume an upright RGB image of sane size.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 50_000_000
+"""Largest image decoded at full size (50 MP: an 8-bit RGB copy is 150 MB). JPEGs above it are
+decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself; other formats are refused."""
+
+MIN_SIDE = 32
+"""Below this a face cannot hold enough pixels to align or edit."""
+
+PhotoSource = (
+    str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image | np.ndarray
+)
+
+
+class BadPhoto(ValueError):
+    """The input cannot be read as a photo; the message says why and what to do."""
+
+
+def load_photo(source: PhotoSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Return `source` as an upright 8-bit RGB image (transparency composited on white)."""
+    image = _open(source)
+    if image.width * image.height > max_pixels:
+        _shrink_while_decoding(image, max_pixels)
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise BadPhoto(f"The image is damaged or truncated ({error}); try re-saving it.") from error
+    image = _upright(image)
+    rgb = _to_rgb(image)
+    if min(rgb.size) < MIN_SIDE:
+        raise BadPhoto(
+            f"The image is {rgb.width}×{rgb.height} pixels: too small to hold a face. "
+            f"Use a photo at least {MIN_SIDE} pixels on each side (256 or more works best)."
+        )
+    return rgb
+
+
+def _open(source: PhotoSource) -> Image.Image:
+    """Open lazily: only the header is read, so the size can be checked before decoding."""
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return _from_array(source)
+    if isinstance(source, bytes | bytearray | memoryview):
+        source = io.BytesIO(bytes(source))
+    try:
+        return Image.open(source)
+    except UnidentifiedImageError as error:
+        raise BadPhoto(
+            "This file is not an image PIL can read (empty, corrupt or an unsupported format). "
+            "Upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo."
+        ) from error
+    except Image.DecompressionBombError as error:
+        raise BadPhoto(_too_large_message(error)) from error
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise BadPhoto(f"An image array must be H×W, H×W×3 or H×W×4, not {array.shape}.")
+    if array.dtype != np.uint8:
+        raise BadPhoto(f"An image array must be uint8 (0–255), not {array.dtype}.")
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def _shrink_while_decoding(image: Image.Image, max_pixels: int) -> None:
+    """Let the JPEG decoder skip detail (DCT scaling) instead of allocating a huge bitmap."""
+    if image.format == "JPEG":
+        for factor in (2, 4, 8):
+            if image.width * image.height <= max_pixels * factor * factor:
+                image.draft(image.mode, (image.width // factor, image.height // factor))
+                return
+    raise BadPhoto(_too_large_message(f"{image.width}×{image.height} pixels"))
+
+
+def _too_large_message(detail: object) -> str:
+    return (
+        f"The image is too large to process safely ({detail}). "
+        f"Resize it below {MAX_PIXELS // 1_000_000} megapixels and try again."
+    )
+
+
+def _upright(image: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation, as a phone's gallery shows the photo; broken EXIF is ignored."""
+    try:
+        return ImageOps.exif_transpose(image)
+    except (OSError, ValueError, TypeError, KeyError, SyntaxError):
+        return image
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return Image.fromarray(_high_depth_to_uint8(image)).convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    try:
+        return image.convert("RGB")
+    except ValueError as error:
+        raise BadPhoto(f"Images in PIL mode {image.mode!r} are not supported ({error}).") from error
+
+
+def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
+    """16-bit and 32-bit gray images: map their full range to 0–255 instead of clipping."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        top = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    return np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
