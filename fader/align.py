@@ -1,0 +1,304 @@
+"""Crop any photo exactly the way CelebA's aligned images were cropped, and paste edits back.
+
+The Fader Networks authors found their models "did not work on our images, unless they have the
+same format as images in the dataset". That format (Liu et al., "Deep Learning Face Attributes in
+the Wild", ICCV 2015, ``img_align_celeba``) is a non-reflective similarity transform — rotation,
+uniform scale, translation; no shear, no mirror — fitted by least squares so that the two eye
+centres and the mouth-corner midpoint land on fixed points of a 178×218 frame, with bicubic
+resampling and replicated borders. The authors then kept rows 20..197 (``img[20:-20]``, 178×178)
+and resized to 256. Here all of it is one affine map from the photo to the ``size``×``size`` crop,
+so the photo is resampled once, and its inverse is kept to paste the edited crop back.
+
+Eye and mouth points come from the 68 iBUG 300-W landmarks (see ``fader.landmarks``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from fader.landmarks import Face, LandmarkBackend, get_backend
+from fader.photo import PhotoSource, load_photo
+
+CELEBA_TEMPLATE = np.array([[70.745, 112.0], [108.237, 112.0], [89.432, 153.514]])
+"""Image-left eye centre, image-right eye centre, mouth-corner midpoint: 1-based (x, y) pixel
+coordinates in the 178×218 ``img_align_celeba`` frame."""
+CELEBA_WIDTH = 178
+CELEBA_CROP_TOP = 20
+"""First kept row (0-based) of the authors' 178×178 square crop ``img[20:-20]``."""
+
+# iBUG 300-W indices. 36–41 is the subject's right eye, which is on the image's left, where the
+# template's first eye is; mirrored photos still label by image side, so no special case.
+IMAGE_LEFT_EYE = slice(36, 42)
+IMAGE_RIGHT_EYE = slice(42, 48)
+MOUTH_CORNERS = (48, 54)
+
+# Second look: the face is re-detected on an upright copy at CelebA scale, padded on each side so
+# the whole head is visible to the detector.
+SECOND_LOOK_SIZE = 256
+SECOND_LOOK_PAD = 48
+
+# Paste-back mask: an ellipse in crop units (crop spans -0.5..0.5), feathered with a smoothstep
+# whose outer edge stays inside the crop so no hard crop border ever shows in the photo.
+MASK_RADII = (0.40, 0.43)
+MASK_FEATHER = 0.15
+
+
+class NoFaceFound(ValueError):
+    """No face was detected in the photo."""
+
+
+@dataclass(frozen=True)
+class AlignedFace:
+    crop: Image.Image
+    """RGB, size×size, CelebA-aligned."""
+    landmarks: np.ndarray
+    """68×2 iBUG points in photo pixel coordinates."""
+    forward: np.ndarray
+    """2×3 affine: photo pixel → crop pixel."""
+    inverse: np.ndarray
+    """2×3 affine: crop pixel → photo pixel."""
+    box: tuple[float, float, float, float]
+    """Detected face box x1, y1, x2, y2 in photo pixels."""
+    backend: str
+    """Landmark backend that produced this face ("dlib" or "face_alignment")."""
+    n_faces: int
+    """Faces found in the photo (this is one of them; align_face returns the largest)."""
+    photo_size: tuple[int, int]
+    """(width, height) of the upright photo the coordinates refer to."""
+
+
+def celeba_template(size: int) -> np.ndarray:
+    """The three template points in 0-based pixel-centre coordinates of a size×size crop."""
+    points = CELEBA_TEMPLATE - 1.0  # 1-based pixel index → 0-based pixel centre
+    points[:, 1] -= CELEBA_CROP_TOP
+    # Resizing 178 → size maps pixel edges to pixel edges: centres sit half a pixel in.
+    return (points + 0.5) * (size / CELEBA_WIDTH) - 0.5
+
+
+def similarity_fit(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Least-squares non-reflective similarity (2×3) taking `source` points onto `target`.
+
+    Parametrised as [[a, -b, tx], [b, a, ty]], which is exactly rotation × uniform scale +
+    translation, so the fit can neither shear nor mirror.
+    """
+    source = np.asarray(source, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    x, y = source[:, 0], source[:, 1]
+    ones, zeros = np.ones_like(x), np.zeros_like(x)
+    design = np.concatenate(
+        [np.stack([x, -y, ones, zeros], axis=1), np.stack([y, x, zeros, ones], axis=1)]
+    )
+    (a, b, tx, ty), *_ = np.linalg.lstsq(design, np.concatenate([target[:, 0], target[:, 1]]))
+    return np.array([[a, -b, tx], [b, a, ty]])
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    linear_inverse = np.linalg.inv(matrix[:, :2])
+    return np.hstack([linear_inverse, -linear_inverse @ matrix[:, 2:]])
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def anchor_points(landmarks: np.ndarray) -> np.ndarray:
+    """Image-left eye centre, image-right eye centre, mouth-corner midpoint from 68 landmarks."""
+    return np.stack(
+        [
+            landmarks[IMAGE_LEFT_EYE].mean(axis=0),
+            landmarks[IMAGE_RIGHT_EYE].mean(axis=0),
+            landmarks[list(MOUTH_CORNERS)].mean(axis=0),
+        ]
+    )
+
+
+def crop_transform(landmarks: np.ndarray, size: int) -> np.ndarray:
+    """The photo → crop affine for a face's 68 landmarks (CelebA fit, crop and resize in one)."""
+    return similarity_fit(anchor_points(landmarks), celeba_template(size))
+
+
+def warp_to_crop(rgb: np.ndarray, forward: np.ndarray, size: int) -> np.ndarray:
+    """Resample the crop once: bicubic, replicated borders, anti-aliased when shrinking."""
+    scale = math.sqrt(abs(np.linalg.det(forward[:, :2])))
+    # Bicubic alone aliases when a big face shrinks; blur first, as skimage's resize does.
+    sigma = max(0.0, (1.0 / scale - 1.0) / 2.0)
+    x0, y0, x1, y1 = _crop_footprint(forward, size, rgb.shape, margin=math.ceil(3 * sigma) + 3)
+    region = rgb[y0:y1, x0:x1]
+    if sigma > 0.3:
+        region = cv2.GaussianBlur(region, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(
+        np.ascontiguousarray(region),
+        _shift_origin(forward, x0, y0),
+        (size, size),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+
+
+def align_faces(photo: PhotoSource, size: int = 256, backend: str = "auto") -> list[AlignedFace]:
+    """Every face found in `photo`, CelebA-aligned at size×size, largest face first."""
+    if size < 16:
+        raise ValueError(f"Crop size must be at least 16 pixels, not {size}.")
+    image = load_photo(photo)
+    rgb = np.asarray(image)
+    landmark_backend = get_backend(backend)
+    candidates = (_look_again(rgb, face, landmark_backend) for face in landmark_backend(rgb))
+    faces = sorted((face for face in candidates if face is not None), key=_box_area, reverse=True)
+    return [_align(rgb, face, size, landmark_backend.name, len(faces)) for face in faces]
+
+
+def align_face(photo: PhotoSource, size: int = 256, backend: str = "auto") -> AlignedFace:
+    """The largest face in `photo`, CelebA-aligned; `NoFaceFound` when there is none."""
+    faces = align_faces(photo, size, backend)
+    if not faces:
+        raise NoFaceFound(
+            "No face found in this photo. Use a photo where one face is clearly visible, "
+            "roughly frontal, upright (tilted at most about 30°) and at least ~80 pixels wide."
+        )
+    return faces[0]
+
+
+def align_for_training(photo: PhotoSource, size: int, backend: str = "auto") -> np.ndarray | None:
+    """uint8 size×size×3 crop of the largest face, or None when there is no face.
+
+    Unreadable files raise `fader.photo.BadPhoto` (a ValueError) for the caller to count or skip.
+    """
+    try:
+        return np.asarray(align_face(photo, size, backend).crop)
+    except NoFaceFound:
+        return None
+
+
+def paste_back(photo: PhotoSource, edited_crop: PhotoSource, aligned: AlignedFace) -> Image.Image:
+    """`photo` at full resolution with `edited_crop` blended over the face `aligned` came from.
+
+    The crop is warped back with the kept transform and blended through a feathered ellipse;
+    its colours are first shifted so the seam ring matches the original crop, which hides the
+    global colour cast an autoencoder's reconstruction tends to have.
+    """
+    image = load_photo(photo)
+    if image.size != aligned.photo_size:
+        raise ValueError(
+            f"paste_back needs the photo the face was aligned on ({aligned.photo_size}), "
+            f"got one of size {image.size}."
+        )
+    size = aligned.crop.width
+    edited = load_photo(edited_crop)
+    if edited.size != (size, size):
+        edited = edited.resize((size, size), Image.Resampling.LANCZOS)
+    mask = face_mask(size)
+    face = match_seam_colour(
+        np.asarray(edited, dtype=np.float32), np.asarray(aligned.crop, dtype=np.float32), mask
+    )
+    base = np.asarray(image)
+    x0, y0, x1, y1 = _crop_footprint(aligned.forward, size, base.shape, margin=2)
+    to_crop = _shift_origin(aligned.forward, x0, y0)
+    region_size = (x1 - x0, y1 - y0)
+    inverse_map = cv2.WARP_INVERSE_MAP  # `to_crop` maps destination (photo) → source (crop)
+    face = cv2.warpAffine(
+        face,
+        to_crop,
+        region_size,
+        flags=cv2.INTER_CUBIC | inverse_map,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    alpha = cv2.warpAffine(
+        mask, to_crop, region_size, flags=cv2.INTER_LINEAR | inverse_map, borderValue=0.0
+    )[..., None]
+    region = base[y0:y1, x0:x1].astype(np.float32)
+    region += alpha * (face - region)
+    result = base.copy()
+    result[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
+    return Image.fromarray(result)
+
+
+def face_mask(size: int) -> np.ndarray:
+    """float32 size×size blend weight: 1 over the face, smoothly 0 before the crop's edges."""
+    centres = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
+    radius = np.hypot(centres[None, :] / MASK_RADII[0], centres[:, None] / MASK_RADII[1])
+    t = np.clip((1.0 + MASK_FEATHER - radius) / (2.0 * MASK_FEATHER), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
+def match_seam_colour(edited: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`edited` shifted per channel so its mean over the seam ring equals `original`'s."""
+    ring = (mask > 0.02) & (mask < 0.5)
+    shift = original[ring].mean(axis=0) - edited[ring].mean(axis=0)
+    return np.clip(edited + shift, 0.0, 255.0).astype(np.float32)
+
+
+def _look_again(rgb: np.ndarray, face: Face, backend: LandmarkBackend) -> Face | None:
+    """The face's landmarks re-estimated on an upright, CelebA-scaled copy, or None if no face
+    is seen there.
+
+    Landmark models are trained on upright faces and drift on tilted ones (seen: a 30° roll
+    moved the crop by 10+ pixels); seeing the face upright fixes that. It also rejects the
+    detector's false positives (a badge, a texture), which rarely still look like a face once
+    "aligned".
+    """
+    frame = crop_transform(face.landmarks, SECOND_LOOK_SIZE)
+    frame[:, 2] += SECOND_LOOK_PAD
+    side = SECOND_LOOK_SIZE + 2 * SECOND_LOOK_PAD
+    upright = warp_to_crop(rgb, frame, side)
+    centre = celeba_template(SECOND_LOOK_SIZE).mean(axis=0) + SECOND_LOOK_PAD
+    seen = [f for f in backend(upright) if _box_contains(f.box, centre)]
+    if not seen:
+        return None
+    best = min(seen, key=lambda f: np.linalg.norm(_box_centre(f.box) - centre))
+    return Face(face.box, apply_affine(invert_affine(frame), best.landmarks), face.score)
+
+
+def _box_contains(box: tuple[float, float, float, float], point: np.ndarray) -> bool:
+    x1, y1, x2, y2 = box
+    return x1 <= point[0] <= x2 and y1 <= point[1] <= y2
+
+
+def _box_centre(box: tuple[float, float, float, float]) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2])
+
+
+def _align(rgb: np.ndarray, face: Face, size: int, backend: str, n_faces: int) -> AlignedFace:
+    forward = crop_transform(face.landmarks, size)
+    crop = warp_to_crop(rgb, forward, size)
+    return AlignedFace(
+        crop=Image.fromarray(crop),
+        landmarks=face.landmarks,
+        forward=forward,
+        inverse=invert_affine(forward),
+        box=face.box,
+        backend=backend,
+        n_faces=n_faces,
+        photo_size=(rgb.shape[1], rgb.shape[0]),
+    )
+
+
+def _box_area(face: Face) -> float:
+    x1, y1, x2, y2 = face.box
+    return (x2 - x1) * (y2 - y1)
+
+
+def _crop_footprint(
+    forward: np.ndarray, size: int, shape: tuple[int, ...], margin: int
+) -> tuple[int, int, int, int]:
+    """Bounding box (x0, y0, x1, y1) in the photo of what the crop sees, clipped to the photo."""
+    corners = np.array([[-0.5, -0.5], [size - 0.5, -0.5], [-0.5, size - 0.5], [size - 0.5] * 2])
+    photo_corners = apply_affine(invert_affine(forward), corners)
+    height, width = shape[:2]
+    x0 = min(max(math.floor(photo_corners[:, 0].min()) - margin, 0), width - 1)
+    y0 = min(max(math.floor(photo_corners[:, 1].min()) - margin, 0), height - 1)
+    x1 = max(min(math.ceil(photo_corners[:, 0].max()) + margin + 1, width), x0 + 1)
+    y1 = max(min(math.ceil(photo_corners[:, 1].max()) + margin + 1, height), y0 + 1)
+    return x0, y0, x1, y1
+
+
+def _shift_origin(forward: np.ndarray, x0: int, y0: int) -> np.ndarray:
+    """`forward` for a sub-image of the photo whose top-left pixel is (x0, y0)."""
+    shifted = forward.copy()
+    shifted[:, 2] += forward[:, :2] @ np.array([x0, y0], dtype=np.float64)
+    return shifted
