@@ -158,7 +158,8 @@ def align_face(photo: PhotoSource, size: int = 256, backend: str = "auto") -> Al
     if not faces:
         raise NoFaceFound(
             "No face found in this photo. Use a photo where one face is clearly visible, "
-            "roughly frontal, upright (tilted at most about 30°) and at least ~80 pixels wide."
+            "roughly frontal, tilted at most about 30°, and not tiny: at least about a tenth of "
+            "the photo's longer side."
         )
     return faces[0]
 

@@ -163,7 +163,7 @@ class DlibLandmarks:
         dlib = _import_dlib()
         self._dlib = dlib
         self._detector = detector
-        self._predictor = dlib.shape_predictor(_dlib_model_path())
+        self._predictor = dlib.shape_predictor(dlib_model_path())
         self._lock = threading.Lock()
 
     def __call__(self, rgb: np.ndarray) -> list[Face]:
@@ -238,7 +238,7 @@ def _import_dlib():
     return dlib
 
 
-def _dlib_model_path() -> str:
+def dlib_model_path() -> str:
     # Importing face_recognition_models fails on pkg_resources (gone from setuptools), so find
     # its folder without importing it.
     spec = importlib.util.find_spec("face_recognition_models")
