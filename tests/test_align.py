@@ -475,6 +475,16 @@ def test_face_alignment_backend_with_its_real_weights(astronaut):
     assert offsets.max() < 8.0, offsets
 
 
+def test_backends_are_built_once_and_shared_safely_between_threads(astronaut):
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = align_face(astronaut, backend="dlib").forward
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: align_face(astronaut, backend="dlib").forward, range(8)))
+    assert all(np.array_equal(forward, expected) for forward in results)
+    assert get_backend("dlib") is get_backend("dlib")
+
+
 @pytest.mark.slow
 def test_face_alignment_backend_runs_offline_from_pre_placed_weights(
     astronaut, monkeypatch, tmp_path
