@@ -1,0 +1,135 @@
+"""Training throughput (images/s) of our step vs a straightforward PyTorch step, side by side.
+
+The baseline is how the algorithm is usually first written: a separate batch for the latent
+discriminator, encoded with autograd on (so its backward also runs through the encoder),
+uint8→float conversion per batch, `zero_grad()` to zero tensors and Adam's default loop.
+Both run in the same process on the same data, alternating, so the ratio holds on a noisy
+machine. Prints one JSON object.
+
+    python bench/train_throughput.py                 # paper and authors presets, batch 32, 256²
+    python bench/train_throughput.py --presets tiny --batch-size 16 --rounds 5
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fader.model import (
+    FaderConfig,
+    FaderNetwork,
+    LatentDiscriminator,
+    attribute_channels,
+    attribute_loss,
+)
+from train.config import PRESETS, TrainConfig
+from train.loop import adam, training_step
+
+
+def baseline_step(model, discriminator, optimizers, dis_batch, ae_batch, lambda_dis, clip) -> None:
+    """A plain implementation: two encoder passes, one of them building an unused graph."""
+    images, labels = dis_batch
+    x = images.float() / 255 * 2 - 1
+    loss = attribute_loss(discriminator(model.encode(x)), labels)
+    optimizers["discriminator"].zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(discriminator.parameters(), clip)
+    optimizers["discriminator"].step()
+
+    images, labels = ae_batch
+    x = images.float() / 255 * 2 - 1
+    z = model.encode(x)
+    loss = F.mse_loss(model.decode(z, attribute_channels(labels)), x)
+    loss = loss + lambda_dis * attribute_loss(discriminator(z), 1 - labels)
+    optimizers["autoencoder"].zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizers["autoencoder"].step()
+
+
+def networks(preset: str, n_attr: int = 2):
+    torch.manual_seed(0)
+    config = FaderConfig(attributes=[f"a{i}" for i in range(n_attr)], **PRESETS[preset]["model"])
+    model, discriminator = FaderNetwork(config).train(), LatentDiscriminator(config).train()
+    return config, model, discriminator
+
+
+def random_batch(config: FaderConfig, batch_size: int, n_attr: int = 2):
+    size = config.image_size
+    images = torch.randint(0, 256, (batch_size, 3, size, size), dtype=torch.uint8)
+    return images, torch.randint(0, 2, (batch_size, n_attr)).float()
+
+
+def measure(preset: str, batch_size: int, rounds: int) -> dict:
+    train_config = TrainConfig()
+    runners: dict[str, Callable[[], None]] = {}
+
+    config, model, discriminator = networks(preset)
+    plain = {
+        "autoencoder": torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+    }
+    dis_batch, ae_batch = random_batch(config, batch_size), random_batch(config, batch_size)
+    runners["baseline"] = lambda: baseline_step(
+        model, discriminator, plain, dis_batch, ae_batch, 1e-4, 5.0
+    )
+
+    _, ours_model, ours_dis = networks(preset)
+    ours_opt = {
+        "autoencoder": adam(ours_model, train_config),
+        "discriminator": adam(ours_dis, train_config),
+    }
+    runners["fader"] = lambda: training_step(ours_model, ours_dis, ours_opt, *ae_batch, 1e-4, 5.0)
+
+    seconds: dict[str, list[float]] = {name: [] for name in runners}
+    for name, run in runners.items():  # warm-up: allocator, oneDNN kernels
+        run()
+    for _ in range(rounds):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run()
+            seconds[name].append(time.perf_counter() - start)
+    result = {f"{name}_img_per_s": batch_size / statistics.median(t) for name, t in seconds.items()}
+    result["speedup"] = result["fader_img_per_s"] / result["baseline_img_per_s"]
+    result["seconds_per_step"] = {name: [round(t, 3) for t in ts] for name, ts in seconds.items()}
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--presets", nargs="+", default=["paper", "authors"], choices=sorted(PRESETS)
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3, help="timed steps per implementation")
+    args = parser.parse_args()
+    report = {
+        "benchmark": "train_throughput",
+        "batch_size": args.batch_size,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "machine": platform.processor() or platform.machine(),
+        "presets": {},
+    }
+    for preset in args.presets:
+        report["presets"][preset] = {
+            "image_size": PRESETS[preset]["model"]["image_size"],
+            **measure(preset, args.batch_size, args.rounds),
+        }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
