@@ -30,8 +30,13 @@ class BadPhoto(ValueError):
     """The input cannot be read as a photo; the message says why and what to do."""
 
 
-def load_photo(source: PhotoSource, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Return `source` as an upright 8-bit RGB image (transparency composited on white)."""
+def load_photo(
+    source: PhotoSource, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+) -> Image.Image:
+    """Return `source` as an upright 8-bit RGB image (transparency composited on white).
+
+    `min_side` guards face photos; models of small images (digits) pass a smaller one.
+    """
     image = _open(source)
     if image.width * image.height > max_pixels:
         _shrink_while_decoding(image, max_pixels)
@@ -43,10 +48,10 @@ def load_photo(source: PhotoSource, max_pixels: int = MAX_PIXELS) -> Image.Image
         raise BadPhoto(f"The image is damaged or truncated ({error}); try re-saving it.") from error
     image = _upright(image)
     rgb = _to_rgb(image)
-    if min(rgb.size) < MIN_SIDE:
+    if min(rgb.size) < min_side:
         raise BadPhoto(
             f"The image is {rgb.width}×{rgb.height} pixels: too small to hold a face. "
-            f"Use a photo at least {MIN_SIDE} pixels on each side (256 or more works best)."
+            f"Use a photo at least {min_side} pixels on each side (256 or more works best)."
         )
     return rgb
 

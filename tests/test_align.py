@@ -10,9 +10,11 @@ import struct
 import zlib
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data as skimage_data
 
 from fader import landmarks
 from fader.align import (
@@ -34,8 +36,6 @@ from fader.align import (
 from fader.landmarks import BackendUnavailable, get_backend
 from fader.photo import BadPhoto, load_photo
 
-skimage_data = pytest.importorskip("skimage.data")
-
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
@@ -49,7 +49,6 @@ def astronaut() -> Image.Image:
 
 @pytest.fixture(scope="module")
 def grace_hopper() -> Image.Image:
-    matplotlib = pytest.importorskip("matplotlib")
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
     return Image.open(path).convert("RGB")
 

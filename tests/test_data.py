@@ -129,3 +129,18 @@ def test_batches_depend_only_on_seed_and_step(celeba_dir: Path, tmp_path: Path):
     assert len(prefetched) == 3 and np.array_equal(prefetched[1][0], images)
     epoch = np.concatenate([stream.batch(s)[0].numpy() for s in range(4)])
     assert len({row.tobytes() for row in epoch}) == 32, "one epoch visits every image once"
+
+
+def test_align_option_crops_real_faces_and_skips_photos_without_one(tmp_path: Path):
+    from skimage import data as skimage_data
+
+    from fader.align import align_face
+
+    for name, pixels in (("face", skimage_data.astronaut()), ("scene", skimage_data.coffee())):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        Image.fromarray(pixels).save(tmp_path / "photos" / name / "0.jpg", quality=95)
+    source = open_source(tmp_path / "photos")
+    data = prepare(source, 64, tmp_path / "cache", workers=1, align=True)
+    assert data.skipped == 1 and data.images.shape == (1, 3, 64, 64)
+    expected = np.asarray(align_face(Image.open(source.files[0]), size=64).crop)
+    assert np.array_equal(data.images[0].transpose(1, 2, 0), expected)

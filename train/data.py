@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
 from train.sources import Source
@@ -63,20 +63,24 @@ def centre_square_resized(image: Image.Image, size: int) -> np.ndarray:
 
 
 def load_training_image(path: Path, size: int, align: bool) -> np.ndarray | str:
-    """One image as 3×size×size uint8, or the reason it was skipped (runs in worker processes)."""
-    try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-        if align:
-            from fader.align import NoFaceFound, align_face
+    """One image as 3×size×size uint8, or the reason it was skipped (runs in worker processes).
 
-            try:
-                pixels = np.asarray(align_face(image, size=size).crop)
-            except NoFaceFound:
+    Decoding goes through `fader.photo.load_photo`, as in the app, so training and inference
+    read EXIF orientation, transparency and 16-bit images the same way.
+    """
+    from fader.photo import load_photo
+
+    try:
+        image = load_photo(path, min_side=1)
+        if align:
+            from fader.align import align_for_training
+
+            pixels = align_for_training(image, size)
+            if pixels is None:
                 return "no face found"
         else:
             pixels = centre_square_resized(image, size)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+    except (OSError, ValueError) as error:
         return f"{type(error).__name__}: {error}"
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
