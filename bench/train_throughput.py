@@ -92,7 +92,7 @@ def measure(preset: str, batch_size: int, rounds: int) -> dict:
     runners["fader"] = lambda: training_step(ours_model, ours_dis, ours_opt, *ae_batch, 1e-4, 5.0)
 
     seconds: dict[str, list[float]] = {name: [] for name in runners}
-    for name, run in runners.items():  # warm-up: allocator, oneDNN kernels
+    for run in runners.values():  # warm-up: allocator, oneDNN kernels
         run()
     for _ in range(rounds):
         for name, run in runners.items():

@@ -131,3 +131,29 @@ def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
     else:
         top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
     return np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
+
+
+def centre_square_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The largest centred square of a width×height image, as a PIL box."""
+    width, height = size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return left, top, left + side, top + side
+
+
+def centre_square(image: Image.Image, size: int) -> Image.Image:
+    """The authors' crop: CelebA's 178×218 frame → rows 20…198 (its centre square) → size².
+
+    One Lanczos resample straight from the crop box, as the authors resized with Lanczos.
+    Models trained without face alignment see their inputs through this.
+    """
+    return image.resize((size, size), Image.Resampling.LANCZOS, centre_square_box(image.size))
+
+
+def paste_centre_square(photo: Image.Image, edited: Image.Image) -> Image.Image:
+    """Put an edited centre-square crop back at the photo's resolution."""
+    box = centre_square_box(photo.size)
+    side = box[2] - box[0]
+    result = photo.copy()
+    result.paste(edited.resize((side, side), Image.Resampling.LANCZOS), box[:2])
+    return result

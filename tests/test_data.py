@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fader.photo import centre_square
 from tests.builders import CELEBA_ATTRIBUTES, make_celeba, make_class_folders, make_labelled_folder
-from train.data import BatchStream, centre_square_resized, prepare
+from train.data import BatchStream, prepare
 from train.sources import TEST, TRAIN, VALIDATION, open_source, select_attributes
 
 
@@ -78,7 +79,7 @@ def test_celeba_frame_is_cropped_to_its_centre_square_like_the_authors():
     frame[:20] = 255  # rows the authors drop above …
     frame[198:] = 255  # … and below
     frame[20:198, :, 1] = 100
-    crop = centre_square_resized(Image.fromarray(frame), 178)
+    crop = np.asarray(centre_square(Image.fromarray(frame), 178))
     assert crop.shape == (178, 178, 3)
     assert (crop[..., 0] == 0).all() and (crop[..., 1] == 100).all()
 

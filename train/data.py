@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm import tqdm
 
 from train.sources import Source
@@ -48,27 +47,13 @@ class PreparedData:
         return np.asarray([self.attributes.index(name) for name in names])
 
 
-def centre_square_resized(image: Image.Image, size: int) -> np.ndarray:
-    """The authors' crop: CelebA's 178×218 frame → rows 20…198 (its centre square) → size².
-
-    One Lanczos resample from the crop box, as the authors resized with Lanczos.
-    """
-    width, height = image.size
-    side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    resized = image.resize(
-        (size, size), Image.Resampling.LANCZOS, (left, top, left + side, top + side)
-    )
-    return np.asarray(resized)
-
-
 def load_training_image(path: Path, size: int, align: bool) -> np.ndarray | str:
     """One image as 3×size×size uint8, or the reason it was skipped (runs in worker processes).
 
     Decoding goes through `fader.photo.load_photo`, as in the app, so training and inference
     read EXIF orientation, transparency and 16-bit images the same way.
     """
-    from fader.photo import load_photo
+    from fader.photo import centre_square, load_photo
 
     try:
         image = load_photo(path, min_side=1)
@@ -79,7 +64,7 @@ def load_training_image(path: Path, size: int, align: bool) -> np.ndarray | str:
             if pixels is None:
                 return "no face found"
         else:
-            pixels = centre_square_resized(image, size)
+            pixels = np.asarray(centre_square(image, size))
     except (OSError, ValueError) as error:
         return f"{type(error).__name__}: {error}"
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
