@@ -1,0 +1,193 @@
+"""Edit photos with a Fader model: prepare and encode a photo once, then decode per slider move.
+
+The encoder runs once per photo (its latent is kept in a bounded LRU keyed by the photo's
+content), so moving a slider costs one decoder pass plus the paste-back: the hot path of the app.
+Nothing here knows about Gradio; the app and `gradio_client` users share this code.
+"""
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fader.model import FaderNetwork
+from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
+
+BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+ALIGNED_PREPROCESSING = {"celeba", "align"}
+
+
+def bundled_models() -> dict[str, Path]:
+    """Models shipped in `assets/models/`, by folder name."""
+    if not BUNDLED_MODELS.is_dir():
+        return {}
+    return {
+        folder.name: folder
+        for folder in sorted(BUNDLED_MODELS.iterdir())
+        if (folder / "config.json").is_file()
+    }
+
+
+def load_model(name: str) -> FaderNetwork:
+    """A bundled model name, a local model folder, or a Hugging Face repo id."""
+    bundled = bundled_models()
+    if name in bundled:
+        return FaderNetwork.from_pretrained(bundled[name])
+    return FaderNetwork.from_pretrained(name)
+
+
+@dataclass(frozen=True)
+class LoadedPhoto:
+    photo: Image.Image  # upright RGB original, full resolution
+    crop: Image.Image  # what the model sees, image_size²
+    latent: torch.Tensor  # 1×C×h×w
+    face: "AlignedFace | None"  # noqa: F821 — the alignment, for paste-back; None without one
+    note: str  # what the user should know ("3 faces found: editing the largest")
+
+
+@dataclass(frozen=True)
+class EditResult:
+    crop: Image.Image
+    photo: Image.Image
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB → 1×3×H×W float in [-1, 1]."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
+    return pixels.permute(2, 0, 1)[None].float().div_(127.5).sub_(1)
+
+
+def to_images(batch: torch.Tensor) -> list[Image.Image]:
+    """B×3×H×W in [-1, 1] → PIL RGB images."""
+    pixels = batch.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in pixels]
+
+
+class Editor:
+    """Thread-safe: Gradio runs handlers for several users at once on one Editor."""
+
+    def __init__(self, model: FaderNetwork, aligner: str = "auto", cache_size: int = 32):
+        self.model = model.eval()
+        self.aligner = aligner
+        self.cache_size = cache_size
+        self._photos: OrderedDict[str, LoadedPhoto] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def attributes(self) -> list[str]:
+        return self.model.attributes
+
+    @property
+    def aligns_faces(self) -> bool:
+        return self.model.config.preprocessing in ALIGNED_PREPROCESSING
+
+    def load(self, image: PhotoSource) -> str:
+        """Prepare and encode `image` (once: the same content returns the cached handle)."""
+        photo = load_photo(image, min_side=32 if self.aligns_faces else 8)
+        handle = hashlib.blake2b(photo.tobytes(), digest_size=16)
+        handle.update(repr((photo.size, id(self.model))).encode())
+        key = handle.hexdigest()
+        with self._lock:
+            if key in self._photos:
+                self._photos.move_to_end(key)
+                return key
+        loaded = self._prepare(photo)
+        with self._lock:
+            self._photos[key] = loaded
+            while len(self._photos) > self.cache_size:
+                self._photos.popitem(last=False)
+        return key
+
+    def _prepare(self, photo: Image.Image) -> LoadedPhoto:
+        size = self.model.config.image_size
+        face, note = None, ""
+        if self.aligns_faces:
+            from fader.align import align_face
+
+            face = align_face(photo, size=size, backend=self.aligner)
+            crop = face.crop
+            if face.n_faces > 1:
+                note = f"{face.n_faces} faces found: editing the largest."
+        else:
+            crop = centre_square(photo, size)
+        with torch.inference_mode():
+            latent = self.model.encode(to_tensor(crop))
+        return LoadedPhoto(photo, crop, latent, face, note)
+
+    def get(self, handle: str) -> LoadedPhoto:
+        with self._lock:
+            loaded = self._photos.get(handle)
+        if loaded is None:
+            raise ValueError("This photo is no longer loaded; upload it again.")
+        return loaded
+
+    def __len__(self) -> int:
+        return len(self._photos)
+
+    def decode(self, handle: str, alphas: list[Mapping[str, float]]) -> list[Image.Image]:
+        """Edited crops, one per set of slider values, in one decoder batch."""
+        latent = self.get(handle).latent
+        with torch.inference_mode():
+            y = torch.cat([self.model.slider_channels(values) for values in alphas])
+            return to_images(self.model.decode(latent.expand(len(alphas), -1, -1, -1), y))
+
+    def edit(self, handle: str, values: Mapping[str, float]) -> EditResult:
+        """The edited crop and the photo with it pasted back at full resolution."""
+        loaded = self.get(handle)
+        (crop,) = self.decode(handle, [values])
+        if loaded.face is not None:
+            from fader.align import paste_back
+
+            photo = paste_back(loaded.photo, crop, loaded.face)
+        else:
+            photo = paste_centre_square(loaded.photo, crop)
+        return EditResult(crop, photo)
+
+    def sweep(
+        self,
+        handle: str,
+        attribute: str,
+        low: float,
+        high: float,
+        steps: int = 7,
+        values: Mapping[str, float] | None = None,
+    ) -> Image.Image:
+        """One attribute from `low` to `high` in `steps` crops side by side, others as given."""
+        if attribute not in self.attributes:
+            raise ValueError(f"Unknown attribute {attribute!r}; this model has {self.attributes}.")
+        if not 2 <= steps <= 32:
+            raise ValueError("A sweep needs between 2 and 32 steps.")
+        base = dict(values or {})
+        alphas = [{**base, attribute: float(a)} for a in np.linspace(low, high, steps)]
+        crops = self.decode(handle, alphas)
+        size = crops[0].width
+        strip = Image.new("RGB", (size * steps, size))
+        for i, crop in enumerate(crops):
+            strip.paste(crop, (i * size, 0))
+        return strip
+
+
+class ModelLibrary:
+    """The models an app offers, each loaded on first use and then kept (one Editor each)."""
+
+    def __init__(self, names: list[str], aligner: str = "auto"):
+        if not names:
+            raise ValueError("No model to offer: pass --model, or add one under assets/models/.")
+        self.names = list(dict.fromkeys(names))
+        self.aligner = aligner
+        self._editors: dict[str, Editor] = {}
+        self._lock = threading.Lock()
+
+    def editor(self, name: str) -> Editor:
+        if name not in self.names:
+            raise ValueError(f"Unknown model {name!r}; choose one of {self.names}.")
+        with self._lock:  # loading twice at once would only waste memory
+            if name not in self._editors:
+                self._editors[name] = Editor(load_model(name), self.aligner)
+            return self._editors[name]

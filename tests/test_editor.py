@@ -1,0 +1,137 @@
+"""The editor the app runs on: encode once, decode per slider move, safe across threads."""
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data as skimage_data
+
+from fader.editor import Editor, ModelLibrary, to_tensor
+from fader.model import FaderConfig, FaderNetwork
+
+
+def random_model(preprocessing: str, size: int = 64) -> FaderNetwork:
+    torch.manual_seed(0)
+    config = FaderConfig(
+        attributes=["Smiling", "Male"],
+        image_size=size,
+        init_fm=8,
+        max_fm=64,
+        n_layers=4,
+        preprocessing=preprocessing,
+    )
+    return FaderNetwork(config).eval()
+
+
+def photo(seed: int, size: tuple[int, int] = (96, 80)) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+class CountingEncoder:
+    def __init__(self, model: FaderNetwork):
+        self.calls = 0
+        model.encoder.register_forward_hook(self.count)
+
+    def count(self, *_: object) -> None:
+        self.calls += 1
+
+
+def test_slider_moves_run_only_the_decoder():
+    model = random_model("center")
+    encoder = CountingEncoder(model)
+    editor = Editor(model)
+    handle = editor.load(photo(0))
+    assert encoder.calls == 1
+    first = editor.edit(handle, {"Smiling": 0.0})
+    second = editor.edit(handle, {"Smiling": 2.0})
+    editor.sweep(handle, "Male", -1, 2, steps=5)
+    assert encoder.calls == 1, "edits must reuse the cached latent"
+    assert not np.array_equal(np.asarray(first.crop), np.asarray(second.crop))
+    assert editor.load(photo(0)) == handle and encoder.calls == 1, "same content, same handle"
+
+
+def test_edit_equals_a_direct_decode_of_the_crop():
+    model = random_model("center")
+    editor = Editor(model)
+    image = photo(1)
+    result = editor.edit(editor.load(image), {"Male": 1.5})
+    crop = editor.get(editor.load(image)).crop
+    with torch.no_grad():
+        expected = model.decode(model.encode(to_tensor(crop)), model.slider_channels({"Male": 1.5}))
+    expected_pixels = expected[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0)
+    assert np.array_equal(np.asarray(result.crop), expected_pixels.numpy())
+    assert result.photo.size == image.size
+
+
+def test_latent_cache_is_bounded_and_evicts_the_oldest():
+    editor = Editor(random_model("center"), cache_size=3)
+    handles = [editor.load(photo(i)) for i in range(5)]
+    assert len(editor) == 3
+    with pytest.raises(ValueError, match="upload it again"):
+        editor.edit(handles[0], {})
+    editor.edit(handles[-1], {"Smiling": 1.0})
+
+
+def test_concurrent_edits_each_get_their_own_image():
+    editor = Editor(random_model("center"))
+    images = [photo(i) for i in range(6)]
+    jobs = [(image, alpha) for image in images for alpha in (0.0, 1.0, 2.5)]
+    expected = [np.asarray(editor.edit(editor.load(i), {"Smiling": a}).crop) for i, a in jobs]
+    fresh = Editor(random_model("center"))
+
+    def run(job: tuple[Image.Image, float]) -> np.ndarray:
+        image, alpha = job
+        return np.asarray(fresh.edit(fresh.load(image), {"Smiling": alpha}).crop)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(run, jobs * 3))
+    for i, result in enumerate(results):
+        assert np.array_equal(result, expected[i % len(jobs)])
+
+
+def test_sweep_is_a_strip_of_crops_from_low_to_high():
+    editor = Editor(random_model("center"))
+    handle = editor.load(photo(2))
+    strip = editor.sweep(handle, "Smiling", -1.0, 2.0, steps=4)
+    assert strip.size == (4 * 64, 64)
+    ends = [editor.edit(handle, {"Smiling": a}).crop for a in (-1.0, 2.0)]
+    assert np.array_equal(np.asarray(strip)[:, :64], np.asarray(ends[0]))
+    assert np.array_equal(np.asarray(strip)[:, -64:], np.asarray(ends[1]))
+    with pytest.raises(ValueError, match="Unknown attribute"):
+        editor.sweep(handle, "Beard", 0, 1)
+
+
+def test_face_models_align_the_photo_and_paste_the_edit_back():
+    editor = Editor(random_model("celeba"), aligner="dlib")
+    astronaut = Image.fromarray(skimage_data.astronaut())
+    handle = editor.load(astronaut)
+    loaded = editor.get(handle)
+    assert loaded.face is not None and loaded.face.backend == "dlib"
+    assert loaded.crop.size == (64, 64)
+    result = editor.edit(handle, {"Smiling": 1.0})
+    assert result.photo.size == astronaut.size
+    difference = np.abs(np.asarray(result.photo, float) - np.asarray(astronaut, float)).sum(-1)
+    x1, y1, x2, y2 = (int(v) for v in loaded.face.box)
+    assert difference[y1:y2, x1:x2].mean() > 5, "the face region was edited"
+    assert difference[-60:, -60:].max() == 0, "far from the face, the photo is untouched"
+
+
+def test_a_photo_without_a_face_is_a_clear_error_for_face_models():
+    editor = Editor(random_model("celeba"), aligner="dlib")
+    with pytest.raises(ValueError, match="No face found"):
+        editor.load(Image.fromarray(skimage_data.coffee()))
+    assert len(editor) == 0
+
+
+def test_library_loads_each_model_once_and_refuses_unknown_names(tmp_path: Path):
+    random_model("center").save_pretrained(tmp_path / "m")
+    library = ModelLibrary([str(tmp_path / "m")])
+    assert library.editor(str(tmp_path / "m")) is library.editor(str(tmp_path / "m"))
+    with pytest.raises(ValueError, match="Unknown model"):
+        library.editor("other")
+    with pytest.raises(ValueError, match="No model to offer"):
+        ModelLibrary([])
