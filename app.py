@@ -1,0 +1,260 @@
+"""Fader in the browser: upload a photo, slide attributes, download the edit.
+
+    python app.py                       # the bundled model, http://127.0.0.1:7860
+    python app.py --model runs/smile_male --model alice/fader-smiling-male
+
+The same file runs on Hugging Face Spaces. Everything it calls lives in `fader/` and is tested
+without a browser; this file only builds the page and turns errors into messages.
+"""
+
+import argparse
+import logging
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from fader.editor import Editor, ModelLibrary, bundled_models
+
+MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
+SLIDER_RANGE = (-2.0, 3.0)  # past [0, 1]: the authors extrapolate to 2 (and 10 for age)
+MAX_UPLOAD = "25mb"
+EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
+log = logging.getLogger("fader.app")
+
+
+def user_errors(handler: Callable) -> Callable:
+    """Show what went wrong as a message; never a traceback, never a dead server."""
+
+    @wraps(handler)
+    def guarded(*args: Any) -> Any:
+        try:
+            return handler(*args)
+        except ValueError as error:
+            raise gr.Error(str(error)) from None
+        except Exception:
+            log.exception("Unexpected error in %s", handler.__name__)
+            raise gr.Error("Something went wrong on our side; please try another photo.") from None
+
+    return guarded
+
+
+def plain_words(attribute: str) -> str:
+    """CelebA's `Wearing_Hat` → "Wearing hat"."""
+    return attribute.replace("_", " ").capitalize()
+
+
+def slider_range(editor: Editor) -> tuple[float, float]:
+    low, high = editor.model.config.training.get("alpha_range", SLIDER_RANGE)
+    return float(low), float(high)
+
+
+def slider_settings(editor: Editor) -> list[dict[str, Any]]:
+    """Labels, ranges and visibility of the fixed slider pool for this model."""
+    low, high = slider_range(editor)
+    names = editor.attributes
+    return [
+        {
+            "visible": i < len(names),
+            "label": plain_words(names[i]) if i < len(names) else f"attribute {i}",
+            "minimum": low,
+            "maximum": high,
+            "value": 0.0,
+        }
+        for i in range(MAX_SLIDERS)
+    ]
+
+
+def slider_values(editor: Editor, values: tuple[float, ...]) -> dict[str, float]:
+    return {name: float(v or 0.0) for name, v in zip(editor.attributes, values, strict=False)}
+
+
+def example_photos() -> list[Path]:
+    """Photos in assets/examples/ (their licences are in assets/examples/LICENSE.md)."""
+    suffixes = {".png", ".jpg", ".jpeg", ".webp"}
+    return sorted(p for p in EXAMPLES.rglob("*") if p.suffix.lower() in suffixes)
+
+
+def build_demo(library: ModelLibrary) -> gr.Blocks:
+    first = library.editor(library.names[0])  # fails at start, not on the first upload
+
+    @user_errors
+    def encode(model_name: str, image: str | None) -> tuple[Any, str, str]:
+        """Align (for face models) and encode the photo once; return the crop the model sees."""
+        if not image:
+            return None, "Upload a photo to start.", ""
+        editor = library.editor(model_name)
+        handle = editor.load(image)
+        loaded = editor.get(handle)
+        how = f"Face aligned with {loaded.face.backend}." if loaded.face else "Centre square."
+        return loaded.crop, " ".join(filter(None, [how, loaded.note])), handle
+
+    @user_errors
+    def edit(model_name: str, image: str | None, handle: str, *values: float) -> tuple:
+        """Decode the cached latent with the slider values (re-encodes only if it was evicted)."""
+        if not image and not handle:
+            return None, None, handle
+        editor = library.editor(model_name)
+        try:
+            editor.get(handle)
+        except ValueError:
+            if not image:
+                raise
+            handle = editor.load(image)
+        result = editor.edit(handle, slider_values(editor, values))
+        return result.crop, result.photo, handle
+
+    @user_errors
+    def sweep(
+        model_name: str,
+        image: str | None,
+        handle: str,
+        attribute: str,
+        steps: float,
+        *values: float,
+    ):
+        """One attribute from the slider minimum to maximum, other sliders as set."""
+        if not image and not handle:
+            raise ValueError("Upload a photo first.")
+        editor = library.editor(model_name)
+        _, _, handle = edit(model_name, image, handle, *values)
+        name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
+        low, high = slider_range(editor)
+        return editor.sweep(handle, name, low, high, int(steps), slider_values(editor, values))
+
+    @user_errors
+    def switch_model(model_name: str) -> list:
+        editor = library.editor(model_name)
+        kind = (
+            "faces (aligned like CelebA)" if editor.aligns_faces else "whole images (centre square)"
+        )
+        choices = [plain_words(a) for a in editor.attributes]
+        info = f"**{model_name}** edits {kind}: {', '.join(choices)}."
+        sliders = [gr.update(**settings) for settings in slider_settings(editor)]
+        return [info, gr.update(choices=choices, value=choices[0]), *sliders]
+
+    with gr.Blocks(title="Fader: edit photos by sliding attributes") as demo:
+        gr.Markdown(
+            "# Fader\nUpload a photo, then slide attributes. "
+            "[Fader Networks](https://arxiv.org/abs/1706.00409), Lample et al., NeurIPS 2017."
+        )
+        with gr.Row():
+            model_name = gr.Dropdown(library.names, value=library.names[0], label="Model", scale=1)
+            model_info = gr.Markdown()
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(
+                    label="Photo",
+                    type="filepath",
+                    sources=["upload", "webcam", "clipboard"],
+                    height=320,
+                )
+                status = gr.Markdown("Upload a photo to start.")
+                crop = gr.Image(
+                    label="What the model sees", format="png", interactive=False, height=200
+                )
+                handle = gr.Textbox(visible=False)
+            with gr.Column():
+                sliders = [
+                    gr.Slider(
+                        *SLIDER_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False
+                    )
+                    for i in range(MAX_SLIDERS)
+                ]
+            with gr.Column():
+                edited_crop = gr.Image(
+                    label="Edited face", format="png", interactive=False, height=200
+                )
+                edited_photo = gr.Image(
+                    label="Edited photo", format="png", interactive=False, buttons=["download"]
+                )
+        with gr.Accordion("Sweep one attribute", open=False):
+            with gr.Row():
+                names = [plain_words(a) for a in first.attributes]
+                sweep_attribute = gr.Dropdown(
+                    names, value=names[0], label="Attribute", allow_custom_value=True
+                )
+                sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
+                sweep_button = gr.Button("Sweep")
+            sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
+        if example_photos():
+            gr.Examples(
+                [[str(p)] for p in example_photos()], inputs=[image], label="Example photos"
+            )
+
+        edit_inputs = [model_name, image, handle, *sliders]
+        edit_outputs = [edited_crop, edited_photo, handle]
+        gr.on(
+            [s.input for s in sliders] + [s.release for s in sliders],
+            edit,
+            edit_inputs,
+            edit_outputs,
+            api_name="edit",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        gr.on(
+            [image.input, image.change],
+            encode,
+            [model_name, image],
+            [crop, status, handle],
+            api_name="encode",
+            trigger_mode="always_last",
+        ).then(edit, edit_inputs, edit_outputs, api_visibility="private")
+        sweep_button.click(
+            sweep,
+            [model_name, image, handle, sweep_attribute, sweep_steps, *sliders],
+            sweep_strip,
+            api_name="sweep",
+        )
+        model_name.change(
+            switch_model,
+            model_name,
+            [model_info, sweep_attribute, *sliders],
+            api_name="switch_model",
+        ).then(encode, [model_name, image], [crop, status, handle], api_visibility="private").then(
+            edit, edit_inputs, edit_outputs, api_visibility="private"
+        )
+        demo.load(
+            switch_model,
+            model_name,
+            [model_info, sweep_attribute, *sliders],
+            api_visibility="private",
+        )
+    return demo.queue(default_concurrency_limit=4)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Edit photos by sliding attributes (Fader Networks)."
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=[],
+        help="a bundled model name, a local model folder or a Hugging Face repo id (repeatable; "
+        "the first is shown first). Default: the bundled models.",
+    )
+    parser.add_argument("--aligner", default="auto", choices=["auto", "dlib", "face_alignment"])
+    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for all)")
+    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--share", action="store_true", help="also serve on a public gradio.live link"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO)
+    args = parse_args(argv)
+    library = ModelLibrary(args.model + list(bundled_models()), args.aligner)
+    demo = build_demo(library)
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD
+    )
+
+
+if __name__ == "__main__":
+    main()
