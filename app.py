@@ -41,6 +41,30 @@ def user_errors(handler: Callable) -> Callable:
     return guarded
 
 
+class PhotoInput(gr.Image):
+    """gr.Image whose unreadable uploads become a message instead of a server error.
+
+    `image_mode=None` keeps Gradio from decoding the upload: only the header is read here, and
+    `fader.photo.load_photo` decides (size caps included) before any pixels are decoded.
+    """
+
+    is_template = True  # rendered by Gradio's own Image front end
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(type="filepath", image_mode=None, **kwargs)
+
+    def preprocess(self, payload: Any) -> str | None:
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as error:
+            raise gr.Error(
+                f"This file is not an image we can read ({type(error).__name__}). "
+                "Upload a JPEG, PNG, WebP or GIF photo."
+            ) from None
+
+
 def plain_words(attribute: str) -> str:
     """CelebA's `Wearing_Hat` → "Wearing hat"."""
     return attribute.replace("_", " ").capitalize()
@@ -145,9 +169,8 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             model_info = gr.Markdown()
         with gr.Row():
             with gr.Column():
-                image = gr.Image(
+                image = PhotoInput(
                     label="Photo",
-                    type="filepath",
                     sources=["upload", "webcam", "clipboard"],
                     height=320,
                 )

@@ -1,0 +1,238 @@
+"""The real Gradio server on 127.0.0.1, driven through gradio_client as API users would."""
+
+import io
+import socket
+import struct
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+from skimage import data as skimage_data
+
+import app
+from fader.editor import ModelLibrary
+from fader.model import FaderConfig, FaderNetwork
+
+NEUTRAL = [0.0] * app.MAX_SLIDERS
+
+
+def sliders(**values: float) -> list[float]:
+    order = ["Smiling", "Male"]
+    return [values.get(order[i], 0.0) if i < len(order) else 0.0 for i in range(app.MAX_SLIDERS)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def save_model(folder: Path, preprocessing: str, attributes: list[str]) -> str:
+    torch.manual_seed(0)
+    config = FaderConfig(
+        attributes=attributes,
+        image_size=64,
+        init_fm=8,
+        max_fm=64,
+        n_layers=4,
+        preprocessing=preprocessing,
+    )
+    FaderNetwork(config).save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "face": save_model(root / "face", "celeba", ["Smiling", "Male"]),
+        "scene": save_model(root / "scene", "center", ["day", "night", "dusk"]),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(models: dict[str, str]) -> Iterator[tuple[Client, str]]:
+    demo = app.build_demo(ModelLibrary([models["face"], models["scene"]], aligner="dlib"))
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1",
+        server_port=free_port(),
+        prevent_thread_lock=True,
+        quiet=True,
+        max_file_size=app.MAX_UPLOAD,
+    )
+    try:
+        yield Client(url, verbose=False), url
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    files = {
+        "astronaut": Image.fromarray(skimage_data.astronaut()),
+        "coffee": Image.fromarray(skimage_data.coffee()),
+        "tiny": Image.new("RGB", (16, 16), "white"),
+    }
+    paths = {}
+    for name, image in files.items():
+        paths[name] = folder / f"{name}.jpg"
+        image.save(paths[name], quality=95)
+    paths["text"] = folder / "notes.jpg"
+    paths["text"].write_text("this is not an image")
+    paths["empty"] = folder / "empty.png"
+    paths["empty"].write_bytes(b"")
+    paths["huge"] = folder / "huge.png"  # a 12000×12000 header: must be refused before decoding
+    paths["huge"].write_bytes(png(12000, 12000, 8, 2, b""))
+    paths["truncated"] = folder / "truncated.jpg"
+    paths["truncated"].write_bytes(paths["astronaut"].read_bytes()[:3000])
+    return paths
+
+
+def test_every_event_has_an_api_name(server):
+    client, _ = server
+    endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert {"/encode", "/edit", "/sweep", "/switch_model"} <= set(endpoints)
+
+
+def test_upload_edit_sweep_through_the_real_server(server, models, photos):
+    client, _ = server
+    crop, status, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    assert "Face aligned with dlib" in status and handle
+    assert Image.open(crop).size == (64, 64)
+    neutral_crop, _, same = client.predict(models["face"], None, handle, *NEUTRAL, api_name="/edit")
+    smiling_crop, smiling_photo, _ = client.predict(
+        models["face"], None, handle, *sliders(Smiling=2.0), api_name="/edit"
+    )
+    assert same == handle
+    assert Image.open(smiling_photo).size == (512, 512), "pasted back at the photo's resolution"
+    assert not np.array_equal(
+        np.asarray(Image.open(neutral_crop)), np.asarray(Image.open(smiling_crop))
+    )
+    strip = client.predict(models["face"], None, handle, "Smiling", 5, *NEUTRAL, api_name="/sweep")
+    assert Image.open(strip).size == (5 * 64, 64)
+
+
+def test_a_forgotten_latent_is_rebuilt_from_the_photo(server, models, photos):
+    client, _ = server
+    crop, _, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), "not-a-handle", *NEUTRAL, api_name="/edit"
+    )
+    assert Image.open(crop).size == (64, 64) and handle != "not-a-handle"
+
+
+def test_switching_models_relabels_the_sliders(server, models):
+    client, _ = server
+    info, sweep_choice, *slider_states = client.predict(models["scene"], api_name="/switch_model")
+    assert "edits whole images" in info and "Day, Night, Dusk" in info
+    assert sweep_choice["value"] == "Day"
+    assert [s["label"] for s in slider_states[:3]] == ["Day", "Night", "Dusk"]
+    assert [s["visible"] for s in slider_states[2:5]] == [True, False, False]
+
+
+def test_models_without_alignment_edit_any_picture(server, models, photos):
+    client, _ = server
+    _, status, handle = client.predict(
+        models["scene"], handle_file(photos["coffee"]), api_name="/encode"
+    )
+    assert "Centre square" in status
+    _, photo, _ = client.predict(models["scene"], None, handle, *NEUTRAL, api_name="/edit")
+    assert Image.open(photo).size == Image.open(photos["coffee"]).size
+
+
+def png(width: int, height: int, bit_depth: int, colour_type: int, pixels: bytes) -> bytes:
+    """PNG bytes written by hand: for files PIL will not write (16-bit, absurd sizes)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    idat = chunk(b"IDAT", zlib.compress(pixels)) if pixels else b""
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + idat + chunk(b"IEND", b"")
+
+
+def sixteen_bit_png(path: Path) -> Path:
+    rows = b"".join(b"\x00" + struct.pack(">64H", *([i * 1000] * 64)) for i in range(64))
+    path.write_bytes(png(64, 64, 16, 0, rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("text", "not an image|cannot be read|not a picture"),
+        ("empty", "empty|not an image|cannot be read"),
+        ("truncated", "damaged|truncated"),
+        ("coffee", "No face found"),
+        ("tiny", "too small"),
+        ("huge", "too large|megapixels|too big"),
+    ],
+)
+def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(
+    server, models, photos, name, message
+):
+    client, _ = server
+    with pytest.raises(AppError, match=f"(?i){message}") as error:
+        client.predict(models["face"], handle_file(photos[name]), api_name="/encode")
+    assert "Traceback" not in str(error.value)
+    _, _, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    assert handle
+
+
+def test_unusual_image_modes_are_read(server, models, tmp_path):
+    client, _ = server
+    astronaut = Image.fromarray(skimage_data.astronaut())
+    rgba = tmp_path / "rgba.png"
+    astronaut.convert("RGBA").save(rgba)
+    cmyk = tmp_path / "cmyk.jpg"
+    astronaut.convert("CMYK").save(cmyk)
+    gray = tmp_path / "gray.png"
+    astronaut.convert("L").save(gray)
+    gif = tmp_path / "animated.gif"
+    astronaut.save(gif, save_all=True, append_images=[Image.new("RGB", astronaut.size)])
+    for path in (rgba, cmyk, gray, gif):
+        _, _, handle = client.predict(models["face"], handle_file(path), api_name="/encode")
+        assert handle, path.name
+    _, _, handle = client.predict(
+        models["scene"], handle_file(sixteen_bit_png(tmp_path / "deep.png")), api_name="/encode"
+    )
+    assert handle
+
+
+def test_slider_events_without_a_photo_do_nothing_harmful(server, models):
+    client, _ = server
+    crop, photo, handle = client.predict(
+        models["face"], None, "", *sliders(Smiling=1.0), api_name="/edit"
+    )
+    assert crop is None and photo is None and handle == ""
+
+
+def test_page_is_served(server):
+    import urllib.request
+
+    _, url = server
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.status == 200 and b"Fader" in response.read()
+
+
+def test_png_bytes_are_what_the_page_receives(server, models, photos):
+    """Outputs are lossless PNG (Gradio's default would be lossy WebP)."""
+    client, _ = server
+    _, _, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    crop, _, _ = client.predict(models["face"], None, handle, *NEUTRAL, api_name="/edit")
+    assert Path(crop).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(Path(crop).read_bytes())).format == "PNG"
