@@ -41,21 +41,20 @@ def user_errors(handler: Callable) -> Callable:
     return guarded
 
 
-class PhotoInput(gr.Image):
+def photo_input(**kwargs: Any) -> gr.Image:
     """gr.Image whose unreadable uploads become a message instead of a server error.
 
     `image_mode=None` keeps Gradio from decoding the upload: only the header is read here, and
-    `fader.photo.load_photo` decides (size caps included) before any pixels are decoded.
+    `fader.photo.load_photo` decides (size caps included) before any pixels are decoded. The
+    instance's `preprocess` is wrapped rather than subclassed: Gradio's front end renders
+    components by class name.
     """
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    preprocess = image.preprocess
 
-    is_template = True  # rendered by Gradio's own Image front end
-
-    def __init__(self, **kwargs: Any):
-        super().__init__(type="filepath", image_mode=None, **kwargs)
-
-    def preprocess(self, payload: Any) -> str | None:
+    def readable(payload: Any) -> str | None:
         try:
-            return super().preprocess(payload)
+            return preprocess(payload)
         except gr.Error:
             raise
         except Exception as error:
@@ -63,6 +62,9 @@ class PhotoInput(gr.Image):
                 f"This file is not an image we can read ({type(error).__name__}). "
                 "Upload a JPEG, PNG, WebP or GIF photo."
             ) from None
+
+    image.preprocess = readable
+    return image
 
 
 def plain_words(attribute: str) -> str:
@@ -169,7 +171,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             model_info = gr.Markdown()
         with gr.Row():
             with gr.Column():
-                image = PhotoInput(
+                image = photo_input(
                     label="Photo",
                     sources=["upload", "webcam", "clipboard"],
                     height=320,
@@ -188,10 +190,18 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
                 ]
             with gr.Column():
                 edited_crop = gr.Image(
-                    label="Edited face", format="png", interactive=False, height=200
+                    label="Edited face",
+                    format="png",
+                    interactive=False,
+                    height=200,
+                    elem_id="edited-crop",
                 )
                 edited_photo = gr.Image(
-                    label="Edited photo", format="png", interactive=False, buttons=["download"]
+                    label="Edited photo",
+                    format="png",
+                    interactive=False,
+                    buttons=["download"],
+                    elem_id="edited-photo",
                 )
         with gr.Accordion("Sweep one attribute", open=False):
             with gr.Row():
