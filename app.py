@@ -9,6 +9,7 @@ without a browser; this file only builds the page and turns errors into messages
 
 import argparse
 import logging
+import sys
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -279,15 +280,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
-    library = ModelLibrary(args.model + list(bundled_models()), args.aligner)
-    demo = build_demo(library)
+    try:
+        library = ModelLibrary(args.model + list(bundled_models()), args.aligner)
+        demo = build_demo(library)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD
     )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
