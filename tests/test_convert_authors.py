@@ -17,12 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fader.convert_authors import (
-    authors_model,
-    convert_checkpoint,
-    main,
-    read_legacy_checkpoint,
-)
+from fader.convert_authors import authors_model, convert_checkpoint, main
+from fader.legacy_pickle import read_legacy_checkpoint
 from fader.model import FaderNetwork
 from tests.legacy_checkpoints import (
     AutoEncoder,
