@@ -17,7 +17,7 @@ from typing import Any
 
 import gradio as gr
 
-from fader.editor import Editor, ModelLibrary, bundled_models
+from fader.editor import Editor, ModelLibrary, authors_choices, bundled_models
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 SLIDER_RANGE = (-2.0, 3.0)  # past [0, 1]: the authors extrapolate to 2 (and 10 for age)
@@ -268,8 +268,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model",
         action="append",
         default=[],
-        help="a bundled model name, a local model folder or a Hugging Face repo id (repeatable; "
-        "the first is shown first). Default: the bundled models.",
+        help="a bundled model name, 'authors: eyeglasses' (the authors' CelebA models, downloaded "
+        "and converted on first use), a local model folder or a Hugging Face repo id (repeatable; "
+        "the first is shown first). The bundled models are always offered.",
     )
     parser.add_argument("--aligner", default="auto", choices=["auto", "dlib", "face_alignment"])
     parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for all)")
@@ -284,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     try:
-        library = ModelLibrary(args.model + list(bundled_models()), args.aligner)
+        names = args.model + list(bundled_models()) + authors_choices()
+        library = ModelLibrary(names, args.aligner)
         demo = build_demo(library)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -34,11 +34,31 @@ def bundled_models() -> dict[str, Path]:
     }
 
 
+AUTHORS_PREFIX = "authors: "
+
+
+def authors_choices() -> list[str]:
+    """The authors' released CelebA models the app can offer: already converted, or
+    downloadable (not when offline). Each downloads and converts on first use."""
+    from fader.convert_authors import RELEASED, default_cache_dir, offline
+
+    cache = default_cache_dir()
+    return [
+        AUTHORS_PREFIX + name
+        for name in RELEASED
+        if not offline() or (cache / name / "config.json").is_file()
+    ]
+
+
 def load_model(name: str) -> FaderNetwork:
-    """A bundled model name, a local model folder, or a Hugging Face repo id."""
+    """A bundled model name, `authors: <name>`, a local model folder, or a Hub repo id."""
     bundled = bundled_models()
     if name in bundled:
         return FaderNetwork.from_pretrained(bundled[name])
+    if name.startswith(AUTHORS_PREFIX):
+        from fader.convert_authors import authors_model
+
+        return FaderNetwork.from_pretrained(authors_model(name.removeprefix(AUTHORS_PREFIX)))
     return FaderNetwork.from_pretrained(name)
 
 

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from skimage import data as skimage_data
 
-from fader.editor import Editor, ModelLibrary, to_tensor
+from fader.editor import Editor, ModelLibrary, load_model, to_tensor
 from fader.model import FaderConfig, FaderNetwork
 
 
@@ -135,3 +135,17 @@ def test_library_loads_each_model_once_and_refuses_unknown_names(tmp_path: Path)
         library.editor("other")
     with pytest.raises(ValueError, match="No model to offer"):
         ModelLibrary([])
+
+
+def test_authors_models_are_offered_offline_only_once_converted(tmp_path: Path, monkeypatch):
+    from fader.editor import authors_choices
+
+    monkeypatch.setenv("FADER_AUTHORS_CACHE", str(tmp_path))
+    monkeypatch.setenv("FADER_OFFLINE", "1")
+    assert authors_choices() == []
+    random_model("celeba").save_pretrained(tmp_path / "male")
+    assert authors_choices() == ["authors: male"]
+    assert load_model("authors: male").config == random_model("celeba").config
+    monkeypatch.delenv("FADER_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert "authors: eyeglasses" in authors_choices()
