@@ -15,7 +15,7 @@ Eye and mouth points come from the 68 iBUG 300-W landmarks (see ``fader.landmark
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -104,6 +104,30 @@ def invert_affine(matrix: np.ndarray) -> np.ndarray:
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return np.asarray(points, dtype=np.float64) @ matrix[:, :2].T + matrix[:, 2]
+
+
+def compose_affine(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2×3 affine applying `inner` first, then `outer`."""
+    return np.hstack([outer[:, :2] @ inner[:, :2], outer[:, :2] @ inner[:, 2:] + outer[:, 2:]])
+
+
+def rescaled(aligned: AlignedFace, photo_size: tuple[int, int]) -> AlignedFace:
+    """The same alignment for a resized copy of the photo, e.g. a fast preview.
+
+    A resize maps pixel centres as x' = s·(x + 0.5) − 0.5 on each axis.
+    """
+    sx, sy = (new / old for new, old in zip(photo_size, aligned.photo_size, strict=True))
+    to_new = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]])
+    x1, y1, x2, y2 = aligned.box
+    corners = apply_affine(to_new, np.array([[x1, y1], [x2, y2]]))
+    return replace(
+        aligned,
+        landmarks=apply_affine(to_new, aligned.landmarks),
+        forward=compose_affine(aligned.forward, invert_affine(to_new)),
+        inverse=compose_affine(to_new, aligned.inverse),
+        box=tuple(float(v) for v in corners.ravel()),
+        photo_size=tuple(photo_size),
+    )
 
 
 def anchor_points(landmarks: np.ndarray) -> np.ndarray:

@@ -30,6 +30,7 @@ from fader.align import (
     face_mask,
     invert_affine,
     paste_back,
+    rescaled,
     similarity_fit,
     warp_to_crop,
 )
@@ -503,3 +504,33 @@ def test_face_alignment_backend_runs_offline_from_pre_placed_weights(
     faces = backend(np.asarray(astronaut))
     assert len(faces) == 1 and faces[0].landmarks.shape == (68, 2)
     assert os.listdir(checkpoints) == [landmarks.FAN_WEIGHTS]
+
+
+def test_a_rescaled_alignment_pastes_onto_a_resized_photo_like_the_full_one(astronaut):
+    aligned = align_face(astronaut, backend="dlib")
+    edited = np.asarray(aligned.crop).copy()
+    edited[80:200, 60:196] = 255 - edited[80:200, 60:196]
+    small_size = (300, 300)
+    small = rescaled(aligned, small_size)
+    assert small.photo_size == small_size
+    assert np.allclose(
+        apply_affine(small.inverse, apply_affine(small.forward, [[10, 20]])), [[10, 20]]
+    )
+    preview = np.asarray(
+        paste_back(
+            astronaut.resize(small_size, Image.Resampling.BILINEAR), Image.fromarray(edited), small
+        ),
+        float,
+    )
+    full = np.asarray(
+        paste_back(astronaut, Image.fromarray(edited), aligned).resize(
+            small_size, Image.Resampling.BILINEAR
+        ),
+        float,
+    )
+    assert np.abs(preview - full).mean() < 3.0
+    x, y = np.round(small.landmarks[30]).astype(int)
+    assert (
+        np.abs(preview[y - 3 : y + 3, x - 3 : x + 3] - full[y - 3 : y + 3, x - 3 : x + 3]).mean()
+        < 12
+    )
