@@ -9,13 +9,18 @@ without a browser; this file only builds the page and turns errors into messages
 
 import argparse
 import logging
+import os
 import sys
+import tempfile
+import threading
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import torch
+from PIL import Image
 
 from fader.editor import Editor, ModelLibrary, authors_choices, bundled_models
 
@@ -23,6 +28,7 @@ MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the
 SLIDER_RANGE = (-2.0, 3.0)  # past [0, 1]: the authors extrapolate to 2 (and 10 for age)
 MAX_UPLOAD = "25mb"
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
+EXPORTS = Path(tempfile.gettempdir()) / "fader-exports"
 log = logging.getLogger("fader.app")
 
 
@@ -98,6 +104,16 @@ def slider_values(editor: Editor, values: tuple[float, ...]) -> dict[str, float]
     return {name: float(v or 0.0) for name, v in zip(editor.attributes, values, strict=False)}
 
 
+def write_png(image: Image.Image, name: str) -> str:
+    """A PNG for download, written atomically; fast compression, since it is made on release."""
+    EXPORTS.mkdir(parents=True, exist_ok=True)
+    path = EXPORTS / name
+    partial = path.with_suffix(f".{threading.get_ident()}.tmp")
+    image.save(partial, format="PNG", compress_level=1)
+    os.replace(partial, path)
+    return str(path)
+
+
 def example_photos() -> list[Path]:
     """Photos in assets/examples/ (their licences are in assets/examples/LICENSE.md)."""
     suffixes = {".png", ".jpg", ".jpeg", ".webp"}
@@ -118,11 +134,8 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
         how = f"Face aligned with {loaded.face.backend}." if loaded.face else "Centre square."
         return loaded.crop, " ".join(filter(None, [how, loaded.note])), handle
 
-    @user_errors
-    def edit(model_name: str, image: str | None, handle: str, *values: float) -> tuple:
-        """Decode the cached latent with the slider values (re-encodes only if it was evicted)."""
-        if not image and not handle:
-            return None, None, handle
+    def loaded(model_name: str, image: str | None, handle: str) -> tuple[Editor, str]:
+        """The editor and a valid handle: the cached latent, re-encoded only if it was evicted."""
         editor = library.editor(model_name)
         try:
             editor.get(handle)
@@ -130,8 +143,25 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             if not image:
                 raise
             handle = editor.load(image)
+        return editor, handle
+
+    @user_errors
+    def edit(model_name: str, image: str | None, handle: str, *values: float) -> tuple:
+        """The live path: decoder only, pasted into the preview-sized photo."""
+        if not image and not handle:
+            return None, None, handle
+        editor, handle = loaded(model_name, image, handle)
         result = editor.edit(handle, slider_values(editor, values))
         return result.crop, result.photo, handle
+
+    @user_errors
+    def export(model_name: str, image: str | None, handle: str, *values: float) -> str | None:
+        """The edit pasted into the full-resolution photo, as a PNG file to download."""
+        if not image and not handle:
+            return None
+        editor, handle = loaded(model_name, image, handle)
+        result = editor.edit(handle, slider_values(editor, values), full_resolution=True)
+        return write_png(result.photo, f"fader-edit-{handle[:12]}.png")
 
     @user_errors
     def sweep(
@@ -145,8 +175,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
         """One attribute from the slider minimum to maximum, other sliders as set."""
         if not image and not handle:
             raise ValueError("Upload a photo first.")
-        editor = library.editor(model_name)
-        _, _, handle = edit(model_name, image, handle, *values)
+        editor, handle = loaded(model_name, image, handle)
         name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
         low, high = slider_range(editor)
         return editor.sweep(handle, name, low, high, int(steps), slider_values(editor, values))
@@ -162,7 +191,10 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
         sliders = [gr.update(**settings) for settings in slider_settings(editor)]
         return [info, gr.update(choices=choices, value=choices[0]), *sliders]
 
-    with gr.Blocks(title="Fader: edit photos by sliding attributes") as demo:
+    # Uploads and outputs older than an hour are deleted (hourly), so disk use stays bounded.
+    with gr.Blocks(
+        title="Fader: edit photos by sliding attributes", delete_cache=(3600, 3600)
+    ) as demo:
         gr.Markdown(
             "# Fader\nUpload a photo, then slide attributes. "
             "[Fader Networks](https://arxiv.org/abs/1706.00409), Lample et al., NeurIPS 2017."
@@ -198,12 +230,12 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
                     elem_id="edited-crop",
                 )
                 edited_photo = gr.Image(
-                    label="Edited photo",
-                    format="png",
+                    label="Edited photo (preview)",
+                    format="jpeg",
                     interactive=False,
-                    buttons=["download"],
                     elem_id="edited-photo",
                 )
+                download = gr.File(label="Full-resolution PNG", interactive=False)
         with gr.Accordion("Sweep one attribute", open=False):
             with gr.Row():
                 names = [plain_words(a) for a in first.attributes]
@@ -230,13 +262,24 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             show_progress="hidden",
         )
         gr.on(
+            [s.release for s in sliders],
+            export,
+            edit_inputs,
+            download,
+            api_name="export",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
+        gr.on(
             [image.input, image.change],
             encode,
             [model_name, image],
             [crop, status, handle],
             api_name="encode",
             trigger_mode="always_last",
-        ).then(edit, edit_inputs, edit_outputs, api_visibility="private")
+        ).then(edit, edit_inputs, edit_outputs, api_visibility="private").then(
+            export, edit_inputs, download, api_visibility="private"
+        )
         sweep_button.click(
             sweep,
             [model_name, image, handle, sweep_attribute, sweep_steps, *sliders],
@@ -250,7 +293,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             api_name="switch_model",
         ).then(encode, [model_name, image], [crop, status, handle], api_visibility="private").then(
             edit, edit_inputs, edit_outputs, api_visibility="private"
-        )
+        ).then(export, edit_inputs, download, api_visibility="private")
         demo.load(
             switch_model,
             model_name,
@@ -278,12 +321,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--share", action="store_true", help="also serve on a public gradio.live link"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="PyTorch threads per request (default: half the cores, so concurrent users and the "
+        "web server are not starved; on 2 busy cores, 2 threads made decodes 10x slower)",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     try:
         names = args.model + list(bundled_models()) + authors_choices()
         library = ModelLibrary(names, args.aligner)

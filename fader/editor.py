@@ -20,6 +20,7 @@ from fader.model import FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
 
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
+PREVIEW_SIDE = 768  # live edits paste onto a copy this large; exports use the full photo
 ALIGNED_PREPROCESSING = {"celeba", "align"}
 
 
@@ -65,9 +66,11 @@ def load_model(name: str) -> FaderNetwork:
 @dataclass(frozen=True)
 class LoadedPhoto:
     photo: Image.Image  # upright RGB original, full resolution
+    preview: Image.Image  # the photo at most PREVIEW_SIDE on a side, for live edits
     crop: Image.Image  # what the model sees, image_size²
     latent: torch.Tensor  # 1×C×h×w
     face: "AlignedFace | None"  # noqa: F821 — the alignment, for paste-back; None without one
+    preview_face: "AlignedFace | None"  # noqa: F821 — the same alignment on `preview`
     note: str  # what the user should know ("3 faces found: editing the largest")
 
 
@@ -78,9 +81,18 @@ class EditResult:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB → 1×3×H×W float in [-1, 1]."""
+    """PIL RGB → 1×3×H×W float in [-1, 1], channels-last (the layout the editor runs in)."""
     pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
-    return pixels.permute(2, 0, 1)[None].float().div_(127.5).sub_(1)
+    batch = pixels.permute(2, 0, 1)[None].float().div_(127.5).sub_(1)
+    return batch.contiguous(memory_format=torch.channels_last)
+
+
+def preview_of(photo: Image.Image) -> Image.Image:
+    if max(photo.size) <= PREVIEW_SIDE:
+        return photo
+    preview = photo.copy()
+    preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
+    return preview
 
 
 def to_images(batch: torch.Tensor) -> list[Image.Image]:
@@ -90,10 +102,14 @@ def to_images(batch: torch.Tensor) -> list[Image.Image]:
 
 
 class Editor:
-    """Thread-safe: Gradio runs handlers for several users at once on one Editor."""
+    """Thread-safe: Gradio runs handlers for several users at once on one Editor.
+
+    The model is switched to eval mode and channels-last layout (in place): on CPU the decoder's
+    transposed convolutions run about 25% faster that way.
+    """
 
     def __init__(self, model: FaderNetwork, aligner: str = "auto", cache_size: int = 32):
-        self.model = model.eval()
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.aligner = aligner
         self.cache_size = cache_size
         self._photos: OrderedDict[str, LoadedPhoto] = OrderedDict()
@@ -126,11 +142,14 @@ class Editor:
 
     def _prepare(self, photo: Image.Image) -> LoadedPhoto:
         size = self.model.config.image_size
-        face, note = None, ""
+        preview = preview_of(photo)
+        face = preview_face = None
+        note = ""
         if self.aligns_faces:
-            from fader.align import align_face
+            from fader.align import align_face, rescaled
 
             face = align_face(photo, size=size, backend=self.aligner)
+            preview_face = rescaled(face, preview.size)
             crop = face.crop
             if face.n_faces > 1:
                 note = f"{face.n_faces} faces found: editing the largest."
@@ -138,7 +157,7 @@ class Editor:
             crop = centre_square(photo, size)
         with torch.inference_mode():
             latent = self.model.encode(to_tensor(crop))
-        return LoadedPhoto(photo, crop, latent, face, note)
+        return LoadedPhoto(photo, preview, crop, latent, face, preview_face, note)
 
     def get(self, handle: str) -> LoadedPhoto:
         with self._lock:
@@ -157,17 +176,20 @@ class Editor:
             y = torch.cat([self.model.slider_channels(values) for values in alphas])
             return to_images(self.model.decode(latent.expand(len(alphas), -1, -1, -1), y))
 
-    def edit(self, handle: str, values: Mapping[str, float]) -> EditResult:
-        """The edited crop and the photo with it pasted back at full resolution."""
+    def edit(
+        self, handle: str, values: Mapping[str, float], full_resolution: bool = False
+    ) -> EditResult:
+        """The edited crop, and the photo with it pasted back: into the preview-sized copy
+        (fast enough to follow a slider), or at full resolution for a download."""
         loaded = self.get(handle)
         (crop,) = self.decode(handle, [values])
-        if loaded.face is not None:
+        photo = loaded.photo if full_resolution else loaded.preview
+        face = loaded.face if full_resolution else loaded.preview_face
+        if face is not None:
             from fader.align import paste_back
 
-            photo = paste_back(loaded.photo, crop, loaded.face)
-        else:
-            photo = paste_centre_square(loaded.photo, crop)
-        return EditResult(crop, photo)
+            return EditResult(crop, paste_back(photo, crop, face))
+        return EditResult(crop, paste_centre_square(photo, crop))
 
     def sweep(
         self,

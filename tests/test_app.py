@@ -98,7 +98,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_every_event_has_an_api_name(server):
     client, _ = server
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
-    assert {"/encode", "/edit", "/sweep", "/switch_model"} <= set(endpoints)
+    assert {"/encode", "/edit", "/export", "/sweep", "/switch_model"} <= set(endpoints)
 
 
 def test_upload_edit_sweep_through_the_real_server(server, models, photos):
@@ -113,7 +113,7 @@ def test_upload_edit_sweep_through_the_real_server(server, models, photos):
         models["face"], None, handle, *sliders(Smiling=2.0), api_name="/edit"
     )
     assert same == handle
-    assert Image.open(smiling_photo).size == (512, 512), "pasted back at the photo's resolution"
+    assert Image.open(smiling_photo).size == (512, 512), "a 512² photo is its own preview"
     assert not np.array_equal(
         np.asarray(Image.open(neutral_crop)), np.asarray(Image.open(smiling_crop))
     )
@@ -236,3 +236,16 @@ def test_png_bytes_are_what_the_page_receives(server, models, photos):
     crop, _, _ = client.predict(models["face"], None, handle, *NEUTRAL, api_name="/edit")
     assert Path(crop).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(io.BytesIO(Path(crop).read_bytes())).format == "PNG"
+
+
+def test_export_is_the_full_resolution_photo_as_png(server, models, tmp_path):
+    client, _ = server
+    big = tmp_path / "big.jpg"
+    Image.fromarray(skimage_data.astronaut()).resize((1500, 1500)).save(big, quality=95)
+    _, _, handle = client.predict(models["face"], handle_file(big), api_name="/encode")
+    _, preview, _ = client.predict(
+        models["face"], None, handle, *sliders(Male=1.0), api_name="/edit"
+    )
+    exported = client.predict(models["face"], None, handle, *sliders(Male=1.0), api_name="/export")
+    assert max(Image.open(preview).size) == 768, "live edits paste into a preview"
+    assert Image.open(exported).size == (1500, 1500) and Image.open(exported).format == "PNG"

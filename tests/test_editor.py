@@ -149,3 +149,15 @@ def test_authors_models_are_offered_offline_only_once_converted(tmp_path: Path, 
     monkeypatch.delenv("FADER_OFFLINE")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     assert "authors: eyeglasses" in authors_choices()
+
+
+def test_live_edits_use_a_preview_and_exports_the_full_photo():
+    editor = Editor(random_model("celeba"), aligner="dlib")
+    big = Image.fromarray(skimage_data.astronaut()).resize((1600, 1600), Image.Resampling.BICUBIC)
+    handle = editor.load(big)
+    live = editor.edit(handle, {"Smiling": 2.0})
+    export = editor.edit(handle, {"Smiling": 2.0}, full_resolution=True)
+    assert max(live.photo.size) == 768 and export.photo.size == big.size
+    assert np.array_equal(np.asarray(live.crop), np.asarray(export.crop))
+    downscaled = np.asarray(export.photo.resize(live.photo.size, Image.Resampling.BILINEAR), float)
+    assert np.abs(downscaled - np.asarray(live.photo, float)).mean() < 3
