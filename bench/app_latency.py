@@ -1,16 +1,19 @@
 """Latency of a slider move in the app vs the naive path, side by side in one run.
 
-A slider move (what the app's `edit` handler does): decode the cached latent, paste the face
-back into the photo, encode both images as PNG. The naive path re-aligns and re-encodes the
-photo on every move. Also reports the upload path (decode, detect, align, encode) per aligner.
-Paper preset, 256×256, random weights (speed does not depend on training). Prints one JSON object.
+A slider move (what the app's live `edit` handler does): decode the cached latent, paste the
+face back into the preview-sized photo, encode the crop as PNG and the preview as JPEG (as the
+page receives them). The naive path re-aligns and re-encodes the full photo on every move and
+pastes at full resolution (PNG). Also reports the upload path (decode, detect, align, encode)
+with the dlib aligner. Paper preset, 256×256, random weights (speed does not depend on
+training). Prints one JSON object.
 
-    python bench/app_latency.py [--moves 30] [--preset paper]
+    python bench/app_latency.py [--moves 30] [--preset paper] [--photo-side 1024] [--threads N]
 """
 
 import argparse
 import io
 import json
+import os
 import statistics
 import sys
 import time
@@ -30,9 +33,9 @@ from fader.model import FaderConfig, FaderNetwork
 from train.config import PRESETS
 
 
-def png_bytes(image: Image.Image) -> int:
+def encoded_bytes(image: Image.Image, format: str = "PNG") -> int:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.save(buffer, format=format)
     return buffer.tell()
 
 
@@ -56,14 +59,18 @@ def main() -> None:
     )
     parser.add_argument("--moves", type=int, default=30, help="slider moves timed per path")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--photo-side", type=int, default=1024, help="the photo is resized to this")
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     config = FaderConfig(
         attributes=["Smiling", "Male"], preprocessing="celeba", **PRESETS[args.preset]["model"]
     )
     model = FaderNetwork(config).eval()
-    photo = Image.fromarray(skimage_data.astronaut())
+    side = args.photo_side
+    photo = Image.fromarray(skimage_data.astronaut()).resize((side, side), Image.Resampling.BICUBIC)
     alphas = np.linspace(-1, 2, max(args.moves, 2))
 
     editor = Editor(model, aligner="dlib")
@@ -71,8 +78,8 @@ def main() -> None:
 
     def slider_move(i: int) -> None:
         result = editor.edit(handle, {"Smiling": float(alphas[i])})
-        png_bytes(result.crop)
-        png_bytes(result.photo)
+        encoded_bytes(result.crop)
+        encoded_bytes(result.photo, "JPEG")
 
     def naive_move(i: int) -> None:
         face = align_face(photo, size=config.image_size, backend="dlib")
@@ -81,8 +88,8 @@ def main() -> None:
             (crop,) = to_images(
                 model.decode(z, model.slider_channels({"Smiling": float(alphas[i])}))
             )
-        png_bytes(crop)
-        png_bytes(paste_back(photo, crop, face))
+        encoded_bytes(crop)
+        encoded_bytes(paste_back(photo, crop, face))
 
     report = {
         "benchmark": "app_latency",
