@@ -27,6 +27,7 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
     HfHubHTTPError,
+    HFValidationError,
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
 )
@@ -247,6 +248,10 @@ class FaderNetwork(
             raise ValueError(
                 f"No model {name} on the Hugging Face Hub (private? log in with `hf auth login`)."
             ) from error
+        except HFValidationError as error:
+            raise ValueError(
+                f"{name} is not a model folder here, nor a Hub repo id (NAMESPACE/NAME)."
+            ) from error
         except TypeError as error:
             raise ValueError(
                 f"{name} is not a Fader model: its config.json has no attributes."
@@ -268,12 +273,15 @@ class FaderNetwork(
         strict: bool = True,
         **model_kwargs: Any,
     ) -> "FaderNetwork":
-        """Load `model.safetensors` only: a pickle from the Hub or a user is never opened."""
-        model = cls(**model_kwargs)
+        """Load `model.safetensors` only: a pickle from the Hub or a user is never opened.
+
+        The weights are found before the model is built: a repo that does not exist has no
+        config either, and must be reported as missing rather than as "not a Fader model".
+        """
         if os.path.isdir(model_id):
             weights = Path(model_id) / WEIGHTS_NAME
             if not weights.is_file():
-                raise ValueError(f"{model_id} has no {WEIGHTS_NAME}; is it a Fader model folder?")
+                raise ValueError(f"{model_id} has no {WEIGHTS_NAME}: not a Fader model folder.")
         else:
             try:
                 weights = hf_hub_download(
@@ -287,5 +295,6 @@ class FaderNetwork(
                 )
             except EntryNotFoundError as error:
                 raise ValueError(f"{model_id} has no {WEIGHTS_NAME}: not a Fader model.") from error
+        model = cls(**model_kwargs)
         load_model(model, str(weights), strict=strict, device=map_location)
         return model.eval()

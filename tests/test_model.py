@@ -156,6 +156,11 @@ def test_unknown_repo_offline_gives_a_clear_message():
         FaderNetwork.from_pretrained("nobody/not-a-cached-fader-model")
 
 
+def test_a_missing_folder_is_not_mistaken_for_a_repo_id(tmp_path: Path):
+    with pytest.raises(ValueError, match="not a model folder here, nor a Hub repo id"):
+        FaderNetwork.from_pretrained(tmp_path / "no" / "such" / "model")
+
+
 def test_a_folder_that_is_not_a_fader_model_is_named_as_such(tmp_path: Path):
     (tmp_path / "config.json").write_text('{"hidden_size": 8}')
     with pytest.raises(ValueError, match="not a Fader model"):
