@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 
 from fader.editor import Editor, ModelLibrary, authors_choices, bundled_models
+from fader.model import ALPHA_RANGE
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
-SLIDER_RANGE = (-2.0, 3.0)  # past [0, 1]: the authors extrapolate to 2 (and 10 for age)
 MAX_UPLOAD = "25mb"
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 EXPORTS = Path(tempfile.gettempdir()) / "fader-exports"
@@ -79,14 +79,9 @@ def plain_words(attribute: str) -> str:
     return attribute.replace("_", " ").capitalize()
 
 
-def slider_range(editor: Editor) -> tuple[float, float]:
-    low, high = editor.model.config.training.get("alpha_range", SLIDER_RANGE)
-    return float(low), float(high)
-
-
 def slider_settings(editor: Editor) -> list[dict[str, Any]]:
     """Labels, ranges and visibility of the fixed slider pool for this model."""
-    low, high = slider_range(editor)
+    low, high = editor.model.config.alpha_range
     names = editor.attributes
     return [
         {
@@ -132,7 +127,17 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
         handle = editor.load(image)
         loaded = editor.get(handle)
         how = f"Face aligned with {loaded.face.backend}." if loaded.face else "Centre square."
-        return loaded.crop, " ".join(filter(None, [how, loaded.note])), handle
+        read = [plain_words(name) for name, value in loaded.start.items() if value]
+        judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
+        return loaded.crop, " ".join(filter(None, [how, judged, loaded.note])), handle
+
+    @user_errors
+    def starting_sliders(model_name: str, handle: str) -> list:
+        """Sliders at what the model's classifier reads from the photo (0 without one)."""
+        editor = library.editor(model_name)
+        start = editor.get(handle).start if handle else {}
+        values = [start.get(name, 0.0) for name in editor.attributes]
+        return [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
 
     def loaded(model_name: str, image: str | None, handle: str) -> tuple[Editor, str]:
         """The editor and a valid handle: the cached latent, re-encoded only if it was evicted."""
@@ -177,7 +182,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             raise ValueError("Upload a photo first.")
         editor, handle = loaded(model_name, image, handle)
         name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
-        low, high = slider_range(editor)
+        low, high = editor.model.config.alpha_range
         return editor.sweep(handle, name, low, high, int(steps), slider_values(editor, values))
 
     @user_errors
@@ -217,7 +222,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             with gr.Column():
                 sliders = [
                     gr.Slider(
-                        *SLIDER_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False
+                        *ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False
                     )
                     for i in range(MAX_SLIDERS)
                 ]
@@ -277,9 +282,9 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             [crop, status, handle],
             api_name="encode",
             trigger_mode="always_last",
-        ).then(edit, edit_inputs, edit_outputs, api_visibility="private").then(
-            export, edit_inputs, download, api_visibility="private"
-        )
+        ).then(starting_sliders, [model_name, handle], sliders, api_visibility="private").then(
+            edit, edit_inputs, edit_outputs, api_visibility="private"
+        ).then(export, edit_inputs, download, api_visibility="private")
         sweep_button.click(
             sweep,
             [model_name, image, handle, sweep_attribute, sweep_steps, *sliders],
@@ -292,8 +297,10 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             [model_info, sweep_attribute, *sliders],
             api_name="switch_model",
         ).then(encode, [model_name, image], [crop, status, handle], api_visibility="private").then(
-            edit, edit_inputs, edit_outputs, api_visibility="private"
-        ).then(export, edit_inputs, download, api_visibility="private")
+            starting_sliders, [model_name, handle], sliders, api_visibility="private"
+        ).then(edit, edit_inputs, edit_outputs, api_visibility="private").then(
+            export, edit_inputs, download, api_visibility="private"
+        )
         demo.load(
             switch_model,
             model_name,

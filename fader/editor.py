@@ -16,6 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fader.classifier import CONFIG_NAME as CLASSIFIER_CONFIG
+from fader.classifier import WEIGHTS_NAME as CLASSIFIER_WEIGHTS
+from fader.classifier import Classifier
 from fader.model import FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
 
@@ -51,6 +54,25 @@ def authors_choices() -> list[str]:
     ]
 
 
+def load_classifier(name: str) -> Classifier | None:
+    """The classifier shipped beside a model (bundled, local folder or Hub repo), if any: it
+    tells where the sliders should start for a photo. A model without one still works."""
+    folder = bundled_models().get(name) or Path(name)
+    if folder.is_dir():
+        has_one = (folder / CLASSIFIER_CONFIG).is_file()
+        return Classifier.from_folder(folder) if has_one else None
+    if name.startswith(AUTHORS_PREFIX):
+        return None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        files = [hf_hub_download(name, f) for f in (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS)]
+    except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError, OSError):
+        return None  # no classifier in that repo (or offline): sliders start at 0
+    return Classifier.from_folder(Path(files[0]).parent)
+
+
 def load_model(name: str) -> FaderNetwork:
     """A bundled model name, `authors: <name>`, a local model folder, or a Hub repo id."""
     bundled = bundled_models()
@@ -72,6 +94,7 @@ class LoadedPhoto:
     face: "AlignedFace | None"  # noqa: F821 — the alignment, for paste-back; None without one
     preview_face: "AlignedFace | None"  # noqa: F821 — the same alignment on `preview`
     note: str  # what the user should know ("3 faces found: editing the largest")
+    start: dict[str, float]  # slider values to start at: what the classifier reads, else 0
 
 
 @dataclass(frozen=True)
@@ -108,8 +131,15 @@ class Editor:
     transposed convolutions run about 25% faster that way.
     """
 
-    def __init__(self, model: FaderNetwork, aligner: str = "auto", cache_size: int = 32):
+    def __init__(
+        self,
+        model: FaderNetwork,
+        aligner: str = "auto",
+        cache_size: int = 32,
+        classifier: Classifier | None = None,
+    ):
         self.model = model.eval().to(memory_format=torch.channels_last)
+        self.classifier = classifier.eval() if classifier is not None else None
         self.aligner = aligner
         self.cache_size = cache_size
         self._photos: OrderedDict[str, LoadedPhoto] = OrderedDict()
@@ -155,9 +185,18 @@ class Editor:
                 note = f"{face.n_faces} faces found: editing the largest."
         else:
             crop = centre_square(photo, size)
+        x = to_tensor(crop)
         with torch.inference_mode():
-            latent = self.model.encode(to_tensor(crop))
-        return LoadedPhoto(photo, preview, crop, latent, face, preview_face, note)
+            latent = self.model.encode(x)
+        start = dict.fromkeys(self.attributes, 0.0)
+        if self.classifier is not None:
+            read = self.classifier.read(x)[0].tolist()
+            start |= {
+                name: value
+                for name, value in zip(self.classifier.config.attributes, read, strict=True)
+                if name in start
+            }
+        return LoadedPhoto(photo, preview, crop, latent, face, preview_face, note, start)
 
     def get(self, handle: str) -> LoadedPhoto:
         with self._lock:
@@ -231,5 +270,7 @@ class ModelLibrary:
             raise ValueError(f"Unknown model {name!r}; choose one of {self.names}.")
         with self._lock:  # loading twice at once would only waste memory
             if name not in self._editors:
-                self._editors[name] = Editor(load_model(name), self.aligner)
+                self._editors[name] = Editor(
+                    load_model(name), self.aligner, classifier=load_classifier(name)
+                )
             return self._editors[name]

@@ -35,6 +35,7 @@ from safetensors.torch import load_model
 from torch import nn
 
 WEIGHTS_NAME = "model.safetensors"
+ALPHA_RANGE = (-2.0, 3.0)  # slider ends past [0, 1]: the authors extrapolate to 2 (10 for age)
 
 
 @dataclass
@@ -78,6 +79,12 @@ class FaderConfig:
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.encoder_channels[-1], self.latent_size, self.latent_size)
+
+    @property
+    def alpha_range(self) -> tuple[float, float]:
+        """The slider range users get: the model's own (the authors' models) or ALPHA_RANGE."""
+        low, high = self.training.get("alpha_range", ALPHA_RANGE)
+        return float(low), float(high)
 
 
 def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:

@@ -69,12 +69,17 @@ def make_labelled_folder(root: Path, n: int = 24) -> tuple[Path, Path]:
 
 
 def make_class_folders(root: Path, per_class: int = 12) -> Path:
-    """day/ (bright) and night/ (dark) sub-folders: each class becomes an attribute."""
+    """day/ (bright) and night/ (dark) sub-folders: each class becomes an attribute.
+
+    Every image of a class has a bar of the other brightness in its own place (no two alike up
+    to 180 per class), so what an image shows besides its class differs from image to image.
+    """
     for name, level in (("day", 210), ("night", 40)):
         folder = root / name
         folder.mkdir(parents=True)
         for i in range(per_class):
             pixels = np.full((64, 64, 3), level, np.uint8)
-            pixels[20 + i : 30 + i, 10:50] = 255 - level
+            row, column = 5 + (i * 7) % 45, (i * 3) % 20
+            pixels[row : row + 10, column + 5 : column + 40] = 255 - level
             Image.fromarray(pixels).save(folder / f"{i}.jpg")
     return root

@@ -161,3 +161,28 @@ def test_live_edits_use_a_preview_and_exports_the_full_photo():
     assert np.array_equal(np.asarray(live.crop), np.asarray(export.crop))
     downscaled = np.asarray(export.photo.resize(live.photo.size, Image.Resampling.BILINEAR), float)
     assert np.abs(downscaled - np.asarray(live.photo, float)).mean() < 3
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_sliders_start_at_what_the_models_classifier_reads(tmp_path: Path, exclusive: bool):
+    from fader.classifier import Classifier, ClassifierConfig
+
+    folder = tmp_path / "with-classifier"
+    random_model("center").save_pretrained(folder)
+    torch.manual_seed(1)
+    classifier = Classifier(ClassifierConfig(["Male", "Smiling"], exclusive, image_size=64))
+    classifier.save(folder)
+    editor = ModelLibrary([str(folder)]).editor(str(folder))
+    assert editor.classifier is not None
+    starts = []
+    for seed in range(6):
+        loaded = editor.get(editor.load(photo(seed)))
+        male, smiling = classifier.read(to_tensor(loaded.crop))[0].tolist()
+        assert loaded.start == {"Smiling": smiling, "Male": male}
+        starts.append(loaded.start)
+    if exclusive:
+        assert all(sum(start.values()) == 1 for start in starts), "one class is on"
+    random_model("center").save_pretrained(tmp_path / "without")
+    plain = ModelLibrary([str(tmp_path / "without")]).editor(str(tmp_path / "without"))
+    assert plain.classifier is None
+    assert plain.get(plain.load(photo(0))).start == {"Smiling": 0.0, "Male": 0.0}

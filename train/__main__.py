@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info
+from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info, saved_data_paths
 from train.config import PRESETS, TrainConfig
 
 DESCRIPTION = """\
@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="no random horizontal flips (keep them for faces; drop them for digits or text)",
     )
 
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        help="a python -m train.classifier folder: each evaluation also measures swap accuracy",
+    )
+
     hub = parser.add_argument_group("Hugging Face Hub (token from HF_TOKEN or `hf auth login`)")
     hub.add_argument(
         "--push-to-hub",
@@ -163,8 +169,10 @@ def setup_logging(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
+    from fader.classifier import Classifier
     from fader.model import FaderConfig
     from train.data import prepare
+    from train.evaluate import check_classifier
     from train.loop import Trainer
     from train.push import check_can_push, pusher
     from train.sources import open_source, select_attributes
@@ -186,9 +194,9 @@ def run(args: argparse.Namespace) -> None:
         )
         overrides = flag_overrides(args, [f.name for f in fields(TrainConfig)])
         train_config = TrainConfig(**{**saved_train, **overrides})
-        data_path = args.data or Path(saved_run["data"])
-        labels_path = args.labels or (Path(p) if (p := saved_run.get("labels")) else None)
-        cache_dir = args.cache_dir or (Path(p) if (p := saved_run.get("cache_dir")) else None)
+        data_path, labels_path, cache_dir = saved_data_paths(
+            saved_run, args.data, args.labels, args.cache_dir
+        )
         align = saved_model["preprocessing"] == "align"
         preset = saved_model["training"].get("preset", args.preset)
         attributes = saved_model["attributes"]
@@ -204,10 +212,14 @@ def run(args: argparse.Namespace) -> None:
                 "Pass --resume to continue it, or choose another --out."
             )
         data_path, labels_path, align, attributes = args.data, args.labels, args.align, None
-        preset, cache_dir = args.preset, args.cache_dir
+        preset, cache_dir, saved_run = args.preset, args.cache_dir, {}
 
     source = open_source(data_path, labels_path, cache_dir)
     attributes = attributes or select_attributes(source, args.attrs)
+    classifier_path = args.classifier or saved_run.get("classifier")
+    classifier = Classifier.from_folder(classifier_path) if classifier_path else None
+    if classifier is not None:
+        check_classifier(classifier, attributes, model_settings["image_size"])
     args.out.mkdir(parents=True, exist_ok=True)
     setup_logging(args.out)
     log = logging.getLogger("train")
@@ -235,6 +247,7 @@ def run(args: argparse.Namespace) -> None:
         "data": str(data_path if source.layout == "mnist5k" else data_path.resolve()),
         "labels": str(labels_path.resolve()) if labels_path else None,
         "cache_dir": str(data.path.parent),
+        "classifier": str(Path(classifier_path).resolve()) if classifier_path else None,
     }
     push = pusher(args.out, args.push_to_hub, args.private) if args.push_to_hub else None
     trainer = Trainer(
@@ -246,6 +259,7 @@ def run(args: argparse.Namespace) -> None:
         run_info,
         push,
         args.push_every or 0,
+        classifier,
     )
     trainer.fit()
     log.info(

@@ -14,6 +14,10 @@ METRIC_LABELS = {
     "reconstruction_mse": "Reconstruction MSE (held-out, [-1, 1] scale)",
     "psnr": "PSNR (held-out, dB)",
     "latent_discriminator_accuracy": "Latent-discriminator accuracy (chance ≈ 0.5 is best)",
+    "classifier_accuracy": "Classifier accuracy on the real held-out images (trust in the judge)",
+    "swap_accuracy": "**Swap accuracy**: edits the classifier reads as asked (α = 0 / 1)",
+    "swap_accuracy_all_targets": "Swap accuracy, targets equal to the image's own value included",
+    "swap_accuracy_extended": "Swap accuracy at the ends of the slider range",
 }
 # Hub dataset names for the data layouts a run can read; other data is the user's own.
 DATASETS = {"celeba": "celeba"}

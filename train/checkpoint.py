@@ -83,12 +83,28 @@ def load_checkpoint(
     metadata = read_metadata(path)
     tensors = load_file(str(path))
     for name, module in modules.items():
-        prefix = name + "."
-        module.load_state_dict(
-            {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        )
+        module.load_state_dict(module_state(tensors, name))
     groups = json.loads(metadata["optimizer_groups"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(unflatten_optimizer(f"optimizer.{name}", tensors, groups[name]))
     torch.set_rng_state(tensors["rng.torch"])
     return int(metadata["step"])
+
+
+def module_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """One network's weights out of a checkpoint's flat tensors ("discriminator.proj.0.weight")."""
+    prefix = name + "."
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def saved_data_paths(
+    run: dict[str, Any], data: Path | None, labels: Path | None, cache_dir: Path | None
+) -> tuple[Path, Path | None, Path | None]:
+    """The data a checkpointed run trained on (its `run` info), unless flags name other paths."""
+    if data is None and "data" not in run:
+        raise ValueError("The checkpoint does not say where its data is: pass --data.")
+    return (
+        data or Path(run["data"]),
+        labels or (Path(p) if (p := run.get("labels")) else None),
+        cache_dir or (Path(p) if (p := run.get("cache_dir")) else None),
+    )

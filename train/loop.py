@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from fader.classifier import Classifier
 from fader.model import (
     WEIGHTS_NAME,
     FaderConfig,
@@ -148,8 +149,9 @@ def export_model(model: FaderNetwork, out: Path, grid: torch.Tensor | None) -> N
     model.save_pretrained(staging)
     if grid is not None:
         save_image(grid, staging / SAMPLE_GRID_NAME)
+    has_grid = grid is not None or (out / SAMPLE_GRID_NAME).is_file()
     (staging / "README.md").write_text(
-        model_card(model.config, SAMPLE_GRID_NAME if grid is not None else None, str(out))
+        model_card(model.config, SAMPLE_GRID_NAME if has_grid else None, str(out))
     )
     for file in staging.iterdir():
         file.replace(out / file.name)
@@ -169,15 +171,17 @@ class Trainer:
         run_info: dict | None = None,
         push: Callable[[int], None] | None = None,
         push_every: int = 0,
+        classifier: Classifier | None = None,
     ):
         """Build the networks, or restore them from `out`'s checkpoint when resuming.
 
         `run_info` (data paths, preset) is kept in the checkpoint only, so `--resume` can find
         the data again while the exported model carries no local paths. `push(step)` publishes
-        the exported model every `push_every` steps (the final push is the caller's).
+        the exported model every `push_every` steps (the final push is the caller's). With a
+        `classifier`, each evaluation also measures swap accuracy.
         """
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
-        self.push, self.push_every = push, push_every
+        self.push, self.push_every, self.classifier = push, push_every, classifier
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         self.model = FaderNetwork(model_config).to(self.device)
@@ -224,7 +228,14 @@ class Trainer:
         from torchvision.utils import save_image
 
         batches = held_out_batches(self.data, self.held_out, self.columns, 64)
-        metrics = evaluate(self.model, self.discriminator, batches, self.device)
+        metrics = evaluate(
+            self.model,
+            self.discriminator,
+            batches,
+            self.device,
+            self.classifier,
+            self.model_config.alpha_range,
+        )
         rows = self.held_out[:8]
         self.grid = sample_grid(
             self.model,
@@ -238,11 +249,12 @@ class Trainer:
         (self.out / "samples").mkdir(exist_ok=True)
         save_image(self.grid, self.out / "samples" / f"step_{step:07d}.png")
         log.info(
-            "step %d: validation MSE %.4f, PSNR %.2f dB, latent-discriminator accuracy %.3f",
+            "step %d: validation MSE %.4f, PSNR %.2f dB, latent-discriminator accuracy %.3f%s",
             step,
             metrics["reconstruction_mse"],
             metrics["psnr"],
             metrics["latent_discriminator_accuracy"],
+            f", swap accuracy {metrics['swap_accuracy']:.3f}" if "swap_accuracy" in metrics else "",
         )
 
     def save(self, step: int) -> None:

@@ -1,0 +1,137 @@
+"""Judging Fader models: the attribute classifier, swap accuracy and the evaluation report.
+
+The data is made by the test and its attribute is obvious (a bright or a dark picture), so a
+small classifier must read it almost perfectly, an untrained decoder must score near chance,
+and a briefly trained Fader Network must score clearly higher.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from fader import FaderNetwork
+from fader.classifier import Classifier, ClassifierConfig
+from tests.builders import make_class_folders
+from train.__main__ import main as train_main
+from train.classifier import main as classifier_main
+from train.evaluate import SwapTally, evaluate, held_out_batches, psnr, swap_targets
+from train.evaluate import main as evaluate_main
+
+COMMON = ["--workers", "1"]
+
+
+@pytest.fixture(scope="module")
+def day_night(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """200 bright or dark pictures, a classifier trained on them, and a short Fader run."""
+    root = tmp_path_factory.mktemp("judge")
+    paths = {"data": make_class_folders(root / "daynight", per_class=100), "cache": root / "c"}
+    paths["classifier"], paths["run"] = root / "classifier", root / "run"
+    cache = ["--cache-dir", str(paths["cache"]), *COMMON]
+    args = ["--data", str(paths["data"]), "--image-size", "32", "--epochs", "3"]
+    assert classifier_main([*args, "--out", str(paths["classifier"]), *cache]) == 0
+    code = train_main(
+        [str(a) for a in ("--data", paths["data"], "--preset", "tiny", "--steps", 200,
+                          "--lr", 1e-3, "--lambda-dis", 0.01, "--lambda-schedule", 50,
+                          "--eval-every", 100, "--classifier", paths["classifier"],
+                          "--out", paths["run"], *cache)]
+    )  # fmt: skip
+    assert code == 0
+    return paths
+
+
+def test_psnr_matches_a_hand_computed_value():
+    target = torch.full((1, 3, 4, 4), -1.0)
+    reconstruction = target + 0.2  # off by 0.1 on the [0, 1] scale: MSE 0.01 → 20 dB
+    assert psnr(reconstruction, target).item() == pytest.approx(20.0, abs=1e-4)
+
+
+def test_swaps_set_one_attribute_and_keep_the_others():
+    labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    swaps = list(swap_targets(labels, exclusive=False, off=-2.0, on=3.0))
+    assert [(a, t) for a, t, _ in swaps] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert swaps[1][2].tolist() == [[3.0, 0.0], [3.0, 1.0]]
+    assert swaps[2][2].tolist() == [[1.0, -2.0], [0.0, -2.0]]
+    classes = list(swap_targets(labels, exclusive=True, off=0.0, on=1.0))
+    assert [(a, t) for a, t, _ in classes] == [(0, 1), (1, 1)]
+    assert classes[1][2].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+
+
+def test_swap_tally_counts_only_real_swaps_where_asked():
+    tally = SwapTally(["Smiling"])
+    hits = torch.tensor([True, False, True, True])
+    tally.count("swap_accuracy", hits, torch.tensor([True, True, False, False]))
+    tally.count("swap_accuracy_all_targets", hits)
+    tally.count("swap_accuracy", torch.tensor([True]))
+    assert tally.metrics() == {"swap_accuracy": 2 / 3, "swap_accuracy_all_targets": 3 / 4}
+
+
+def test_the_classifier_reads_the_obvious_attribute(day_night: dict[str, Path]):
+    classifier = Classifier.from_folder(day_night["classifier"])
+    assert classifier.config.attributes == ["day", "night"] and classifier.config.exclusive
+    assert classifier.config.metrics["accuracy"] >= 0.9
+    bright, dark = torch.full((1, 3, 32, 32), 0.7), torch.full((1, 3, 32, 32), -0.7)
+    assert classifier.read(torch.cat([bright, dark])).tolist() == [[1, 0], [0, 1]]
+    assert classifier.probabilities(bright).sum().item() == pytest.approx(1.0)
+
+
+def test_trained_decoder_swaps_clearly_better_than_an_untrained_one(day_night: dict[str, Path]):
+    from train.evaluate import open_run
+    from train.sources import TEST, VALIDATION
+
+    trained, _, data = open_run(day_night["run"], None, None, None)
+    classifier = Classifier.from_folder(day_night["classifier"])
+    rows = data.indices(VALIDATION).tolist() + data.indices(TEST).tolist()
+    columns = data.attribute_columns(trained.attributes)
+
+    def judged(model: FaderNetwork) -> dict[str, float]:
+        batches = held_out_batches(data, rows, columns, 64)
+        return evaluate(model, None, batches, torch.device("cpu"), classifier, (-2.0, 3.0))
+
+    torch.manual_seed(0)
+    untrained = judged(FaderNetwork(trained.config).eval())
+    learned = judged(trained)
+    assert abs(untrained["swap_accuracy"] - 0.5) <= 0.3, untrained
+    assert learned["swap_accuracy"] >= 0.9, learned
+    assert learned["swap_accuracy"] >= untrained["swap_accuracy"] + 0.3
+    assert learned["classifier_accuracy"] >= 0.9
+    assert set(learned) >= {"swap_accuracy/day", "swap_accuracy/night", "swap_accuracy_extended"}
+
+
+def test_training_with_a_classifier_logs_swap_accuracy(day_night: dict[str, Path]):
+    log = (day_night["run"] / "train.log").read_text()
+    assert log.count("swap accuracy") == 2
+    metrics = FaderNetwork.from_pretrained(day_night["run"]).config.metrics
+    assert 0 <= metrics["swap_accuracy"] <= 1
+
+
+def test_evaluate_reports_to_terminal_json_and_model_card(day_night: dict[str, Path], capsys):
+    run = day_night["run"]
+    assert evaluate_main([str(run), "--classifier", str(day_night["classifier"])]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((run / "evaluation.json").read_text())
+    for name in ("reconstruction_mse", "psnr", "latent_discriminator_accuracy", "swap_accuracy",
+                 "swap_accuracy_extended", "classifier_accuracy"):  # fmt: skip
+        assert name in printed and math.isfinite(report[name])
+    assert FaderNetwork.from_pretrained(run).config.metrics["swap_accuracy"] == pytest.approx(
+        report["swap_accuracy"]
+    )
+    card = ModelCard.load(run / "README.md")
+    assert "Swap accuracy" in card.text and f"{report['swap_accuracy']:.4f}" in card.text
+    assert "sample_grid.png" in card.text, "the grid from training is still shown"
+
+
+def test_a_classifier_for_other_attributes_is_refused_before_training(
+    day_night: dict[str, Path], tmp_path: Path, capsys
+):
+    other = Classifier(ClassifierConfig(["Smiling"], image_size=32))
+    other.save(tmp_path / "smiling")
+    args = ["--data", str(day_night["data"]), "--preset", "tiny", "--out", str(tmp_path / "r")]
+    assert train_main([*args, "--classifier", str(tmp_path / "smiling")]) == 2
+    assert "does not read ['day', 'night']" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+    assert evaluate_main([str(day_night["run"]), "--classifier", str(tmp_path)]) == 2
+    assert "holds no classifier" in capsys.readouterr().err
