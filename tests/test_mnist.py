@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from PIL import Image
 
 from fader import FaderNetwork
+from fader.classifier import Classifier
 from fader.model import attribute_channels
 from fader.photo import centre_square
-from train.classifier import Classifier, predict
 from train.evaluate import to_model_range
 from train.mnist import DIGIT_NAMES, MNIST5K, materialise_mnist5k, mnist5k_csv
 from train.sources import TEST, TRAIN, VALIDATION, open_source
@@ -84,16 +84,26 @@ def held_out_examples() -> tuple[torch.Tensor, list[int]]:
 
 def test_bundled_digits_model_turns_a_held_out_digit_into_the_class_its_slider_asks_for():
     model = FaderNetwork.from_pretrained(DIGITS_MODEL)
-    classifier = Classifier.load(DIGITS_MODEL)
+    classifier = Classifier.from_folder(DIGITS_MODEL)
     assert model.attributes == DIGIT_NAMES and model.config.preprocessing == "center"
+    assert classifier.config.exclusive and classifier.config.attributes == DIGIT_NAMES
     images, classes = held_out_examples()
-    assert predict(classifier, images).tolist() == classes
+    assert classifier.read(images).argmax(1).tolist() == classes
     hits, swaps = 0, 0
     with torch.inference_mode():
         z = model.encode(images)
         for target in range(10):
             alpha = F.one_hot(torch.full((len(images),), target), 10).float()
-            read = predict(classifier, model.decode(z, attribute_channels(alpha)))
+            read = classifier.read(model.decode(z, attribute_channels(alpha))).argmax(1)
             hits += sum(r == target != c for r, c in zip(read.tolist(), classes, strict=True))
             swaps += sum(c != target for c in classes)
     assert hits / swaps >= 0.8, f"only {hits} of {swaps} swaps read as the asked-for class"
+
+
+def test_bundled_digits_model_card_reports_its_held_out_metrics():
+    card = (DIGITS_MODEL / "README.md").read_text()
+    metrics = FaderNetwork.from_pretrained(DIGITS_MODEL).config.metrics
+    for name in ("swap_accuracy", "classifier_accuracy", "reconstruction_mse", "psnr"):
+        assert f"{metrics[name]:.4f}" in card, name
+    assert "python -m train --data mnist5k" in card, "the card says how to reproduce it"
+    assert (DIGITS_MODEL / "sample_grid.png").is_file()
