@@ -109,10 +109,15 @@ def write_png(image: Image.Image, name: str) -> str:
     return str(path)
 
 
-def example_photos() -> list[Path]:
-    """Photos in assets/examples/ (their licences are in assets/examples/LICENSE.md)."""
+def example_photos() -> dict[str, list[Path]]:
+    """Photos in assets/examples/<kind>/, by kind ("digits", "faces"); their licences are in
+    assets/examples/LICENSE.md."""
     suffixes = {".png", ".jpg", ".jpeg", ".webp"}
-    return sorted(p for p in EXAMPLES.rglob("*") if p.suffix.lower() in suffixes)
+    kinds: dict[str, list[Path]] = {}
+    for path in sorted(EXAMPLES.rglob("*")):
+        if path.suffix.lower() in suffixes:
+            kinds.setdefault(path.parent.name, []).append(path)
+    return kinds
 
 
 def build_demo(library: ModelLibrary) -> gr.Blocks:
@@ -250,10 +255,10 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
                 sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
                 sweep_button = gr.Button("Sweep")
             sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
-        if example_photos():
-            gr.Examples(
-                [[str(p)] for p in example_photos()], inputs=[image], label="Example photos"
-            )
+        # Not cached: a click sets the photo, whose change event encodes it for the chosen
+        # model in well under a second; cached outputs would belong to one model only.
+        for kind, paths in example_photos().items():
+            gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
 
         edit_inputs = [model_name, image, handle, *sliders]
         edit_outputs = [edited_crop, edited_photo, handle]

@@ -6,6 +6,7 @@ package; Playwright's own browser download is never used.
 
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,25 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    model = save_model(tmp_path_factory.mktemp("model") / "face", "celeba", ["Smiling", "Male"])
-    demo = app.build_demo(ModelLibrary([model], aligner="dlib"))
+@contextmanager
+def opened(url: str) -> Iterator["Page"]:  # noqa: F821 — playwright is imported lazily
+    """A page of the app in a fresh headless Chromium, closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page.goto(url, timeout=60_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def serve(library: ModelLibrary) -> Iterator[str]:
+    """The app on 127.0.0.1 for one test module; its URL."""
+    demo = app.build_demo(library)
     _, url, _ = demo.launch(
         server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
     )
@@ -46,16 +62,16 @@ def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         demo.close()
 
 
-def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_path: Path):
-    from playwright.sync_api import sync_playwright
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    model = save_model(tmp_path_factory.mktemp("model") / "face", "celeba", ["Smiling", "Male"])
+    yield from serve(ModelLibrary([model], aligner="dlib"))
 
+
+def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_path: Path):
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=95)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(page_url, timeout=60_000)
+    with opened(page_url) as page:
         page.get_by_text("Upload a photo, then slide attributes").wait_for(timeout=60_000)
         page.set_input_files("input[type=file]", str(photo))
         edited = page.locator("#edited-crop img")
@@ -78,4 +94,27 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
         )
         assert page.locator("#edited-photo img").count() == 1
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
-        browser.close()
+
+
+@pytest.fixture(scope="module")
+def digits_page_url() -> Iterator[str]:
+    from fader.editor import bundled_models
+
+    yield from serve(ModelLibrary(list(bundled_models())))
+
+
+def test_bundled_digits_model_starts_at_the_digit_it_reads(digits_page_url: str):
+    three = Path(app.EXAMPLES) / "digits" / "three.png"
+    with opened(digits_page_url) as page:
+        page.get_by_text("edits whole images").wait_for(timeout=60_000)
+        page.set_input_files("input[type=file]", str(three))
+        page.get_by_text("The classifier reads: Three").wait_for(timeout=60_000)
+        numbers = page.locator("input[type=number]")
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('input[type=number]')]"
+            ".map(n => n.value).join(',').startsWith('0,0,0,1,0,0,0,0,0,0')",
+            timeout=30_000,
+        )
+        assert [numbers.nth(i).input_value() for i in range(10)] == ["0"] * 3 + ["1"] + ["0"] * 6
+        page.locator("#edited-crop img").wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "app-digits.png"), full_page=True)
