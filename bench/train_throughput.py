@@ -2,9 +2,11 @@
 
 The baseline is how the algorithm is usually first written: a separate batch for the latent
 discriminator, encoded with autograd on (so its backward also runs through the encoder),
-uint8→float conversion per batch, `zero_grad()` to zero tensors and Adam's default loop.
-Both run in the same process on the same data, alternating, so the ratio holds on a noisy
-machine. Prints one JSON object.
+uint8→float conversion per batch, `zero_grad()` to zero tensors and Adam's default loop, NCHW.
+Ours is `train.loop.training_step` as the trainer runs it: one encoder pass shared by both
+updates, channels-last layout, fused Adam, `zero_grad(set_to_none=True)`. Both run in the
+same process on the same data, alternating, so the ratio holds on a noisy machine. Prints one
+JSON object.
 
     python bench/train_throughput.py                 # paper and authors presets, batch 32, 256²
     python bench/train_throughput.py --presets tiny --batch-size 16 --rounds 5
@@ -33,7 +35,7 @@ from fader.model import (
     attribute_loss,
 )
 from train.config import PRESETS, TrainConfig
-from train.loop import adam, training_step
+from train.loop import adam, training_layout, training_step
 
 
 def baseline_step(model, discriminator, optimizers, dis_batch, ae_batch, lambda_dis, clip) -> None:
@@ -85,6 +87,7 @@ def measure(preset: str, batch_size: int, rounds: int) -> dict:
     )
 
     _, ours_model, ours_dis = networks(preset)
+    ours_model, ours_dis = training_layout(ours_model), training_layout(ours_dis)
     ours_opt = {
         "autoencoder": adam(ours_model, train_config),
         "discriminator": adam(ours_dis, train_config),

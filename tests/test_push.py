@@ -96,6 +96,15 @@ def refusing_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     server.shutdown()
 
 
+def downloaded(cache: Path, repo_id: str, files: Path) -> None:
+    """Lay `files` out in `cache` as huggingface_hub leaves a downloaded repo."""
+    commit = "0" * 40
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(files, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+
+
 def snapshot(run: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
 
@@ -141,12 +150,8 @@ def test_push_uploads_exactly_the_model_files_and_leaves_the_run_as_it_was(
     assert snapshot(trained_run) == before, "a push never changes the run folder"
 
     # What was pushed loads back by repo id from a cache laid out as a download leaves it.
-    commit = "0" * 40
     cache = tmp_path / "hub"
-    snapshot_dir = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / commit
-    shutil.copytree(files, snapshot_dir)
-    (snapshot_dir.parents[1] / "refs").mkdir()
-    (snapshot_dir.parents[1] / "refs" / "main").write_text(commit)
+    downloaded(cache, REPO, files)
     loaded = FaderNetwork.from_pretrained(REPO, cache_dir=cache)
     local = FaderNetwork.from_pretrained(trained_run)
     assert loaded.attributes == ["day", "night"]
@@ -253,3 +258,13 @@ def test_card_metadata_is_valid_yaml_for_celeba_runs_too():
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["datasets"] == ["celeba"]
     assert "non-commercial research only" in card
+
+
+def test_a_cached_repo_that_is_not_a_fader_model_is_named_as_such(tmp_path: Path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text('{"hidden_size": 8}')
+    (other / "model.safetensors").write_bytes(b"")
+    downloaded(tmp_path / "hub", "bob/a-text-model", other)
+    with pytest.raises(ValueError, match="bob/a-text-model is not a Fader model"):
+        FaderNetwork.from_pretrained("bob/a-text-model", cache_dir=tmp_path / "hub")

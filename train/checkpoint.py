@@ -87,8 +87,22 @@ def load_checkpoint(
     groups = json.loads(metadata["optimizer_groups"])
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(unflatten_optimizer(f"optimizer.{name}", tensors, groups[name]))
+        match_parameter_layout(optimizer)
     torch.set_rng_state(tensors["rng.torch"])
     return int(metadata["step"])
+
+
+def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give Adam's moments the memory layout of their parameters again (channels-last for
+    convolutions). They are saved contiguous; the fused Adam kernel assumes moments and
+    parameters share one layout, and with a mismatch a resumed run silently drifted from an
+    uninterrupted one (caught by the resume test)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            slots = optimizer.state.get(param, {})
+            for key, value in slots.items():
+                if value.shape == param.shape and value.stride() != param.stride():
+                    slots[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def module_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:

@@ -75,6 +75,13 @@ def adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
     return torch.optim.Adam(module.parameters(), lr=config.lr, betas=(config.beta1, 0.999), **fast)
 
 
+def training_layout(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
+    """The network on `device` in channels-last layout: convolutions (and their backward, most
+    of a step) run faster that way on CPU (measured here: −13% per paper-preset step) and with
+    cuDNN. The weights and the arithmetic are the same."""
+    return module.to(device, memory_format=torch.channels_last)
+
+
 def training_step(
     model: FaderNetwork,
     discriminator: LatentDiscriminator,
@@ -85,7 +92,7 @@ def training_step(
     clip: float,
 ) -> dict[str, torch.Tensor]:
     """One discriminator update and one autoencoder update on a batch of uint8 images."""
-    x = to_model_range(images)
+    x = to_model_range(images.contiguous(memory_format=torch.channels_last))
     z = model.encode(x)
 
     # 1. The discriminator reads the true attributes from z (the encoder is not updated here).
@@ -184,8 +191,8 @@ class Trainer:
         self.push, self.push_every, self.classifier = push, push_every, classifier
         self.device = resolve_device(config.device)
         torch.manual_seed(config.seed)
-        self.model = FaderNetwork(model_config).to(self.device)
-        self.discriminator = LatentDiscriminator(model_config).to(self.device)
+        self.model = training_layout(FaderNetwork(model_config), self.device)
+        self.discriminator = training_layout(LatentDiscriminator(model_config), self.device)
         self.modules = {"model": self.model, "discriminator": self.discriminator}
         self.optimizers = {
             "autoencoder": adam(self.model, config),
