@@ -233,7 +233,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
                 ]
             with gr.Column():
                 edited_crop = gr.Image(
-                    label="Edited face",
+                    label="Edited crop",
                     format="png",
                     interactive=False,
                     height=200,

@@ -188,8 +188,9 @@ class Trainer:
         `classifier`, each evaluation also measures swap accuracy.
         """
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
-        self.push, self.push_every, self.classifier = push, push_every, classifier
+        self.push, self.push_every = push, push_every
         self.device = resolve_device(config.device)
+        self.classifier = classifier.to(self.device) if classifier is not None else None
         torch.manual_seed(config.seed)
         self.model = training_layout(FaderNetwork(model_config), self.device)
         self.discriminator = training_layout(LatentDiscriminator(model_config), self.device)
