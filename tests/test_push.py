@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from fader import FaderNetwork
 from tests.builders import make_class_folders
 from train.__main__ import main as train_main
-from train.push import MODEL_FILES, push_run, stage_upload
+from train.push import CLASSIFIER_FILES, MODEL_FILES, UPLOADED, push_run, stage_upload
 from train.push import main as push_main
 
 REPO = "alice/fader-day-night"
@@ -63,7 +63,7 @@ def recorded_uploads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[di
         copy = tmp_path / f"upload{len(uploads)}"
         shutil.copytree(folder_path, copy)
         uploads.append({"repo": repo_id, "files": copy, "message": commit_message})
-        assert set(allow_patterns) == set(MODEL_FILES)
+        assert set(allow_patterns) == set(UPLOADED)
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
@@ -268,3 +268,13 @@ def test_a_cached_repo_that_is_not_a_fader_model_is_named_as_such(tmp_path: Path
     downloaded(tmp_path / "hub", "bob/a-text-model", other)
     with pytest.raises(ValueError, match="bob/a-text-model is not a Fader model"):
         FaderNetwork.from_pretrained("bob/a-text-model", cache_dir=tmp_path / "hub")
+
+
+def test_a_model_folder_with_a_classifier_uploads_it_too(tmp_path: Path):
+    digits = Path(__file__).resolve().parents[1] / "assets" / "models" / "digits"
+    names = stage_upload(digits, tmp_path, "alice/fader-digits")
+    assert sorted(names) == sorted(MODEL_FILES + CLASSIFIER_FILES)
+    assert (tmp_path / "classifier.safetensors").read_bytes() == (
+        digits / "classifier.safetensors"
+    ).read_bytes()
+    assert 'from_pretrained("alice/fader-digits")' in (tmp_path / "README.md").read_text()

@@ -22,9 +22,15 @@ from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
+from fader.classifier import CONFIG_NAME as CLASSIFIER_CONFIG
+from fader.classifier import WEIGHTS_NAME as CLASSIFIER_WEIGHTS
 from train.card import with_model_id
 
+# The classifier, when a model folder has one (the bundled digits model does), starts the app's
+# sliders at what it reads from a photo; a trained run has none.
 MODEL_FILES = ("config.json", "model.safetensors", "README.md", "sample_grid.png")
+CLASSIFIER_FILES = (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS)
+UPLOADED = MODEL_FILES + CLASSIFIER_FILES
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 log = logging.getLogger("train")
 
@@ -65,7 +71,7 @@ def stage_upload(run_dir: Path, folder: Path, repo_id: str) -> list[str]:
             f"{run_dir} holds no exported model (config.json and model.safetensors): pass the "
             "--out folder of a `python -m train` run that saved at least once."
         )
-    names = [name for name in MODEL_FILES if (run_dir / name).is_file()]
+    names = [name for name in UPLOADED if (run_dir / name).is_file()]
     for name in names:
         if name == "README.md":
             card = (run_dir / name).read_text(encoding="utf-8")
@@ -97,7 +103,7 @@ def push_run(
             api.upload_folder(
                 repo_id=repo_id,
                 folder_path=staging,
-                allow_patterns=list(MODEL_FILES),
+                allow_patterns=list(UPLOADED),
                 commit_message=commit_message,
             )
         except HfHubHTTPError as error:
@@ -158,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.push",
         description="Publish a trained Fader model on the Hugging Face Hub. Uploads "
-        f"{', '.join(MODEL_FILES)} only (never the checkpoint, logs or samples). The token "
+        f"{', '.join(MODEL_FILES)} (and a classifier, if the folder has one) only, never the "
+        "checkpoint, logs or samples. The token "
         f"comes from HF_TOKEN or `hf auth login`; it needs write access ({TOKENS_PAGE}).",
         epilog="example: python -m train.push runs/smile_male --repo alice/fader-smiling-male",
     )
