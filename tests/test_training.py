@@ -166,6 +166,24 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(celeba_dir: Path, tmp_p
     assert read_checkpoint_info(out / "checkpoint.safetensors")[0] == step + 5
 
 
+def test_a_diverging_resume_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, capsys
+):
+    data = make_class_folders(tmp_path / "daynight")
+    out = tmp_path / "run"
+    common = ["--cache-dir", tmp_path / "cache", "--workers", 1]
+    assert run_cli("--data", data, "--preset", "tiny", "--steps", 5, "--out", out, *common) == 0
+    good = (out / "checkpoint.safetensors").read_bytes()
+    # An absurd learning rate given on resume must take effect (the saved optimizer state
+    # holds the old one) and blow the losses up at once.
+    assert run_cli("--out", out, "--resume", "--steps", 30, "--lr", 1e38) == 2
+    assert re.search(
+        r"Loss became .*nan.* at step 5; stopped without saving", capsys.readouterr().err
+    )
+    assert (out / "checkpoint.safetensors").read_bytes() == good
+    FaderNetwork.from_pretrained(out)
+
+
 def test_labels_csv_and_class_folders_train_through_the_same_command(tmp_path: Path):
     folder, labels = make_labelled_folder(tmp_path / "photos")
     common = ["--preset", "tiny", "--steps", 4, "--cache-dir", tmp_path / "cache", "--workers", 1]

@@ -200,9 +200,12 @@ class Trainer:
             "discriminator": adam(self.discriminator, config),
         }
         self.checkpoint = out / CHECKPOINT_NAME
-        self.start = (
-            load_checkpoint(self.checkpoint, self.modules, self.optimizers) if resume else 0
-        )
+        self.start = 0
+        if resume:
+            self.start = load_checkpoint(self.checkpoint, self.modules, self.optimizers)
+            for optimizer in self.optimizers.values():  # `--resume --lr …` must take effect:
+                for group in optimizer.param_groups:  # the saved groups hold the old values
+                    group["lr"], group["betas"] = config.lr, (config.beta1, 0.999)
 
         self.columns = data.attribute_columns(model_config.attributes)
         self.stream = BatchStream(
