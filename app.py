@@ -24,6 +24,7 @@ from PIL import Image
 
 from fader.editor import Editor, ModelLibrary, authors_choices, bundled_models
 from fader.model import ALPHA_RANGE
+from fader.photo import too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 MAX_UPLOAD = "25mb"
@@ -64,6 +65,8 @@ def photo_input(**kwargs: Any) -> gr.Image:
             return preprocess(payload)
         except gr.Error:
             raise
+        except Image.DecompressionBombError as error:  # PIL refuses it before decoding
+            raise gr.Error(too_large_message(error)) from None
         except Exception as error:
             raise gr.Error(
                 f"This file is not an image we can read ({type(error).__name__}). "

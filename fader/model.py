@@ -31,6 +31,7 @@ from huggingface_hub.errors import (
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
 )
+from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
@@ -303,5 +304,11 @@ class FaderNetwork(
             except EntryNotFoundError as error:
                 raise ValueError(f"{model_id} has no {WEIGHTS_NAME}: not a Fader model.") from error
         model = cls(**model_kwargs)
-        load_model(model, str(weights), strict=strict, device=map_location)
+        try:
+            load_model(model, str(weights), strict=strict, device=map_location)
+        except SafetensorError as error:
+            raise ValueError(
+                f"{weights} is not a safetensors file ({error}); pickled weights are never "
+                "loaded. Re-save the model with save_pretrained."
+            ) from error
         return model.eval()

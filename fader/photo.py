@@ -72,7 +72,7 @@ def _open(source: PhotoSource) -> Image.Image:
             "Upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo."
         ) from error
     except Image.DecompressionBombError as error:
-        raise BadPhoto(_too_large_message(error)) from error
+        raise BadPhoto(too_large_message(error)) from error
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -92,10 +92,11 @@ def _shrink_while_decoding(image: Image.Image, max_pixels: int) -> None:
             if image.width * image.height <= max_pixels * factor * factor:
                 image.draft(image.mode, (image.width // factor, image.height // factor))
                 return
-    raise BadPhoto(_too_large_message(f"{image.width}×{image.height} pixels"))
+    raise BadPhoto(too_large_message(f"{image.width}×{image.height} pixels"))
 
 
-def _too_large_message(detail: object) -> str:
+def too_large_message(detail: object) -> str:
+    """What to tell someone whose image has more pixels than we decode (the app says it too)."""
     return (
         f"The image is too large to process safely ({detail}). "
         f"Resize it below {MAX_PIXELS // 1_000_000} megapixels and try again."
