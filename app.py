@@ -28,6 +28,7 @@ from fader.photo import too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 MAX_UPLOAD = "25mb"
+QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 EXPORTS = Path(tempfile.gettempdir()) / "fader-exports"
 log = logging.getLogger("fader.app")
@@ -315,7 +316,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             [model_info, sweep_attribute, *sliders],
             api_visibility="private",
         )
-    return demo.queue(default_concurrency_limit=4)
+    return demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

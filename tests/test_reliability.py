@@ -1,7 +1,8 @@
 """Reliability under load, faults and bad input, through the real server and real processes.
 
-Bounded on purpose: the load test is 20 clients × 50 slider moves on a 64×64 model, the
-training runs are a few dozen tiny steps.
+Bounded on purpose: the load test is 20 clients × 50 slider moves on a 64×64 model (about
+2.5 minutes here: a gradio_client round trip costs ~230 ms, most of it outside our handler), the
+training runs are a few hundred tiny steps.
 """
 
 import io
@@ -12,6 +13,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -295,3 +297,55 @@ def test_a_pickle_named_model_safetensors_is_refused_and_never_run(tmp_path: Pat
     with pytest.raises(ValueError, match="not a safetensors file"):
         FaderNetwork.from_pretrained(folder)
     assert not marker.exists(), "nothing in the file was executed"
+
+
+class ConcurrentDecodes:
+    """Counts decoder passes running at the same moment; each pass is held 50 ms, so passes
+    that may overlap do, and passes that a lock serialises cannot."""
+
+    def __init__(self, model: FaderNetwork):
+        self.active = self.most = 0
+        self.lock = threading.Lock()
+        model.decoder.register_forward_pre_hook(self.enter)
+        model.decoder.register_forward_hook(self.leave)
+
+    def enter(self, *_: object) -> None:
+        with self.lock:
+            self.active += 1
+            self.most = max(self.most, self.active)
+        time.sleep(0.05)
+
+    def leave(self, *_: object) -> None:
+        with self.lock:
+            self.active -= 1
+
+
+def test_requests_run_side_by_side_up_to_the_queue_limit(models, tmp_path):
+    library = ModelLibrary([models["scene"]])
+    decodes = ConcurrentDecodes(library.editor(models["scene"]).model)
+    demo = app.build_demo(library)
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
+    )
+    try:
+        photo = tmp_path / "photo.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
+            photo
+        )
+        handle = Client(url, verbose=False).predict(
+            models["scene"], handle_file(photo), api_name="/encode"
+        )[2]
+
+        def edit(i: int) -> None:
+            values = [i / 10, 1 - i / 10] + [0.0] * (app.MAX_SLIDERS - 2)
+            Client(url, verbose=False).predict(
+                models["scene"], None, handle, *values, api_name="/edit"
+            )
+
+        decodes.most = 0
+        with ThreadPoolExecutor(10) as pool:
+            list(pool.map(edit, range(10)))
+    finally:
+        demo.close()
+    assert decodes.most >= 2, "handlers ran one at a time: something holds a global lock"
+    assert decodes.most <= app.QUEUE_CONCURRENCY, "the queue let more requests run than its limit"
