@@ -5,6 +5,7 @@ import socket
 import struct
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,11 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def server(models: dict[str, str]) -> Iterator[tuple[Client, str]]:
-    demo = app.build_demo(ModelLibrary([models["face"], models["scene"]], aligner="dlib"))
+@contextmanager
+def serve(library: ModelLibrary) -> Iterator[str]:
+    """The app on 127.0.0.1, as `python app.py` launches it, for as long as the caller holds it;
+    yields its URL."""
+    demo = app.build_demo(library)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),
@@ -67,9 +70,15 @@ def server(models: dict[str, str]) -> Iterator[tuple[Client, str]]:
         max_file_size=app.MAX_UPLOAD,
     )
     try:
-        yield Client(url, verbose=False), url
+        yield url
     finally:
         demo.close()
+
+
+@pytest.fixture(scope="module")
+def server(models: dict[str, str]) -> Iterator[tuple[Client, str]]:
+    with serve(ModelLibrary([models["face"], models["scene"]], aligner="dlib")) as url:
+        yield Client(url, verbose=False), url
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from skimage import data as skimage_data
 
 import app
 from fader.editor import ModelLibrary
-from tests.test_app import free_port, save_model
+from tests.test_app import save_model, serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -50,22 +50,11 @@ def opened(url: str) -> Iterator["Page"]:  # noqa: F821 — playwright is import
             browser.close()
 
 
-def serve(library: ModelLibrary) -> Iterator[str]:
-    """The app on 127.0.0.1 for one test module; its URL."""
-    demo = app.build_demo(library)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
-    try:
-        yield url
-    finally:
-        demo.close()
-
-
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     model = save_model(tmp_path_factory.mktemp("model") / "face", "celeba", ["Smiling", "Male"])
-    yield from serve(ModelLibrary([model], aligner="dlib"))
+    with serve(ModelLibrary([model], aligner="dlib")) as url:
+        yield url
 
 
 def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_path: Path):
@@ -100,7 +89,8 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
 def digits_page_url() -> Iterator[str]:
     from fader.editor import bundled_models
 
-    yield from serve(ModelLibrary(list(bundled_models())))
+    with serve(ModelLibrary(list(bundled_models()))) as url:
+        yield url
 
 
 def test_bundled_digits_model_starts_at_the_digit_it_reads(digits_page_url: str):

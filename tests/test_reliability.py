@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,7 +35,7 @@ import app
 from fader.editor import Editor, ModelLibrary
 from fader.model import FaderNetwork
 from tests.builders import make_class_folders
-from tests.test_app import free_port, png, save_model
+from tests.test_app import png, save_model, serve
 from train.__main__ import main as train_main
 from train.checkpoint import read_checkpoint_info
 
@@ -52,19 +53,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def server(models: dict[str, str]):
-    demo = app.build_demo(ModelLibrary([models["face"], models["scene"]], aligner="dlib"))
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        max_file_size=app.MAX_UPLOAD,
-    )
-    try:
+def server(models: dict[str, str]) -> Iterator[str]:
+    with serve(ModelLibrary([models["face"], models["scene"]], aligner="dlib")) as url:
         yield url
-    finally:
-        demo.close()
 
 
 def rss_mb() -> float:
@@ -323,11 +314,7 @@ class ConcurrentDecodes:
 def test_requests_run_side_by_side_up_to_the_queue_limit(models, tmp_path):
     library = ModelLibrary([models["scene"]])
     decodes = ConcurrentDecodes(library.editor(models["scene"]).model)
-    demo = app.build_demo(library)
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True
-    )
-    try:
+    with serve(library) as url:
         photo = tmp_path / "photo.png"
         Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)).save(
             photo
@@ -345,7 +332,5 @@ def test_requests_run_side_by_side_up_to_the_queue_limit(models, tmp_path):
         decodes.most = 0
         with ThreadPoolExecutor(10) as pool:
             list(pool.map(edit, range(10)))
-    finally:
-        demo.close()
     assert decodes.most >= 2, "handlers ran one at a time: something holds a global lock"
     assert decodes.most <= app.QUEUE_CONCURRENCY, "the queue let more requests run than its limit"
