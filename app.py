@@ -284,31 +284,41 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             trigger_mode="always_last",
             show_progress="hidden",
         )
-        gr.on(
-            [image.input, image.change],
-            encode,
-            [model_name, image],
-            [crop, status, handle],
-            api_name="encode",
-            trigger_mode="always_last",
-        ).then(starting_sliders, [model_name, handle], sliders, api_visibility="private").then(
-            edit, edit_inputs, edit_outputs, api_visibility="private"
-        ).then(export, edit_inputs, download, api_visibility="private")
+
+        def then_show_edit(encoded: Any) -> None:
+            """After a photo is encoded: sliders to their start, the edit, its download."""
+            encoded.then(
+                starting_sliders, [model_name, handle], sliders, api_visibility="private"
+            ).then(edit, edit_inputs, edit_outputs, api_visibility="private").then(
+                export, edit_inputs, download, api_visibility="private"
+            )
+
+        then_show_edit(
+            gr.on(
+                [image.input, image.change],
+                encode,
+                [model_name, image],
+                [crop, status, handle],
+                api_name="encode",
+                trigger_mode="always_last",
+            )
+        )
         sweep_button.click(
             sweep,
             [model_name, image, handle, sweep_attribute, sweep_steps, *sliders],
             sweep_strip,
             api_name="sweep",
         )
-        model_name.change(
+        switched = model_name.change(
             switch_model,
             model_name,
             [model_info, sweep_attribute, *sliders],
             api_name="switch_model",
-        ).then(encode, [model_name, image], [crop, status, handle], api_visibility="private").then(
-            starting_sliders, [model_name, handle], sliders, api_visibility="private"
-        ).then(edit, edit_inputs, edit_outputs, api_visibility="private").then(
-            export, edit_inputs, download, api_visibility="private"
+        )
+        then_show_edit(
+            switched.then(
+                encode, [model_name, image], [crop, status, handle], api_visibility="private"
+            )
         )
         demo.load(
             switch_model,
