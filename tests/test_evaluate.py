@@ -84,7 +84,7 @@ def test_trained_decoder_swaps_clearly_better_than_an_untrained_one(day_night: d
 
     trained, _, data = open_run(day_night["run"], None, None, None)
     classifier = Classifier.from_folder(day_night["classifier"])
-    rows = data.indices(VALIDATION).tolist() + data.indices(TEST).tolist()
+    rows = data.indices(VALIDATION, TEST)
     columns = data.attribute_columns(trained.attributes)
 
     def judged(model: FaderNetwork) -> dict[str, float]:

@@ -64,7 +64,7 @@ def train_classifier(
 
 def held_out_accuracy(classifier: Classifier, data: PreparedData) -> dict[str, float]:
     """Accuracy on the validation and test splits: mean, and per attribute."""
-    rows = np.flatnonzero(np.isin(data.split, (VALIDATION, TEST)))
+    rows = data.indices(VALIDATION, TEST)
     columns = data.attribute_columns(classifier.config.attributes)
     hits, count = 0, 0
     for images, labels in held_out_batches(data, rows, columns, 256):

@@ -40,8 +40,9 @@ class PreparedData:
     skipped: int
     path: Path
 
-    def indices(self, split: int) -> np.ndarray:
-        return np.flatnonzero(self.split == split)
+    def indices(self, *splits: int) -> np.ndarray:
+        """Rows in any of `splits` (TRAIN, VALIDATION, TEST), in file order."""
+        return np.flatnonzero(np.isin(self.split, splits))
 
     def attribute_columns(self, names: list[str]) -> np.ndarray:
         return np.asarray([self.attributes.index(name) for name in names])

@@ -41,9 +41,8 @@ METRIC_LABELS = {
 }
 
 
-def held_out(data: PreparedData) -> tuple[torch.Tensor, torch.Tensor]:
-    """The validation and test digits in [-1, 1], and their class indices."""
-    rows = np.flatnonzero(np.isin(data.split, HELD_OUT))
+def held_out(data: PreparedData, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The digits in `rows`, in [-1, 1], and their class indices."""
     images = to_model_range(torch.from_numpy(np.ascontiguousarray(data.images[rows])))
     return images, torch.from_numpy(data.labels[rows].argmax(1))
 
@@ -186,8 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     classifier = train_classifier(
         data, ClassifierConfig(DIGIT_NAMES, exclusive=True, image_size=32), flip=False
     )
-    test_x, test_y = held_out(data)
-    rows = np.flatnonzero(np.isin(data.split, HELD_OUT))
+    rows = data.indices(*HELD_OUT)
+    test_x, test_y = held_out(data, rows)
     batches = held_out_batches(data, rows, data.attribute_columns(DIGIT_NAMES), 256)
     metrics = evaluate(
         model, discriminator, batches, torch.device("cpu"), classifier, model.config.alpha_range
