@@ -82,19 +82,22 @@ def test_twenty_clients_sliding_at_once_each_get_their_own_images(server, models
     reference = Editor(FaderNetwork.from_pretrained(model))
     handles = [reference.load(Image.open(p)) for p in photos]
 
+    halfway_rss: list[float] = []
+    halfway = threading.Barrier(CLIENTS, lambda: halfway_rss.append(rss_mb()), timeout=300)
+
     def slide(client: int) -> list[tuple[int, np.ndarray]]:
         api = Client(server, verbose=False)
         _, _, handle = api.predict(model, handle_file(photos[client]), api_name="/encode")
         crops = []
         for move in range(MOVES):
+            if move == MOVES // 2:  # the first half warms up threads, arenas and connections
+                halfway.wait()
             crop, _, handle = api.predict(
                 model, None, handle, *slider_values(client, move), api_name="/edit"
             )
             crops.append((move, np.asarray(Image.open(crop), dtype=np.int16)))
         return crops
 
-    slide(0)  # warm-up, so the memory bound measures the load and not first-use allocations
-    before = rss_mb()
     with ThreadPoolExecutor(CLIENTS) as pool:
         results = list(pool.map(slide, range(CLIENTS)))
     after = rss_mb()
@@ -106,7 +109,26 @@ def test_twenty_clients_sliding_at_once_each_get_their_own_images(server, models
             (expected,) = reference.decode(handles[client], [values])
             difference = np.abs(crop - np.asarray(expected, dtype=np.int16))
             assert difference.max() <= 2, f"client {client}, move {move}: not its own image"
-    assert after - before < 300, f"RSS grew from {before:.0f} MB to {after:.0f} MB"
+    (before,) = halfway_rss
+    grew = after - before  # over the second half's 500 moves: steady state, so about nothing
+    print(f"RSS over the second half: {before:.0f} → {after:.0f} MB")
+    assert grew < 100, f"RSS grew from {before:.0f} MB to {after:.0f} MB over 500 slider moves"
+
+
+def test_memory_stays_flat_over_a_hundred_different_uploads(server, models, tmp_path):
+    """The latent cache is bounded (32 photos), so uploads past it must not add memory."""
+    api = Client(server, verbose=False)
+    rss_after: dict[int, float] = {}
+    for upload in range(1, 101):
+        rng = np.random.default_rng(1000 + upload)
+        path = tmp_path / "upload.jpg"
+        Image.fromarray(rng.integers(0, 256, (600, 800, 3), dtype=np.uint8)).save(path)
+        _, note, _ = api.predict(models["scene"], handle_file(path), api_name="/encode")
+        assert note.startswith("Centre square"), note
+        rss_after[upload] = rss_mb()
+    grew = rss_after[100] - rss_after[40]  # a leaked 800×600 photo per upload would be 86 MB
+    print(f"RSS after upload 40: {rss_after[40]:.0f} MB, after 100: {rss_after[100]:.0f} MB")
+    assert grew < 30, f"RSS grew by {grew:.0f} MB over uploads 41…100"
 
 
 def several_faces(path: Path) -> Path:
