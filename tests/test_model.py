@@ -14,6 +14,7 @@ from fader.model import (
     attribute_channels,
     attribute_loss,
     attribute_predictions,
+    with_attribute_channels,
 )
 from train.config import PRESETS
 
@@ -165,3 +166,14 @@ def test_a_folder_that_is_not_a_fader_model_is_named_as_such(tmp_path: Path):
     (tmp_path / "config.json").write_text('{"hidden_size": 8}')
     with pytest.raises(ValueError, match="not a Fader model"):
         FaderNetwork.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_attribute_channels_keep_the_feature_maps_memory_layout(layout: torch.memory_format):
+    """A channels-last decoder must stay channels-last, or each layer pays two layout copies."""
+    h = torch.randn(2, 5, 4, 4).contiguous(memory_format=layout)
+    y = attribute_channels(torch.tensor([[0.2, 1.5], [0.0, -1.0]]))
+    joined = with_attribute_channels(h, y)
+    assert joined.is_contiguous(memory_format=layout)
+    assert torch.equal(joined[:, :5], h)
+    assert torch.equal(joined[:, 5:], y[:, :, None, None].expand(-1, -1, 4, 4))
