@@ -44,7 +44,7 @@ def held_out_batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     for start in range(0, len(indices), batch_size):
         rows = indices[start : start + batch_size]
-        images = torch.from_numpy(np.ascontiguousarray(data.images[rows]))
+        images = torch.from_numpy(data.read_images(rows))
         yield images, torch.from_numpy(data.labels[rows][:, columns])
 
 

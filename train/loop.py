@@ -22,7 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -250,7 +249,7 @@ class Trainer:
         rows = self.held_out[:8]
         self.grid = sample_grid(
             self.model,
-            torch.from_numpy(np.ascontiguousarray(self.data.images[rows])),
+            torch.from_numpy(self.data.read_images(rows)),
             torch.from_numpy(self.data.labels[rows][:, self.columns]),
         )
         self.model_config.metrics.update(metrics)

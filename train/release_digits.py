@@ -43,7 +43,7 @@ METRIC_LABELS = {
 
 def held_out(data: PreparedData, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """The digits in `rows`, in [-1, 1], and their class indices."""
-    images = to_model_range(torch.from_numpy(np.ascontiguousarray(data.images[rows])))
+    images = to_model_range(torch.from_numpy(data.read_images(rows)))
     return images, torch.from_numpy(data.labels[rows].argmax(1))
 
 
