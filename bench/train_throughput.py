@@ -3,10 +3,11 @@
 The baseline is how the algorithm is usually first written: a separate batch for the latent
 discriminator, encoded with autograd on (so its backward also runs through the encoder),
 uint8→float conversion per batch, `zero_grad()` to zero tensors and Adam's default loop, NCHW.
-Ours is `train.loop.training_step` as the trainer runs it: one encoder pass shared by both
-updates, channels-last layout, fused Adam, `zero_grad(set_to_none=True)`. Both run in the
-same process on the same data, alternating, so the ratio holds on a noisy machine. Prints one
-JSON object.
+Ours is `train.loop.training_step` as `python -m train` runs it: one encoder pass shared by both
+updates, channels-last layout, fused Adam, `zero_grad(set_to_none=True)`, freed activations
+kept in the heap (`fader.heap`). Each runs in a process of its own (so process-wide settings
+stay each one's own); they step in turn, on the same data, so the ratio holds on a noisy
+machine. Prints one JSON object.
 
     python bench/train_throughput.py                 # paper and authors presets, batch 32, 256²
     python bench/train_throughput.py --presets tiny --batch-size 16 --rounds 5
@@ -14,11 +15,13 @@ JSON object.
 
 import argparse
 import json
+import multiprocessing
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import torch
@@ -27,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fader.heap import keep_freed_memory
 from fader.model import (
     FaderConfig,
     FaderNetwork,
@@ -72,36 +76,62 @@ def random_batch(config: FaderConfig, batch_size: int, n_attr: int = 2):
     return images, torch.randint(0, 2, (batch_size, n_attr)).float()
 
 
-def measure(preset: str, batch_size: int, rounds: int) -> dict:
-    train_config = TrainConfig()
-    runners: dict[str, Callable[[], None]] = {}
-
+def step_runner(name: str, preset: str, batch_size: int) -> Callable[[], None]:
+    """One training step of implementation `name`, ready to call."""
     config, model, discriminator = networks(preset)
-    plain = {
-        "autoencoder": torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)),
-        "discriminator": torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+    ae_batch = random_batch(config, batch_size)
+    if name == "baseline":
+        optimizers = {
+            "autoencoder": torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)),
+            "discriminator": torch.optim.Adam(
+                discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999)
+            ),
+        }
+        dis_batch = random_batch(config, batch_size)
+        return lambda: baseline_step(
+            model, discriminator, optimizers, dis_batch, ae_batch, 1e-4, 5.0
+        )
+    keep_freed_memory()  # as `python -m train` does at start
+    model, discriminator = training_layout(model), training_layout(discriminator)
+    train_config = TrainConfig()
+    optimizers = {
+        "autoencoder": adam(model, train_config),
+        "discriminator": adam(discriminator, train_config),
     }
-    dis_batch, ae_batch = random_batch(config, batch_size), random_batch(config, batch_size)
-    runners["baseline"] = lambda: baseline_step(
-        model, discriminator, plain, dis_batch, ae_batch, 1e-4, 5.0
-    )
+    return lambda: training_step(model, discriminator, optimizers, *ae_batch, 1e-4, 5.0)
 
-    _, ours_model, ours_dis = networks(preset)
-    ours_model, ours_dis = training_layout(ours_model), training_layout(ours_dis)
-    ours_opt = {
-        "autoencoder": adam(ours_model, train_config),
-        "discriminator": adam(ours_dis, train_config),
-    }
-    runners["fader"] = lambda: training_step(ours_model, ours_dis, ours_opt, *ae_batch, 1e-4, 5.0)
 
-    seconds: dict[str, list[float]] = {name: [] for name in runners}
-    for run in runners.values():  # warm-up: allocator, oneDNN kernels
+def serve_steps(name: str, preset: str, batch_size: int, connection: Connection) -> None:
+    """A worker process: time one step each time the parent asks, until it sends None."""
+    run = step_runner(name, preset, batch_size)
+    run()  # warm-up: allocator, oneDNN kernels
+    connection.send("ready")
+    while connection.recv() is not None:
+        start = time.perf_counter()
         run()
+        connection.send(time.perf_counter() - start)
+
+
+def measure(preset: str, batch_size: int, rounds: int) -> dict:
+    """Both implementations in processes of their own (each with its own process settings),
+    stepping in turn so that only one computes at a time."""
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for name in ("baseline", "fader"):
+        parent, child = context.Pipe()
+        process = context.Process(target=serve_steps, args=(name, preset, batch_size, child))
+        process.start()
+        workers[name] = (process, parent)
+    for _, connection in workers.values():
+        connection.recv()
+    seconds: dict[str, list[float]] = {name: [] for name in workers}
     for _ in range(rounds):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            seconds[name].append(time.perf_counter() - start)
+        for name, (_, connection) in workers.items():
+            connection.send("step")
+            seconds[name].append(connection.recv())
+    for process, connection in workers.values():
+        connection.send(None)
+        process.join()
     result = {f"{name}_img_per_s": batch_size / statistics.median(t) for name, t in seconds.items()}
     result["speedup"] = result["fader_img_per_s"] / result["baseline_img_per_s"]
     result["seconds_per_step"] = {name: [round(t, 3) for t in ts] for name, ts in seconds.items()}

@@ -5,8 +5,6 @@ content), so moving a slider costs one decoder pass plus the paste-back: the hot
 Nothing here knows about Gradio; the app and `gradio_client` users share this code.
 """
 
-import ctypes
-import ctypes.util
 import hashlib
 import threading
 from collections import OrderedDict
@@ -21,6 +19,7 @@ from PIL import Image
 from fader.classifier import CONFIG_NAME as CLASSIFIER_CONFIG
 from fader.classifier import WEIGHTS_NAME as CLASSIFIER_WEIGHTS
 from fader.classifier import Classifier
+from fader.heap import return_freed_memory
 from fader.model import FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
 
@@ -103,29 +102,6 @@ class LoadedPhoto:
 class EditResult:
     crop: Image.Image
     photo: Image.Image
-
-
-def return_freed_memory() -> None:
-    """Hand the heap's free pages back to the system (glibc only; elsewhere nothing to do).
-
-    Each upload decodes megabytes in whichever server thread runs it, and glibc keeps what is
-    freed in that thread's arena: without this the app's RSS crept up by ~60 MB per 60 uploads
-    of 800×600 photos (then fell back at random); with it, RSS is flat from the 40th upload on.
-    """
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _glibc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
-
-
-_LIBC = _glibc()
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:

@@ -309,4 +309,7 @@ def push_trained(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from fader.heap import keep_freed_memory
+
+    keep_freed_memory()  # only when run as a program: it is a setting of the whole process
     sys.exit(main())
