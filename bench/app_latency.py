@@ -4,8 +4,8 @@ A slider move (what the app's live `edit` handler does): decode the cached laten
 face back into the preview-sized photo, encode the crop as PNG and the preview as JPEG (as the
 page receives them). The naive path re-aligns and re-encodes the full photo on every move and
 pastes at full resolution (PNG). Also reports the upload path (decode, detect, align, encode)
-with the dlib aligner. Paper preset, 256×256, random weights (speed does not depend on
-training). Prints one JSON object.
+with each alignment backend that can run here. Paper preset, 256×256, random weights (speed
+does not depend on training). Prints one JSON object.
 
     python bench/app_latency.py [--moves 30] [--preset paper] [--photo-side 1024] [--threads N]
 """
@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fader.align import align_face, paste_back
 from fader.editor import Editor, to_images, to_tensor
+from fader.landmarks import BackendUnavailable, get_backend
 from fader.model import FaderConfig, FaderNetwork
 from train.config import PRESETS
 
@@ -105,10 +106,15 @@ def main() -> None:
         report["naive_move"]["p50_ms"] / report["slider_move"]["p50_ms"], 2
     )
 
-    def upload(i: int) -> None:
-        Editor(model, aligner="dlib").load(photo)
-
-    report["upload_dlib"] = timings(upload, 5)
+    for backend in ("dlib", "face_alignment"):
+        try:
+            get_backend(backend)
+        except BackendUnavailable as error:  # FAN's weights need a download on first use
+            report[f"upload_{backend}"] = {"unavailable": str(error)}
+            continue
+        report[f"upload_{backend}"] = timings(
+            lambda i, backend=backend: Editor(model, aligner=backend).load(photo), 5
+        )
     print(json.dumps(report, indent=2))
 
 
