@@ -124,8 +124,24 @@ def example_photos() -> dict[str, list[Path]]:
     return kinds
 
 
+def encode_examples(editor: Editor) -> int:
+    """Encode the example photos ahead (the examples' cache): a click then costs one decoder
+    pass. Latents rather than Gradio's cached outputs, which would hold for one model only.
+    Returns how many were encoded; an example the model cannot take (a digit for a face
+    model) is left to say so when clicked."""
+    encoded = 0
+    for path in [p for paths in example_photos().values() for p in paths]:
+        try:
+            editor.load(path)
+        except ValueError:
+            continue
+        encoded += 1
+    return encoded
+
+
 def build_demo(library: ModelLibrary) -> gr.Blocks:
     first = library.editor(library.names[0])  # fails at start, not on the first upload
+    encode_examples(first)
 
     @user_errors
     def encode(model_name: str, image: str | None) -> tuple[Any, str, str]:
@@ -259,8 +275,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
                 sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
                 sweep_button = gr.Button("Sweep")
             sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
-        # Not cached: a click sets the photo, whose change event encodes it for the chosen
-        # model in well under a second; cached outputs would belong to one model only.
+        # A click sets the photo; its change event finds the latent `encode_examples` cached.
         for kind, paths in example_photos().items():
             gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
 

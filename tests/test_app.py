@@ -130,6 +130,28 @@ def test_upload_edit_sweep_through_the_real_server(server, models, photos):
     assert Image.open(strip).size == (5 * 64, 64)
 
 
+def test_clicking_an_example_finds_it_already_encoded(models, tmp_path):
+    """Examples are encoded when the app starts: the click's encode runs no encoder."""
+    library = ModelLibrary([models["scene"]])
+    examples = [p for paths in app.example_photos().values() for p in paths]
+    not_an_example = tmp_path / "mirrored.png"
+    Image.open(examples[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(not_an_example)
+    encoder_calls = []
+    with serve(library) as url:
+        encoder = library.editor(models["scene"]).model.encoder
+        hook = encoder.register_forward_hook(lambda *_: encoder_calls.append(1))
+        client = Client(url, verbose=False)
+        for example in examples:
+            crop, status, _ = client.predict(
+                models["scene"], handle_file(example), api_name="/encode"
+            )
+            assert status.startswith("Centre square") and Image.open(crop).size == (64, 64)
+        assert len(examples) >= 5 and encoder_calls == []
+        client.predict(models["scene"], handle_file(not_an_example), api_name="/encode")
+        hook.remove()
+    assert encoder_calls == [1], "a photo that is not an example is encoded on upload"
+
+
 def test_a_forgotten_latent_is_rebuilt_from_the_photo(server, models, photos):
     client, _ = server
     crop, _, handle = client.predict(
