@@ -124,19 +124,15 @@ def example_photos() -> dict[str, list[Path]]:
     return kinds
 
 
-def encode_examples(editor: Editor) -> int:
+def encode_examples(editor: Editor) -> None:
     """Encode the example photos ahead (the examples' cache): a click then costs one decoder
     pass. Latents rather than Gradio's cached outputs, which would hold for one model only.
-    Returns how many were encoded; an example the model cannot take (a digit for a face
-    model) is left to say so when clicked."""
-    encoded = 0
+    An example the model cannot take (a digit for a face model) says so when clicked."""
     for path in [p for paths in example_photos().values() for p in paths]:
         try:
             editor.load(path)
         except ValueError:
             continue
-        encoded += 1
-    return encoded
 
 
 def build_demo(library: ModelLibrary) -> gr.Blocks:

@@ -189,6 +189,8 @@ def compact_rows(staging: Path, final: Path, n_rows: int) -> None:
         remaining = n_rows * int(np.prod(shape[1:]))
         while remaining:
             chunk = reader.read(min(remaining, 64 * 2**20))
+            if not chunk:
+                raise ValueError(f"{staging} ended early: the disk may be full; run again.")
             writer.write(chunk)
             remaining -= len(chunk)
     staging.unlink()
