@@ -97,6 +97,13 @@ class LoadedPhoto:
     note: str  # what the user should know ("3 faces found: editing the largest")
     start: dict[str, float]  # slider values to start at: what the classifier reads, else 0
 
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the pixels and the latent (what the cache's byte budget counts)."""
+        images = (self.photo, self.preview, self.crop)
+        pixels = sum(image.width * image.height * len(image.getbands()) for image in images)
+        return pixels + self.latent.numel() * self.latent.element_size()
+
 
 @dataclass(frozen=True)
 class EditResult:
@@ -138,12 +145,17 @@ class Editor:
         aligner: str = "auto",
         cache_size: int = 32,
         classifier: Classifier | None = None,
+        cache_bytes: int = 512 * 2**20,
     ):
+        """The cache keeps at most `cache_size` photos and, past the newest one, `cache_bytes`:
+        full-resolution photos are kept for the export, and 32 photos of 50 megapixels would
+        otherwise hold 4.8 GB."""
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.classifier = classifier.eval() if classifier is not None else None
         self.aligner = aligner
-        self.cache_size = cache_size
+        self.cache_size, self.cache_bytes = cache_size, cache_bytes
         self._photos: OrderedDict[str, LoadedPhoto] = OrderedDict()
+        self._cached_bytes = 0
         self._lock = threading.Lock()
 
     @property
@@ -166,9 +178,14 @@ class Editor:
                 return key
         loaded = self._prepare(photo)
         with self._lock:
+            replaced = self._photos.pop(key, None)  # another thread may have loaded it too
+            self._cached_bytes += loaded.nbytes - (replaced.nbytes if replaced else 0)
             self._photos[key] = loaded
-            while len(self._photos) > self.cache_size:
-                self._photos.popitem(last=False)
+            while len(self._photos) > self.cache_size or (
+                self._cached_bytes > self.cache_bytes and len(self._photos) > 1
+            ):
+                _, evicted = self._photos.popitem(last=False)
+                self._cached_bytes -= evicted.nbytes
         return_freed_memory()
         return key
 

@@ -76,6 +76,20 @@ def test_latent_cache_is_bounded_and_evicts_the_oldest():
     editor.edit(handles[-1], {"Smiling": 1.0})
 
 
+def test_latent_cache_also_keeps_to_a_byte_budget_but_always_the_newest_photo():
+    big = (800, 600)  # 1.44 MB of pixels, plus a 768×576 preview: ~2.8 MB a photo
+    editor = Editor(random_model("center"), cache_bytes=6 * 2**20)
+    handles = [editor.load(photo(i, big)) for i in range(5)]
+    assert len(editor) == 2
+    with pytest.raises(ValueError, match="upload it again"):
+        editor.edit(handles[2], {})
+    assert editor.get(handles[-1]).photo.size == big
+    editor.edit(handles[-1], {"Smiling": 1.0})
+    tight = Editor(random_model("center"), cache_bytes=2**20)
+    handle = tight.load(photo(9, big))
+    assert len(tight) == 1 and tight.get(handle).photo.size == big, "larger than the budget"
+
+
 def test_concurrent_edits_each_get_their_own_image():
     editor = Editor(random_model("center"))
     images = [photo(i) for i in range(6)]
