@@ -155,7 +155,6 @@ class Editor:
         self.aligner = aligner
         self.cache_size, self.cache_bytes = cache_size, cache_bytes
         self._photos: OrderedDict[str, LoadedPhoto] = OrderedDict()
-        self._cached_bytes = 0
         self._lock = threading.Lock()
 
     @property
@@ -178,14 +177,13 @@ class Editor:
                 return key
         loaded = self._prepare(photo)
         with self._lock:
-            replaced = self._photos.pop(key, None)  # another thread may have loaded it too
-            self._cached_bytes += loaded.nbytes - (replaced.nbytes if replaced else 0)
             self._photos[key] = loaded
+            held = sum(cached.nbytes for cached in self._photos.values())
             while len(self._photos) > self.cache_size or (
-                self._cached_bytes > self.cache_bytes and len(self._photos) > 1
+                held > self.cache_bytes and len(self._photos) > 1
             ):
                 _, evicted = self._photos.popitem(last=False)
-                self._cached_bytes -= evicted.nbytes
+                held -= evicted.nbytes
         return_freed_memory()
         return key
 
