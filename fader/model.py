@@ -35,6 +35,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
+from fader.conv import DownConv, UpConv, is_channels_last
+
 WEIGHTS_NAME = "model.safetensors"
 ALPHA_RANGE = (-2.0, 3.0)  # slider ends past [0, 1]: the authors extrapolate to 2 (10 for age)
 
@@ -98,7 +100,7 @@ def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:
 
 def conv_block(c_in: int, c_out: int, batch_norm: bool, dropout: float = 0.0) -> nn.Sequential:
     """Conv 4×4 / stride 2 → (BatchNorm) → LeakyReLU(0.2): halves the resolution."""
-    layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=not batch_norm)]
+    layers: list[nn.Module] = [DownConv(c_in, c_out, bias=not batch_norm)]
     if batch_norm:
         layers.append(nn.BatchNorm2d(c_out))
     layers.append(nn.LeakyReLU(0.2, inplace=True))
@@ -130,7 +132,7 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList()
         for i, (c_in, c_out) in enumerate(zip(channels_in, channels_out, strict=True)):
             last = i == len(channels_in) - 1
-            deconv = nn.ConvTranspose2d(c_in + y_channels, c_out, 4, 2, 1, bias=last)
+            deconv = UpConv(c_in + y_channels, c_out, bias=last)
             block = [deconv, nn.Tanh()] if last else [deconv, nn.BatchNorm2d(c_out), nn.ReLU(True)]
             self.layers.append(nn.Sequential(*block))
 
@@ -151,11 +153,6 @@ def with_attribute_channels(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     layout = torch.channels_last if is_channels_last(h) else torch.contiguous_format
     y_map = y[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3]).to(h.dtype)
     return torch.cat([h, y_map.contiguous(memory_format=layout)], dim=1)
-
-
-def is_channels_last(x: torch.Tensor) -> bool:
-    """True when `x` is stored channels-last (a 1×1 map counts as both layouts, so not that)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class LatentDiscriminator(nn.Module):
