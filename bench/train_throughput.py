@@ -2,9 +2,10 @@
 
 The baseline is how the algorithm is usually first written: a separate batch for the latent
 discriminator, encoded with autograd on (so its backward also runs through the encoder),
-uint8→float conversion per batch, `zero_grad()` to zero tensors and Adam's default loop, NCHW.
-Ours is `train.loop.training_step` as `python -m train` runs it: one encoder pass shared by both
-updates, channels-last layout, fused Adam, `zero_grad(set_to_none=True)`, freed activations
+uint8→float conversion per batch, `zero_grad()` to zero tensors and Adam's default loop, NCHW,
+PyTorch's own convolution modules. Ours is `train.loop.training_step` as `python -m train` runs
+it: one encoder pass shared by both updates, channels-last layout, the tiny maps' convolutions as
+matrix products (`fader.conv`), fused Adam, `zero_grad(set_to_none=True)`, freed activations
 kept in the heap (`fader.heap`). Each runs in a process of its own (so process-wide settings
 stay each one's own); they step in turn, on the same data, so the ratio holds on a noisy
 machine. Prints one JSON object.
@@ -30,6 +31,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fader.conv import DownConv, UpConv
 from fader.heap import keep_freed_memory
 from fader.model import (
     FaderConfig,
@@ -63,6 +65,15 @@ def baseline_step(model, discriminator, optimizers, dis_batch, ae_batch, lambda_
     optimizers["autoencoder"].step()
 
 
+def with_pytorch_convolutions(module: nn.Module) -> nn.Module:
+    """The same network and weights, with nn.Conv2d / nn.ConvTranspose2d doing every convolution
+    (what `fader.conv`'s modules extend): the straightforward implementation's layers."""
+    for layer in module.modules():
+        if isinstance(layer, DownConv | UpConv):
+            layer.__class__ = layer.__class__.__base__
+    return module
+
+
 def networks(preset: str, n_attr: int = 2):
     torch.manual_seed(0)
     config = FaderConfig(attributes=[f"a{i}" for i in range(n_attr)], **PRESETS[preset]["model"])
@@ -81,6 +92,10 @@ def step_runner(name: str, preset: str, batch_size: int) -> Callable[[], None]:
     config, model, discriminator = networks(preset)
     ae_batch = random_batch(config, batch_size)
     if name == "baseline":
+        model, discriminator = (
+            with_pytorch_convolutions(model),
+            with_pytorch_convolutions(discriminator),
+        )
         optimizers = {
             "autoencoder": torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.5, 0.999)),
             "discriminator": torch.optim.Adam(
