@@ -17,7 +17,7 @@ torch.set_num_threads(1)
 from fader.heap import keep_freed_memory
 from fader.model import FaderConfig, FaderNetwork, LatentDiscriminator
 from train.config import TrainConfig
-from train.loop import adam, training_layout, training_step
+from train.step import adam, training_layout, training_step
 
 assert keep_freed_memory()
 config = FaderConfig(attributes=["a"], image_size=128, init_fm=16, max_fm=128, n_layers=5)

@@ -17,7 +17,7 @@ from tests.builders import make_celeba, make_class_folders, make_labelled_folder
 from train.__main__ import main, parse_args
 from train.checkpoint import read_checkpoint_info
 from train.config import PRESETS, TrainConfig, lambda_schedule
-from train.loop import adam, training_step
+from train.step import adam, training_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,6 +70,38 @@ def test_adversarial_loss_trains_the_encoder_and_leaves_the_discriminator_alone(
     (encoder_a, grads_a), (encoder_b, grads_b) = results
     assert any(not torch.equal(encoder_a[k], encoder_b[k]) for k in encoder_a)
     assert all(torch.equal(a, b) for a, b in zip(grads_a, grads_b, strict=True))
+
+
+def two_steps(lambdas: list, precision: torch.dtype | None = None) -> list[dict]:
+    """Losses of two steps from the same start on the same batches, and the final weights."""
+    model, discriminator, optimizers = tiny_networks(["Smiling", "Male"])
+    generator = torch.Generator().manual_seed(2)
+    images = torch.randint(0, 256, (2, 8, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 2, (2, 8, 2), generator=generator).float()
+    torch.manual_seed(1)  # the discriminator's dropout
+    losses = [
+        {k: v.item() for k, v in training_step(model, discriminator, optimizers, *batch).items()}
+        for batch in zip(images, labels, lambdas, [5.0] * 2, [precision] * 2, strict=True)
+    ]
+    return [*losses, model.state_dict()]
+
+
+def test_lambda_given_as_a_tensor_trains_exactly_as_a_number():
+    """A CUDA graph of the step (train.cuda_graph) reads λ_dis from a tensor it owns."""
+    *by_number, weights_a = two_steps([0.5, 2.0])
+    *by_tensor, weights_b = two_steps([torch.tensor(0.5), torch.tensor(2.0)])
+    assert by_number == by_tensor
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a)
+
+
+def test_bf16_autocast_step_keeps_float32_weights_and_close_losses():
+    """The CUDA path's precision, run here on the CPU: same algorithm, bf16 rounding only."""
+    *float32, _ = two_steps([1.0, 1.0])
+    *bf16, weights = two_steps([1.0, 1.0], precision=torch.bfloat16)
+    assert all(w.dtype in (torch.float32, torch.int64) for w in weights.values())
+    for exact, rounded in zip(float32, bf16, strict=True):
+        assert rounded == pytest.approx(exact, rel=0.05)
+        assert rounded["reconstruction"] != exact["reconstruction"], "bf16 really ran"
 
 
 def run_cli(*args: str) -> int:

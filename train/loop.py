@@ -1,15 +1,6 @@
 """One training run of a Fader Network, from the first batch to the exported model.
 
-Each step (Section 3 of the paper, as in the authors' code):
-1. the latent discriminator learns to predict the attributes y from z = E(x);
-2. the autoencoder learns to reconstruct x from (z, y) while the encoder makes the discriminator
-   predict the *flipped* attributes 1 − y, weighted by λ_dis, which ramps up from 0.
-Both use Adam (lr 2e-4, β1 0.5) and gradient-norm clipping at 5.
-
-Both updates share one forward pass of the encoder: the discriminator trains on z.detach(), then
-the autoencoder's loss reads the same z through the just-updated discriminator. The authors
-encoded a separate batch for the discriminator; sharing it is the usual alternating GAN update
-and saves an encoder pass per step.
+The run feeds batches to the step (`train.step`), evaluates, logs, checkpoints and exports.
 """
 
 import logging
@@ -23,25 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from fader.classifier import Classifier
-from fader.model import (
-    WEIGHTS_NAME,
-    FaderConfig,
-    FaderNetwork,
-    LatentDiscriminator,
-    attribute_channels,
-    attribute_loss,
-)
+from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork, LatentDiscriminator
 from train.card import model_card
 from train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from train.config import TrainConfig, lambda_schedule
+from train.cuda_graph import GraphedTrainingStep
 from train.data import BatchStream, PreparedData
-from train.evaluate import evaluate, held_out_batches, sample_grid, to_model_range
+from train.evaluate import evaluate, held_out_batches, sample_grid
 from train.sources import TRAIN, VALIDATION
+from train.step import adam, autocast_dtype, training_layout, training_step, use_fast_cuda_math
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -66,58 +50,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
-    """Adam with β1 = 0.5 as in the paper; the fused kernel where PyTorch has one (3× faster
-    than the per-tensor loop on CPU), identical arithmetic otherwise."""
-    device = next(module.parameters()).device.type
-    fast = {"fused": True} if device in {"cpu", "cuda"} else {"foreach": True}
-    return torch.optim.Adam(module.parameters(), lr=config.lr, betas=(config.beta1, 0.999), **fast)
-
-
-def training_layout(module: nn.Module, device: torch.device | str = "cpu") -> nn.Module:
-    """The network on `device` in channels-last layout: convolutions (and their backward, most
-    of a step) run faster that way on CPU (measured here: −13% per paper-preset step) and with
-    cuDNN. The weights and the arithmetic are the same."""
-    return module.to(device, memory_format=torch.channels_last)
-
-
-def training_step(
+def step_for_device(
     model: FaderNetwork,
     discriminator: LatentDiscriminator,
     optimizers: dict[str, torch.optim.Optimizer],
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    lambda_dis: float,
     clip: float,
-) -> dict[str, torch.Tensor]:
-    """One discriminator update and one autoencoder update on a batch of uint8 images."""
-    x = to_model_range(images.contiguous(memory_format=torch.channels_last))
-    z = model.encode(x)
-
-    # 1. The discriminator reads the true attributes from z (the encoder is not updated here).
-    discriminator.train()
-    dis_loss = attribute_loss(discriminator(z.detach()), labels)
-    optimizers["discriminator"].zero_grad(set_to_none=True)
-    dis_loss.backward()
-    nn.utils.clip_grad_norm_(discriminator.parameters(), clip)
-    optimizers["discriminator"].step()
-
-    # 2. Reconstruct from (z, y) and push the discriminator toward the flipped attributes.
-    reconstruction_loss = F.mse_loss(model.decode(z, attribute_channels(labels)), x)
-    discriminator.eval()  # no dropout when it judges the encoder, as in the authors' code
-    discriminator.requires_grad_(False)  # its weights get no gradient from this loss
-    adversarial_loss = attribute_loss(discriminator(z), 1 - labels)
-    discriminator.requires_grad_(True)
-    loss = reconstruction_loss + lambda_dis * adversarial_loss
-    optimizers["autoencoder"].zero_grad(set_to_none=True)
-    loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), clip)
-    optimizers["autoencoder"].step()
-    return {
-        "reconstruction": reconstruction_loss,
-        "discriminator": dis_loss,
-        "adversarial": adversarial_loss,
-    }
+    device: torch.device,
+) -> Callable[[torch.Tensor, torch.Tensor, float], dict[str, torch.Tensor]]:
+    """`training_step` as `device` runs it fastest, taking (images, labels, λ_dis): on CUDA in
+    bf16 and replayed from a CUDA graph (`train.cuda_graph`), on CPU as it is."""
+    networks = (model, discriminator, optimizers)
+    precision = autocast_dtype(device)
+    if device.type == "cuda":
+        return GraphedTrainingStep(*networks, clip, precision)
+    return lambda images, labels, lam: training_step(
+        *networks, images, labels, lam, clip, precision
+    )
 
 
 class StopOnSignal:
@@ -189,6 +137,7 @@ class Trainer:
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
         self.push, self.push_every = push, push_every
         self.device = resolve_device(config.device)
+        use_fast_cuda_math(self.device)
         self.classifier = classifier.to(self.device) if classifier is not None else None
         torch.manual_seed(config.seed)
         self.model = training_layout(FaderNetwork(model_config), self.device)
@@ -205,6 +154,10 @@ class Trainer:
             for optimizer in self.optimizers.values():  # `--resume --lr …` must take effect:
                 for group in optimizer.param_groups:  # the saved groups hold the old values
                     group["lr"], group["betas"] = config.lr, (config.beta1, 0.999)
+                    group["capturable"] = self.device.type == "cuda"  # saved on another device?
+        self.train_step = step_for_device(
+            self.model, self.discriminator, self.optimizers, config.clip_grad_norm, self.device
+        )
 
         self.columns = data.attribute_columns(model_config.attributes)
         self.stream = BatchStream(
@@ -304,14 +257,10 @@ class Trainer:
         with StopOnSignal() as stop, writer, progress:
             for step, (images, labels) in enumerate(batches, start=self.start):
                 lam = lambda_schedule(step, config.lambda_dis, config.lambda_schedule)
-                losses = training_step(
-                    self.model,
-                    self.discriminator,
-                    self.optimizers,
-                    images.to(self.device),
-                    labels.to(self.device),
+                losses = self.train_step(
+                    images.to(self.device, non_blocking=True),
+                    labels.to(self.device, non_blocking=True),
                     lam,
-                    config.clip_grad_norm,
                 )
                 values = {name: loss.item() for name, loss in losses.items()}
                 if not all(math.isfinite(v) for v in values.values()):
