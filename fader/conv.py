@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Measured on whole paper- and authors-preset training steps: 16 beats 4 and 64.
+# Whole paper- and authors-preset training steps did best overall at 16, against 4 and 64.
 MATMUL_MAX_POSITIONS = 16
 KERNEL, STRIDE, PADDING = 4, 2, 1
 

@@ -154,7 +154,7 @@ class Trainer:
             for optimizer in self.optimizers.values():  # `--resume --lr …` must take effect:
                 for group in optimizer.param_groups:  # the saved groups hold the old values
                     group["lr"], group["betas"] = config.lr, (config.beta1, 0.999)
-                    group["capturable"] = self.device.type == "cuda"  # saved on another device?
+                    group["capturable"] = self.device.type == "cuda"  # the run may change device
         self.train_step = step_for_device(
             self.model, self.discriminator, self.optimizers, config.clip_grad_norm, self.device
         )
