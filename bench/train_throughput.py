@@ -49,7 +49,7 @@ from fader.model import (
 )
 from train.config import PRESETS, TrainConfig
 from train.loop import resolve_device, step_for_device
-from train.step import adam, training_layout, use_fast_cuda_math
+from train.step import adam, autocast_dtype, training_layout, use_fast_cuda_math
 
 
 def baseline_step(
@@ -117,7 +117,6 @@ def step_runner(
             model, discriminator, optimizers, dis_batch, ae_batch, 1e-4, 5.0, device
         )
     keep_freed_memory()  # as `python -m train` does at start
-    use_fast_cuda_math(device)
     model, discriminator = training_layout(model, device), training_layout(discriminator, device)
     train_config = TrainConfig()
     optimizers = {
@@ -161,7 +160,7 @@ def synchronize(device: torch.device) -> None:
 
 def matrix_rate(device: torch.device) -> dict:
     """The device's measured matrix-product rate in the precision our step computes in."""
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = autocast_dtype(device) or torch.float32
     n = 8192 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
     seconds = []
@@ -218,7 +217,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     args = parser.parse_args()
     device = resolve_device(args.device)
-    use_fast_cuda_math(device)  # for the matrix rate; the workers set their own
+    use_fast_cuda_math(device)  # for the matrix rate; our worker's step sets its own
     rate = matrix_rate(device)
     report = {
         "benchmark": "train_throughput",

@@ -58,7 +58,9 @@ def step_for_device(
     device: torch.device,
 ) -> Callable[[torch.Tensor, torch.Tensor, float], dict[str, torch.Tensor]]:
     """`training_step` as `device` runs it fastest, taking (images, labels, λ_dis): on CUDA in
-    bf16 and replayed from a CUDA graph (`train.cuda_graph`), on CPU as it is."""
+    bf16 with TF32 and cuDNN's autotuner, replayed from a CUDA graph (`train.cuda_graph`); on
+    CPU as it is."""
+    use_fast_cuda_math(device)
     networks = (model, discriminator, optimizers)
     precision = autocast_dtype(device)
     if device.type == "cuda":
@@ -137,7 +139,6 @@ class Trainer:
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
         self.push, self.push_every = push, push_every
         self.device = resolve_device(config.device)
-        use_fast_cuda_math(self.device)
         self.classifier = classifier.to(self.device) if classifier is not None else None
         torch.manual_seed(config.seed)
         self.model = training_layout(FaderNetwork(model_config), self.device)
