@@ -22,8 +22,9 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from fader.editor import Editor, ModelLibrary, authors_choices, bundled_models
+from fader.editor import Editor
 from fader.model import ALPHA_RANGE
+from fader.models import ModelLibrary, authors_choices, bundled_models
 from fader.photo import too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
@@ -85,7 +86,7 @@ def plain_words(attribute: str) -> str:
 
 def slider_settings(editor: Editor) -> list[dict[str, Any]]:
     """Labels, ranges and visibility of the fixed slider pool for this model."""
-    low, high = editor.model.config.alpha_range
+    low, high = editor.model.config.slider_range
     names = editor.attributes
     return [
         {
@@ -203,7 +204,7 @@ def build_demo(library: ModelLibrary) -> gr.Blocks:
             raise ValueError("Upload a photo first.")
         editor, handle = loaded(model_name, image, handle)
         name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
-        low, high = editor.model.config.alpha_range
+        low, high = editor.model.config.slider_range
         return editor.sweep(handle, name, low, high, int(steps), slider_values(editor, values))
 
     @user_errors

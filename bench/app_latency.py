@@ -35,9 +35,10 @@ from skimage import data as skimage_data
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fader.align import align_face, paste_back
-from fader.editor import Editor, to_images, to_tensor
+from fader.editor import Editor
 from fader.landmarks import BackendUnavailable, fan_weights_path, get_backend
 from fader.model import FaderConfig, FaderNetwork
+from fader.pixels import to_images, to_tensor
 from train.config import PRESETS
 
 

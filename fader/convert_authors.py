@@ -25,8 +25,9 @@ from typing import Any
 
 import torch
 
+from fader.environment import offline, user_cache_dir
 from fader.legacy_pickle import CheckpointError, ModuleRecord, TensorRef, read_legacy_checkpoint
-from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork
+from fader.model import CELEBA, WEIGHTS_NAME, FaderConfig, FaderNetwork
 
 AUTHORS_URL = "https://dl.fbaipublicfiles.com/FaderNetworks"
 AUTHORS_REPO = "https://github.com/facebookresearch/FaderNetworks"
@@ -129,7 +130,6 @@ def fader_config(autoencoder: ModuleRecord, alpha_range: list[float], source: st
         "origin": f"Lample et al., {AUTHORS_REPO} (released model)",
         "converted_from": source,
         "license": LICENSE,
-        "alpha_range": alpha_range,
     }
     return FaderConfig(
         attributes=[name for name, _ in attributes],
@@ -138,7 +138,8 @@ def fader_config(autoencoder: ModuleRecord, alpha_range: list[float], source: st
         max_fm=int(state["max_fm"]),
         n_layers=int(state["n_layers"]),
         image_channels=int(state["img_fm"]),
-        preprocessing="celeba",
+        preprocessing=CELEBA,
+        slider_range=tuple(alpha_range),
         training=training,
     )
 
@@ -276,7 +277,7 @@ def convert_checkpoint(
 
 def model_card(config: FaderConfig) -> str:
     """README.md for a converted model: where it comes from, its licence, how to slide it."""
-    low, high = config.training["alpha_range"]
+    low, high = config.slider_range
     release = released_for([(name, 2) for name in config.attributes])
     released = (
         f"\nThe authors' released {release} model is {AUTHORS_URL}/{release}.pth."
@@ -354,14 +355,8 @@ def write_model_folder(model: FaderNetwork, out: Path) -> Path:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FADER_AUTHORS_CACHE", "~/.cache/fader/authors")).expanduser()
-
-
-def offline() -> bool:
-    return any(
-        os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on")
-        for var in ("FADER_OFFLINE", "HF_HUB_OFFLINE")
-    )
+    custom = os.environ.get("FADER_AUTHORS_CACHE")
+    return Path(custom).expanduser() if custom else user_cache_dir("authors")
 
 
 def _release_name(name: str) -> str:
@@ -457,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         nargs=2,
         metavar=("LOW", "HIGH"),
-        help="slider range recorded in config.training (default: the authors' range for the "
+        help="slider range recorded in config.json (default: the authors' range for the "
         "attribute, e.g. -1 2 for Eyeglasses/Male, -9 10 for Young/Narrow_Eyes/Pointy_Nose)",
     )
     args = parser.parse_args(argv)
@@ -478,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     config = model.config
     print(
         f"Wrote {out}: {', '.join(config.attributes)}, {config.image_size}px, "
-        f"α in {config.training['alpha_range']} (licence CC BY-NC 4.0, non-commercial)."
+        f"α in {list(config.slider_range)} (licence CC BY-NC 4.0, non-commercial)."
     )
 
 

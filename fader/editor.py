@@ -10,80 +10,18 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from fader.classifier import CONFIG_NAME as CLASSIFIER_CONFIG
-from fader.classifier import WEIGHTS_NAME as CLASSIFIER_WEIGHTS
 from fader.classifier import Classifier
 from fader.heap import return_freed_memory
 from fader.model import FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
+from fader.pixels import to_images, to_tensor
 
-BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
 PREVIEW_SIDE = 768  # live edits paste onto a copy this large; exports use the full photo
-ALIGNED_PREPROCESSING = {"celeba", "align"}
-
-
-def bundled_models() -> dict[str, Path]:
-    """Models shipped in `assets/models/`, by folder name."""
-    if not BUNDLED_MODELS.is_dir():
-        return {}
-    return {
-        folder.name: folder
-        for folder in sorted(BUNDLED_MODELS.iterdir())
-        if (folder / "config.json").is_file()
-    }
-
-
-AUTHORS_PREFIX = "authors: "
-
-
-def authors_choices() -> list[str]:
-    """The authors' released CelebA models the app can offer: already converted, or
-    downloadable (not when offline). Each downloads and converts on first use."""
-    from fader.convert_authors import RELEASED, default_cache_dir, offline
-
-    cache = default_cache_dir()
-    return [
-        AUTHORS_PREFIX + name
-        for name in RELEASED
-        if not offline() or (cache / name / "config.json").is_file()
-    ]
-
-
-def load_classifier(name: str) -> Classifier | None:
-    """The classifier shipped beside a model (bundled, local folder or Hub repo), if any: it
-    tells where the sliders should start for a photo. A model without one still works."""
-    folder = bundled_models().get(name) or Path(name)
-    if folder.is_dir():
-        has_one = (folder / CLASSIFIER_CONFIG).is_file()
-        return Classifier.from_folder(folder) if has_one else None
-    if name.startswith(AUTHORS_PREFIX):
-        return None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-
-    try:
-        files = [hf_hub_download(name, f) for f in (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS)]
-    except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError, OSError):
-        return None  # no classifier in that repo (or offline): sliders start at 0
-    return Classifier.from_folder(Path(files[0]).parent)
-
-
-def load_model(name: str) -> FaderNetwork:
-    """A bundled model name, `authors: <name>`, a local model folder, or a Hub repo id."""
-    bundled = bundled_models()
-    if name in bundled:
-        return FaderNetwork.from_pretrained(bundled[name])
-    if name.startswith(AUTHORS_PREFIX):
-        from fader.convert_authors import authors_model
-
-        return FaderNetwork.from_pretrained(authors_model(name.removeprefix(AUTHORS_PREFIX)))
-    return FaderNetwork.from_pretrained(name)
 
 
 @dataclass(frozen=True)
@@ -111,25 +49,12 @@ class EditResult:
     photo: Image.Image
 
 
-def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB → 1×3×H×W float in [-1, 1], channels-last (the layout the editor runs in)."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy())
-    batch = pixels.permute(2, 0, 1)[None].float().div_(127.5).sub_(1)
-    return batch.contiguous(memory_format=torch.channels_last)
-
-
 def preview_of(photo: Image.Image) -> Image.Image:
     if max(photo.size) <= PREVIEW_SIDE:
         return photo
     preview = photo.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return preview
-
-
-def to_images(batch: torch.Tensor) -> list[Image.Image]:
-    """B×3×H×W in [-1, 1] → PIL RGB images."""
-    pixels = batch.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-    return [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in pixels]
 
 
 class Editor:
@@ -163,7 +88,7 @@ class Editor:
 
     @property
     def aligns_faces(self) -> bool:
-        return self.model.config.preprocessing in ALIGNED_PREPROCESSING
+        return self.model.config.aligns_faces
 
     def load(self, image: PhotoSource) -> str:
         """Prepare and encode `image` (once: the same content returns the cached handle)."""
@@ -269,25 +194,3 @@ class Editor:
         for i, crop in enumerate(crops):
             strip.paste(crop, (i * size, 0))
         return strip
-
-
-class ModelLibrary:
-    """The models an app offers, each loaded on first use and then kept (one Editor each)."""
-
-    def __init__(self, names: list[str], aligner: str = "auto"):
-        if not names:
-            raise ValueError("No model to offer: pass --model, or add one under assets/models/.")
-        self.names = list(dict.fromkeys(names))
-        self.aligner = aligner
-        self._editors: dict[str, Editor] = {}
-        self._lock = threading.Lock()
-
-    def editor(self, name: str) -> Editor:
-        if name not in self.names:
-            raise ValueError(f"Unknown model {name!r}; choose one of {self.names}.")
-        with self._lock:  # loading twice at once would only waste memory
-            if name not in self._editors:
-                self._editors[name] = Editor(
-                    load_model(name), self.aligner, classifier=load_classifier(name)
-                )
-            return self._editors[name]

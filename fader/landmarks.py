@@ -30,6 +30,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from fader.environment import offline
+
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "dlib", "face_alignment")
@@ -61,14 +63,6 @@ class LandmarkBackend(Protocol):
 
 class BackendUnavailable(ValueError):
     """The requested backend cannot run here; the message says how to fix it or what to use."""
-
-
-def offline() -> bool:
-    """True when the user asked for no network access (our flag, or the Hugging Face one)."""
-    return any(
-        os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-        for name in ("FADER_OFFLINE", "HF_HUB_OFFLINE")
-    )
 
 
 def fan_weights_path() -> str:

@@ -40,6 +40,12 @@ from fader.conv import DownConv, UpConv, is_channels_last
 WEIGHTS_NAME = "model.safetensors"
 ALPHA_RANGE = (-2.0, 3.0)  # slider ends past [0, 1]: the authors extrapolate to 2 (10 for age)
 
+# How a model's inputs are prepared, so it sees at inference what it saw in training:
+CELEBA = "celeba"  # an aligned CelebA frame (178×218): its centre square, resized
+ALIGN = "align"  # any photo: the face found and aligned onto CelebA's template
+CENTER = "center"  # any image: its centre square, resized
+PREPROCESSING = (CELEBA, ALIGN, CENTER)
+
 
 @dataclass
 class FaderConfig:
@@ -53,14 +59,25 @@ class FaderConfig:
     image_channels: int = 3
     discriminator_hidden: int = 512
     discriminator_dropout: float = 0.3
-    # How inputs must be prepared so the model sees what it saw in training:
-    # "celeba" (aligned CelebA frame, centre square), "align" (face alignment onto the CelebA
-    # template), "center" (centre square of any image).
-    preprocessing: str = "celeba"
+    preprocessing: str = CELEBA  # one of PREPROCESSING
+    # The sliders' ends in the app: past [0, 1] the decoder extrapolates (the authors' models
+    # record the range their interpolate.py used).
+    slider_range: tuple[float, float] = ALPHA_RANGE
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        legacy_range = self.training.pop("alpha_range", None)  # config.json before slider_range
+        if legacy_range is not None and tuple(self.slider_range) == ALPHA_RANGE:
+            self.slider_range = legacy_range
+        low, high = (float(end) for end in self.slider_range)  # JSON gives a list
+        if not (math.isfinite(low) and math.isfinite(high) and low < high):
+            raise ValueError(f"slider_range must be two finite numbers, low < high: {low, high}.")
+        self.slider_range = (low, high)
+        if self.preprocessing not in PREPROCESSING:
+            raise ValueError(
+                f"Unknown preprocessing {self.preprocessing!r}; expected one of {PREPROCESSING}."
+            )
         if not self.attributes:
             raise ValueError("A Fader model needs at least one attribute.")
         if len(set(self.attributes)) != len(self.attributes):
@@ -84,10 +101,9 @@ class FaderConfig:
         return (self.encoder_channels[-1], self.latent_size, self.latent_size)
 
     @property
-    def alpha_range(self) -> tuple[float, float]:
-        """The slider range users get: the model's own (the authors' models) or ALPHA_RANGE."""
-        low, high = self.training.get("alpha_range", ALPHA_RANGE)
-        return float(low), float(high)
+    def aligns_faces(self) -> bool:
+        """Whether photos reach this model through face alignment (CelebA-like face models)."""
+        return self.preprocessing in (CELEBA, ALIGN)
 
 
 def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:

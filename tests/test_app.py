@@ -17,8 +17,8 @@ from PIL import Image
 from skimage import data as skimage_data
 
 import app
-from fader.editor import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
+from fader.models import ModelLibrary
 
 NEUTRAL = [0.0] * app.MAX_SLIDERS
 

@@ -14,7 +14,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 import app
-from fader.editor import ModelLibrary
+from fader.models import ModelLibrary
 from tests.test_app import save_model, serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -87,7 +87,7 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
 
 @pytest.fixture(scope="module")
 def digits_page_url() -> Iterator[str]:
-    from fader.editor import bundled_models
+    from fader.models import bundled_models
 
     with serve(ModelLibrary(list(bundled_models()))) as url:
         yield url

@@ -89,7 +89,7 @@ def test_model_folder_records_origin_licence_and_the_authors_slider_range(tmp_pa
     model = convert_with_cli(checkpoint, out)
 
     assert model.config.preprocessing == "celeba"
-    assert model.config.training["alpha_range"] == [-9.0, 10.0]  # interpolate.py --alpha_max 10
+    assert model.config.slider_range == (-9.0, 10.0)  # interpolate.py --alpha_max 10
     assert model.config.training["license"] == "cc-by-nc-4.0"
     card = (out / "README.md").read_text()
     assert "license: cc-by-nc-4.0" in card and "non-commercial" in card
@@ -104,9 +104,9 @@ def test_model_folder_records_origin_licence_and_the_authors_slider_range(tmp_pa
 
 def test_alpha_range_can_be_overridden_and_unknown_attributes_default_to_0_1(tmp_path):
     checkpoint = save_with_torch(random_autoencoder(attr=(("Smiling", 2),)), tmp_path / "s.pth")
-    assert convert_checkpoint(checkpoint).config.training["alpha_range"] == [0.0, 1.0]
+    assert convert_checkpoint(checkpoint).config.slider_range == (0.0, 1.0)
     model = convert_with_cli(checkpoint, tmp_path / "s", "--alpha-range", "-2", "3")
-    assert model.config.training["alpha_range"] == [-2.0, 3.0]
+    assert model.config.slider_range == (-2.0, 3.0)
 
 
 class RunsCode:
@@ -245,7 +245,7 @@ def test_authors_model_downloads_converts_once_then_works_offline(server, tmp_pa
     folder = authors_model("eyeglasses", cache)
     model = FaderNetwork.from_pretrained(folder)
     assert model.attributes == ["Eyeglasses"]
-    assert model.config.training["alpha_range"] == [-1.0, 2.0]
+    assert model.config.slider_range == (-1.0, 2.0)
     assert sorted(p.name for p in cache.iterdir()) == ["eyeglasses", "eyeglasses.pth"]
 
     monkeypatch.setenv("FADER_OFFLINE", "1")

@@ -9,8 +9,10 @@ import torch
 from PIL import Image
 from skimage import data as skimage_data
 
-from fader.editor import Editor, ModelLibrary, load_model, to_tensor
+from fader.editor import Editor
 from fader.model import FaderConfig, FaderNetwork
+from fader.models import ModelLibrary, load_model
+from fader.pixels import to_tensor
 
 
 def random_model(preprocessing: str, size: int = 64) -> FaderNetwork:
@@ -152,7 +154,7 @@ def test_library_loads_each_model_once_and_refuses_unknown_names(tmp_path: Path)
 
 
 def test_authors_models_are_offered_offline_only_once_converted(tmp_path: Path, monkeypatch):
-    from fader.editor import authors_choices
+    from fader.models import authors_choices
 
     monkeypatch.setenv("FADER_AUTHORS_CACHE", str(tmp_path))
     monkeypatch.setenv("FADER_OFFLINE", "1")

@@ -14,7 +14,7 @@ from fader import FaderNetwork
 from fader.classifier import Classifier
 from fader.model import attribute_channels
 from fader.photo import centre_square
-from train.evaluate import to_model_range
+from fader.pixels import to_model_range
 from train.mnist import DIGIT_NAMES, MNIST5K, materialise_mnist5k, mnist5k_csv
 from train.sources import TEST, TRAIN, VALIDATION, open_source
 

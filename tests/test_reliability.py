@@ -32,8 +32,9 @@ from safetensors.torch import load_file
 from skimage import data as skimage_data
 
 import app
-from fader.editor import Editor, ModelLibrary
+from fader.editor import Editor
 from fader.model import FaderNetwork
+from fader.models import ModelLibrary
 from tests.builders import make_class_folders
 from tests.test_app import png, save_model, serve
 from train.__main__ import main as train_main

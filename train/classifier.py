@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fader.classifier import Classifier, ClassifierConfig
+from fader.pixels import to_model_range
 from train.data import BatchStream, PreparedData
-from train.evaluate import held_out_batches, to_model_range
+from train.evaluate import held_out_batches
 from train.sources import TEST, TRAIN, VALIDATION
 
 EXCLUSIVE_LAYOUTS = {"folders", "mnist5k"}  # one class per image

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from fader.environment import user_cache_dir
 from train.sources import Source
 
 CACHE_VERSION = 1
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fader" / "data"
+    return user_cache_dir("data")
 
 
 @dataclass

@@ -25,12 +25,8 @@ from fader.model import (
     attribute_channels,
     attribute_predictions,
 )
+from fader.pixels import to_model_range
 from train.data import PreparedData
-
-
-def to_model_range(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0…255 → float −1…1, the range the model is trained on."""
-    return images.float().div_(127.5).sub_(1)
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -276,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             held_out_batches(data, rows, columns, 64),
             torch.device("cpu"),
             classifier,
-            model.config.alpha_range,
+            model.config.slider_range,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

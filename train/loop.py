@@ -198,7 +198,7 @@ class Trainer:
             batches,
             self.device,
             self.classifier,
-            self.model_config.alpha_range,
+            self.model_config.slider_range,
         )
         rows = self.held_out[:8]
         self.grid = sample_grid(

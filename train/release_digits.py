@@ -19,11 +19,12 @@ from PIL import Image
 
 from fader.classifier import ClassifierConfig
 from fader.model import FaderNetwork, attribute_channels
+from fader.pixels import to_model_range, to_pixels
 from train.card import METRIC_LABELS as CARD_LABELS
 from train.card import model_card
 from train.classifier import train_classifier
 from train.data import PreparedData
-from train.evaluate import evaluate, held_out_batches, open_run, to_model_range
+from train.evaluate import evaluate, held_out_batches, open_run
 from train.mnist import DIGIT_NAMES
 from train.sources import TEST, TRAIN, VALIDATION
 
@@ -88,7 +89,7 @@ def save_examples(
     folder.mkdir(parents=True, exist_ok=True)
     names = []
     for row in rows:
-        pixels = ((images[row, 0] + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        pixels = to_pixels(images[row, 0]).numpy()
         name = f"{DIGIT_NAMES[int(labels[row])]}.png"
         Image.fromarray(pixels).resize((EXAMPLE_SIDE, EXAMPLE_SIDE), Image.NEAREST).save(
             folder / name
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     test_x, test_y = held_out(data, rows)
     batches = held_out_batches(data, rows, data.attribute_columns(DIGIT_NAMES), 256)
     metrics = evaluate(
-        model, discriminator, batches, torch.device("cpu"), classifier, model.config.alpha_range
+        model, discriminator, batches, torch.device("cpu"), classifier, model.config.slider_range
     )
     metrics = {k: v for k, v in metrics.items() if "/" not in k}  # the card shows the totals
     metrics["latent_class_accuracy"] = latent_class_accuracy(model, discriminator, test_x, test_y)

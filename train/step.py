@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fader.model import FaderNetwork, LatentDiscriminator, attribute_channels, attribute_loss
+from fader.pixels import to_model_range
 from train.config import TrainConfig
-from train.evaluate import to_model_range
 
 
 def adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:

@@ -1,0 +1,30 @@
+"""The one conversion between 8-bit pixels and the [-1, 1] range every network here works in.
+
+The model is trained on `uint8 / 127.5 - 1` and its outputs are read back the same way; keeping
+both directions in one place means training, evaluation and the editor can never disagree.
+"""
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_model_range(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 0…255 (any shape) → float −1…1."""
+    return pixels.float().div_(127.5).sub_(1)
+
+
+def to_pixels(batch: torch.Tensor) -> torch.Tensor:
+    """float −1…1 → uint8 0…255, rounded to the nearest level (the inverse of `to_model_range`)."""
+    return batch.add(1).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def to_tensor(image: Image.Image) -> torch.Tensor:
+    """PIL RGB → 1×3×H×W float in [-1, 1], channels-last (the layout the editor runs in)."""
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
+    return to_model_range(pixels).contiguous(memory_format=torch.channels_last)
+
+
+def to_images(batch: torch.Tensor) -> list[Image.Image]:
+    """B×3×H×W in [-1, 1] → PIL RGB images."""
+    return [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in to_pixels(batch.detach().cpu())]
