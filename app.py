@@ -3,17 +3,22 @@
     python app.py                       # the bundled model, http://127.0.0.1:7860
     python app.py --model runs/smile_male --model alice/fader-smiling-male
 
-The same file runs on Hugging Face Spaces. Everything it calls lives in `fader/` and is tested
-without a browser; this file only builds the page and turns errors into messages.
+The same file runs on Hugging Face Spaces. The handlers are plain functions of the model
+library and the visitor's session, testable without a server; `build_demo` lays out the page,
+then wires the handlers to it. Everything the handlers call lives in `fader/`.
 """
 
 import argparse
+import base64
+import binascii
 import logging
+import math
 import os
+import re
 import sys
 import tempfile
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -22,26 +27,37 @@ import gradio as gr
 import torch
 from PIL import Image
 
-from fader.editor import Editor
+from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
 from fader.models import ModelLibrary, authors_choices, bundled_models
 from fader.photo import too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
-MAX_UPLOAD = "25mb"
+MAX_UPLOAD_BYTES = 25 * 2**20
+MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
+CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
-EXPORTS = Path(tempfile.gettempdir()) / "fader-exports"
 log = logging.getLogger("fader.app")
+
+
+@dataclass(frozen=True)
+class RejectedPhoto:
+    """An input refused before decoding; the handlers show `message` in the status area."""
+
+    message: str
+
+
+Photo = str | RejectedPhoto | None  # what the photo component hands a handler
 
 
 def user_errors(handler: Callable) -> Callable:
     """Show what went wrong as a message; never a traceback, never a dead server."""
 
     @wraps(handler)
-    def guarded(*args: Any) -> Any:
+    def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
-            return handler(*args)
+            return handler(*args, **kwargs)
         except ValueError as error:
             raise gr.Error(str(error)) from None
         except Exception:
@@ -51,32 +67,71 @@ def user_errors(handler: Callable) -> Callable:
     return guarded
 
 
-def photo_input(**kwargs: Any) -> gr.Image:
-    """gr.Image whose unreadable uploads become a message instead of a server error.
+# ---- The one gate for every route a photo can take into the app ------------------------------
 
-    `image_mode=None` keeps Gradio from decoding the upload: only the header is read here, and
-    `fader.photo.load_photo` decides (size caps included) before any pixels are decoded. The
+
+def too_big_message(size: int) -> str:
+    return (
+        f"This file is {size / 2**20:.0f} MB; photos up to {MAX_UPLOAD_BYTES // 2**20} MB are "
+        "accepted. Save it smaller (a JPEG of a few MB is plenty) and try again."
+    )
+
+
+def file_from_data_url(url: str, folder: Path) -> Path:
+    """A `data:` URL's bytes as a file, refused by its length before anything is decoded."""
+    header, _, payload = url.partition(",")
+    if not header.endswith(";base64"):
+        raise ValueError("Send the photo as a base64 data: URL or as an uploaded file.")
+    if len(payload) * 3 // 4 > MAX_UPLOAD_BYTES:
+        raise ValueError(too_big_message(len(payload) * 3 // 4))
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise ValueError("This data: URL is not valid base64.") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".upload", delete=False) as file:
+        file.write(data)
+    return Path(file.name)
+
+
+def photo_input(**kwargs: Any) -> gr.Image:
+    """gr.Image whose every input route — upload, `data:` URL, remote URL, a path through the
+    API — passes one byte cap before anything is decoded, and whose refusals reach the handler
+    as a `RejectedPhoto` (shown on the page) rather than a server error.
+
+    `image_mode=None` keeps Gradio from decoding the file: its preprocess only reads the header,
+    and `fader.photo.load_photo` decides (pixel caps included) before any pixels are decoded. The
     instance's `preprocess` is wrapped rather than subclassed: Gradio's front end renders
     components by class name.
     """
     image = gr.Image(type="filepath", image_mode=None, **kwargs)
     preprocess = image.preprocess
 
-    def readable(payload: Any) -> str | None:
+    def gate(payload: Any) -> Photo:
+        if payload is None:
+            return None
         try:
+            if payload.url and payload.url.startswith("data:"):
+                return str(file_from_data_url(payload.url, Path(image.GRADIO_CACHE) / "data-urls"))
+            if payload.path and os.path.isfile(payload.path):
+                size = os.path.getsize(payload.path)
+                if size > MAX_UPLOAD_BYTES:
+                    return RejectedPhoto(too_big_message(size))
             return preprocess(payload)
-        except gr.Error:
-            raise
-        except Image.DecompressionBombError as error:  # PIL refuses it before decoding
-            raise gr.Error(too_large_message(error)) from None
-        except Exception as error:
-            raise gr.Error(
-                f"This file is not an image we can read ({type(error).__name__}). "
-                "Upload a JPEG, PNG, WebP or GIF photo."
-            ) from None
+        except ValueError as error:
+            return RejectedPhoto(str(error))
+        except Image.DecompressionBombError:  # PIL refuses it from the header
+            return RejectedPhoto(too_large_message())
+        except Exception:
+            return RejectedPhoto(
+                "This file is not an image we can read. Upload a JPEG, PNG, WebP or GIF photo."
+            )
 
-    image.preprocess = readable
+    image.preprocess = gate
     return image
+
+
+# ---- Handlers: plain functions of the library, the inputs and the visitor's session ---------
 
 
 def plain_words(attribute: str) -> str:
@@ -84,8 +139,141 @@ def plain_words(attribute: str) -> str:
     return attribute.replace("_", " ").capitalize()
 
 
-def slider_settings(editor: Editor) -> list[dict[str, Any]]:
+def finite(values: Sequence[float | None], what: str = "Slider values") -> list[float]:
+    numbers = [0.0 if v is None else float(v) for v in values]
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"{what} must be finite numbers.")
+    return numbers
+
+
+def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
+    names = library.editor(model_name).attributes
+    return dict(zip(names, finite(values), strict=False))
+
+
+def encode(
+    library: ModelLibrary, model_name: str, image: Photo, session: str = ""
+) -> tuple[Any, str, str]:
+    """Align (for face models) and encode the photo once; return the crop the model sees, what
+    the page says about it, and the photo's id ("" when refused: the message says why)."""
+    if image is None:
+        return None, "Upload a photo to start.", ""
+    if isinstance(image, RejectedPhoto):
+        return None, image.message, ""
+    editor = library.editor(model_name)
+    try:
+        photo_id = editor.load(image, session)
+    except ValueError as error:
+        return None, str(error), ""
+    finally:
+        return_freed_memory()  # the decoded upload's pages, back to the system
+    prepared = editor.photo(photo_id, session)
+    how = f"Face aligned with {prepared.face.backend}." if prepared.face else "Centre square."
+    read = [plain_words(name) for name, value in prepared.slider_start.items() if value]
+    judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
+    return prepared.crop, " ".join(filter(None, [how, judged, prepared.note])), photo_id
+
+
+def starting_sliders(
+    library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
+) -> list:
+    """Sliders at what the model's classifier reads from the photo (0 without one)."""
+    editor = library.editor(model_name)
+    start = editor.photo(photo_id, session).slider_start if photo_id else {}
+    values = [start.get(name, 0.0) for name in editor.attributes]
+    return [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
+
+
+def photo_for(
+    library: ModelLibrary, model_name: str, image: Photo, photo_id: str, session: str
+) -> str | None:
+    """A valid id for the shown photo: the cached latent, re-encoded only if it was evicted.
+    None when no photo is shown (nothing to edit, and nothing stale is edited)."""
+    if isinstance(image, RejectedPhoto) or (not image and not photo_id):
+        return None
+    editor = library.editor(model_name)
+    try:
+        editor.photo(photo_id, session)
+        return photo_id
+    except ValueError:
+        if not image:
+            raise
+        return editor.load(image, session)
+
+
+def edit(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+) -> tuple:
+    """The live path: decoder only, pasted into the preview-sized photo."""
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        return None, None, ""
+    result = library.editor(model_name).edit(
+        photo_id, slider_values(library, model_name, values), session
+    )
+    return result.crop, result.photo, photo_id
+
+
+def export(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    folder: Path | None = None,
+) -> str | None:
+    """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        return None
+    sliders = slider_values(library, model_name, values)
+    result = library.editor(model_name).edit(photo_id, sliders, session, full_resolution=True)
+    folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
+    path = folder / download_name(model_name, sliders)
+    result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
+    return str(path)
+
+
+def download_name(model_name: str, sliders: dict[str, float]) -> str:
+    """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes."""
+    model = re.sub(r"[^A-Za-z0-9]+", "-", Path(model_name).name).strip("-")[:40] or "model"
+    values = "_".join(f"{name}={value:g}" for name, value in sliders.items() if value)
+    return (
+        re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{values or 'unchanged'}")[:120] + ".png"
+    )
+
+
+def sweep(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    attribute: str,
+    steps: float,
+    *values: float,
+    session: str = "",
+) -> Image.Image:
+    """One attribute from the slider minimum to maximum, other sliders as set."""
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        raise ValueError("Upload a photo first.")
+    (steps,) = finite([steps], "The number of steps")
+    editor = library.editor(model_name)
+    name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
+    low, high = editor.model.config.slider_range
+    sliders = slider_values(library, model_name, values)
+    return editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
+
+
+def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
     """Labels, ranges and visibility of the fixed slider pool for this model."""
+    editor = library.editor(model_name)
     low, high = editor.model.config.slider_range
     names = editor.attributes
     return [
@@ -100,18 +288,14 @@ def slider_settings(editor: Editor) -> list[dict[str, Any]]:
     ]
 
 
-def slider_values(editor: Editor, values: tuple[float, ...]) -> dict[str, float]:
-    return {name: float(v or 0.0) for name, v in zip(editor.attributes, values, strict=False)}
-
-
-def write_png(image: Image.Image, name: str) -> str:
-    """A PNG for download, written atomically; fast compression, since it is made on release."""
-    EXPORTS.mkdir(parents=True, exist_ok=True)
-    path = EXPORTS / name
-    partial = path.with_suffix(f".{threading.get_ident()}.tmp")
-    image.save(partial, format="PNG", compress_level=1)
-    os.replace(partial, path)
-    return str(path)
+def switch_model(library: ModelLibrary, model_name: str) -> list:
+    """The page for another model: what it edits, its sliders, its sweep choices."""
+    editor = library.editor(model_name)
+    kind = "faces (aligned like CelebA)" if editor.aligns_faces else "whole images (centre square)"
+    choices = [plain_words(a) for a in editor.attributes]
+    info = f"**{model_name}** edits {kind}: {', '.join(choices)}."
+    sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
+    return [info, gr.update(choices=choices, value=choices[0]), *sliders]
 
 
 def example_photos() -> dict[str, list[Path]]:
@@ -125,217 +309,173 @@ def example_photos() -> dict[str, list[Path]]:
     return kinds
 
 
-def encode_examples(editor: Editor) -> None:
-    """Encode the example photos ahead (the examples' cache): a click then costs one decoder
-    pass. Latents rather than Gradio's cached outputs, which would hold for one model only.
-    An example the model cannot take (a digit for a face model) says so when clicked."""
+def encode_examples(library: ModelLibrary, model_name: str) -> None:
+    """Encode the example photos ahead: a click then costs one decoder pass. The encodings are
+    shared with whichever session clicks (as any photo two sessions upload). An example the
+    model cannot take (a digit for a face model) says so when clicked."""
+    editor = library.editor(model_name)
     for path in [p for paths in example_photos().values() for p in paths]:
         try:
-            editor.load(path)
+            editor.load(path, session="examples")
         except ValueError:
             continue
 
 
+# ---- The page: layout, then wiring -----------------------------------------------------------
+
+
+def for_session(handler: Callable, library: ModelLibrary, **fixed: Any) -> Callable:
+    """`handler` bound to the library, with the visitor's Gradio session passed in, so a photo
+    is only ever reached from the browser tab (or API client) that uploaded it."""
+
+    def call(request: gr.Request, *args: Any) -> Any:  # Gradio fills a first `gr.Request`
+        return handler(library, *args, session=request.session_hash or "", **fixed)
+
+    call.__name__ = handler.__name__
+    return user_errors(call)
+
+
+@dataclass
+class Page:
+    model_name: gr.Dropdown
+    model_info: gr.Markdown
+    image: gr.Image
+    status: gr.Markdown
+    crop: gr.Image
+    photo_id: gr.Textbox
+    sliders: list[gr.Slider]
+    edited_crop: gr.Image
+    edited_photo: gr.Image
+    download: gr.File
+    sweep_attribute: gr.Dropdown
+    sweep_steps: gr.Slider
+    sweep_button: gr.Button
+    sweep_strip: gr.Image
+
+
+def layout(library: ModelLibrary) -> Page:
+    first = library.editor(library.names[0])
+    gr.Markdown(
+        "# Fader\nUpload a photo, then slide attributes. "
+        "[Fader Networks](https://arxiv.org/abs/1706.00409), Lample et al., NeurIPS 2017."
+    )
+    with gr.Row():
+        model_name = gr.Dropdown(library.names, value=library.names[0], label="Model", scale=1)
+        model_info = gr.Markdown()
+    with gr.Row():
+        with gr.Column():
+            image = photo_input(
+                label="Photo", sources=["upload", "webcam", "clipboard"], height=320
+            )
+            status = gr.Markdown("Upload a photo to start.")
+            crop = gr.Image(
+                label="What the model sees", format="png", interactive=False, height=200
+            )
+            photo_id = gr.Textbox(visible=False)
+        with gr.Column():
+            sliders = [
+                gr.Slider(*ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False)
+                for i in range(MAX_SLIDERS)
+            ]
+        with gr.Column():
+            edited_crop = gr.Image(
+                label="Edited crop",
+                format="png",
+                interactive=False,
+                height=200,
+                elem_id="edited-crop",
+            )
+            edited_photo = gr.Image(
+                label="Edited photo (preview)",
+                format="jpeg",
+                interactive=False,
+                elem_id="edited-photo",
+            )
+            download = gr.File(label="Full-resolution PNG", interactive=False)
+    with gr.Accordion("Sweep one attribute", open=False):
+        with gr.Row():
+            names = [plain_words(a) for a in first.attributes]
+            sweep_attribute = gr.Dropdown(
+                names, value=names[0], label="Attribute", allow_custom_value=True
+            )
+            sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
+            sweep_button = gr.Button("Sweep")
+        sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
+    # A click sets the photo; its change event finds the latent `encode_examples` cached.
+    for kind, paths in example_photos().items():
+        gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
+    return Page(
+        model_name, model_info, image, status, crop, photo_id, sliders, edited_crop,
+        edited_photo, download, sweep_attribute, sweep_steps, sweep_button, sweep_strip,
+    )  # fmt: skip
+
+
+def wire(page: Page, library: ModelLibrary) -> None:
+    exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
+    exports.mkdir(parents=True, exist_ok=True)
+    bound = {
+        name: for_session(handler, library)
+        for name, handler in [
+            ("encode", encode),
+            ("starting_sliders", starting_sliders),
+            ("edit", edit),
+            ("sweep", sweep),
+        ]
+    }
+    bound["export"] = for_session(export, library, folder=exports)
+    switch = user_errors(lambda model_name: switch_model(library, model_name))
+    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders]
+    edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
+    encoded = [page.crop, page.status, page.photo_id]
+    model_page = [page.model_info, page.sweep_attribute, *page.sliders]
+    hidden = {"api_visibility": "private"}
+    live = {"trigger_mode": "always_last", "show_progress": "hidden"}
+
+    def then_show_edit(event: Any) -> None:
+        """After a photo is encoded: sliders to their start, the edit, its download (or, for a
+        refused photo, every output cleared)."""
+        event.then(
+            bound["starting_sliders"], [page.model_name, page.photo_id], page.sliders, **hidden
+        ).then(bound["edit"], edit_inputs, edit_outputs, **hidden).then(
+            bound["export"], edit_inputs, page.download, **hidden
+        )
+
+    slider_moves = [s.input for s in page.sliders] + [s.release for s in page.sliders]
+    gr.on(slider_moves, bound["edit"], edit_inputs, edit_outputs, api_name="edit", **live)
+    releases = [s.release for s in page.sliders]
+    gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
+    uploaded = gr.on(
+        [page.image.input, page.image.change],
+        bound["encode"],
+        [page.model_name, page.image],
+        encoded,
+        api_name="encode",
+        trigger_mode="always_last",
+    )
+    then_show_edit(uploaded)
+    sweep_inputs = [page.model_name, page.image, page.photo_id, page.sweep_attribute]
+    page.sweep_button.click(
+        bound["sweep"],
+        [*sweep_inputs, page.sweep_steps, *page.sliders],
+        page.sweep_strip,
+        api_name="sweep",
+    )
+    switched = page.model_name.change(switch, page.model_name, model_page, api_name="switch_model")
+    then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
+
+
 def build_demo(library: ModelLibrary) -> gr.Blocks:
-    first = library.editor(library.names[0])  # fails at start, not on the first upload
-    encode_examples(first)
-
-    @user_errors
-    def encode(model_name: str, image: str | None) -> tuple[Any, str, str]:
-        """Align (for face models) and encode the photo once; return the crop the model sees."""
-        if not image:
-            return None, "Upload a photo to start.", ""
-        editor = library.editor(model_name)
-        handle = editor.load(image)
-        loaded = editor.get(handle)
-        how = f"Face aligned with {loaded.face.backend}." if loaded.face else "Centre square."
-        read = [plain_words(name) for name, value in loaded.start.items() if value]
-        judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
-        return loaded.crop, " ".join(filter(None, [how, judged, loaded.note])), handle
-
-    @user_errors
-    def starting_sliders(model_name: str, handle: str) -> list:
-        """Sliders at what the model's classifier reads from the photo (0 without one)."""
-        editor = library.editor(model_name)
-        start = editor.get(handle).start if handle else {}
-        values = [start.get(name, 0.0) for name in editor.attributes]
-        return [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
-
-    def loaded(model_name: str, image: str | None, handle: str) -> tuple[Editor, str]:
-        """The editor and a valid handle: the cached latent, re-encoded only if it was evicted."""
-        editor = library.editor(model_name)
-        try:
-            editor.get(handle)
-        except ValueError:
-            if not image:
-                raise
-            handle = editor.load(image)
-        return editor, handle
-
-    @user_errors
-    def edit(model_name: str, image: str | None, handle: str, *values: float) -> tuple:
-        """The live path: decoder only, pasted into the preview-sized photo."""
-        if not image and not handle:
-            return None, None, handle
-        editor, handle = loaded(model_name, image, handle)
-        result = editor.edit(handle, slider_values(editor, values))
-        return result.crop, result.photo, handle
-
-    @user_errors
-    def export(model_name: str, image: str | None, handle: str, *values: float) -> str | None:
-        """The edit pasted into the full-resolution photo, as a PNG file to download."""
-        if not image and not handle:
-            return None
-        editor, handle = loaded(model_name, image, handle)
-        result = editor.edit(handle, slider_values(editor, values), full_resolution=True)
-        return write_png(result.photo, f"fader-edit-{handle[:12]}.png")
-
-    @user_errors
-    def sweep(
-        model_name: str,
-        image: str | None,
-        handle: str,
-        attribute: str,
-        steps: float,
-        *values: float,
-    ):
-        """One attribute from the slider minimum to maximum, other sliders as set."""
-        if not image and not handle:
-            raise ValueError("Upload a photo first.")
-        editor, handle = loaded(model_name, image, handle)
-        name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
-        low, high = editor.model.config.slider_range
-        return editor.sweep(handle, name, low, high, int(steps), slider_values(editor, values))
-
-    @user_errors
-    def switch_model(model_name: str) -> list:
-        editor = library.editor(model_name)
-        kind = (
-            "faces (aligned like CelebA)" if editor.aligns_faces else "whole images (centre square)"
-        )
-        choices = [plain_words(a) for a in editor.attributes]
-        info = f"**{model_name}** edits {kind}: {', '.join(choices)}."
-        sliders = [gr.update(**settings) for settings in slider_settings(editor)]
-        return [info, gr.update(choices=choices, value=choices[0]), *sliders]
-
-    # Uploads and outputs older than an hour are deleted (hourly), so disk use stays bounded.
+    encode_examples(library, library.names[0])  # and a model that cannot load fails here
     with gr.Blocks(
-        title="Fader: edit photos by sliding attributes", delete_cache=(3600, 3600)
+        title="Fader: edit photos by sliding attributes",
+        delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME),
     ) as demo:
-        gr.Markdown(
-            "# Fader\nUpload a photo, then slide attributes. "
-            "[Fader Networks](https://arxiv.org/abs/1706.00409), Lample et al., NeurIPS 2017."
-        )
-        with gr.Row():
-            model_name = gr.Dropdown(library.names, value=library.names[0], label="Model", scale=1)
-            model_info = gr.Markdown()
-        with gr.Row():
-            with gr.Column():
-                image = photo_input(
-                    label="Photo",
-                    sources=["upload", "webcam", "clipboard"],
-                    height=320,
-                )
-                status = gr.Markdown("Upload a photo to start.")
-                crop = gr.Image(
-                    label="What the model sees", format="png", interactive=False, height=200
-                )
-                handle = gr.Textbox(visible=False)
-            with gr.Column():
-                sliders = [
-                    gr.Slider(
-                        *ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False
-                    )
-                    for i in range(MAX_SLIDERS)
-                ]
-            with gr.Column():
-                edited_crop = gr.Image(
-                    label="Edited crop",
-                    format="png",
-                    interactive=False,
-                    height=200,
-                    elem_id="edited-crop",
-                )
-                edited_photo = gr.Image(
-                    label="Edited photo (preview)",
-                    format="jpeg",
-                    interactive=False,
-                    elem_id="edited-photo",
-                )
-                download = gr.File(label="Full-resolution PNG", interactive=False)
-        with gr.Accordion("Sweep one attribute", open=False):
-            with gr.Row():
-                names = [plain_words(a) for a in first.attributes]
-                sweep_attribute = gr.Dropdown(
-                    names, value=names[0], label="Attribute", allow_custom_value=True
-                )
-                sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
-                sweep_button = gr.Button("Sweep")
-            sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
-        # A click sets the photo; its change event finds the latent `encode_examples` cached.
-        for kind, paths in example_photos().items():
-            gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
-
-        edit_inputs = [model_name, image, handle, *sliders]
-        edit_outputs = [edited_crop, edited_photo, handle]
-        gr.on(
-            [s.input for s in sliders] + [s.release for s in sliders],
-            edit,
-            edit_inputs,
-            edit_outputs,
-            api_name="edit",
-            trigger_mode="always_last",
-            show_progress="hidden",
-        )
-        gr.on(
-            [s.release for s in sliders],
-            export,
-            edit_inputs,
-            download,
-            api_name="export",
-            trigger_mode="always_last",
-            show_progress="hidden",
-        )
-
-        def then_show_edit(encoded: Any) -> None:
-            """After a photo is encoded: sliders to their start, the edit, its download."""
-            encoded.then(
-                starting_sliders, [model_name, handle], sliders, api_visibility="private"
-            ).then(edit, edit_inputs, edit_outputs, api_visibility="private").then(
-                export, edit_inputs, download, api_visibility="private"
-            )
-
-        then_show_edit(
-            gr.on(
-                [image.input, image.change],
-                encode,
-                [model_name, image],
-                [crop, status, handle],
-                api_name="encode",
-                trigger_mode="always_last",
-            )
-        )
-        sweep_button.click(
-            sweep,
-            [model_name, image, handle, sweep_attribute, sweep_steps, *sliders],
-            sweep_strip,
-            api_name="sweep",
-        )
-        switched = model_name.change(
-            switch_model,
-            model_name,
-            [model_info, sweep_attribute, *sliders],
-            api_name="switch_model",
-        )
-        then_show_edit(
-            switched.then(
-                encode, [model_name, image], [crop, status, handle], api_visibility="private"
-            )
-        )
+        page = layout(library)
+        wire(page, library)
         demo.load(
-            switch_model,
-            model_name,
-            [model_info, sweep_attribute, *sliders],
+            user_errors(lambda model_name: switch_model(library, model_name)),
+            page.model_name,
+            [page.model_info, page.sweep_attribute, *page.sliders],
             api_visibility="private",
         )
     return demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
@@ -354,8 +494,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the first is shown first). The bundled models are always offered.",
     )
     parser.add_argument("--aligner", default="auto", choices=["auto", "dlib", "face_alignment"])
-    parser.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=7860)
+    parser.add_argument(
+        "--host",
+        help="address to serve on (default: $GRADIO_SERVER_NAME, as a Space sets it, else "
+        "127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    parser.add_argument(
+        "--port", type=int, help="port (default: $GRADIO_SERVER_PORT, else 7860 or the next free)"
+    )
     parser.add_argument(
         "--share", action="store_true", help="also serve on a public gradio.live link"
     )
@@ -380,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    # Only what the user gave: Gradio reads GRADIO_SERVER_NAME/PORT itself (a Space sets them),
+    # and an explicit value would override them.
     demo.launch(
         server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD
     )

@@ -166,9 +166,14 @@ def warp_to_crop(rgb: np.ndarray, forward: np.ndarray, size: int) -> np.ndarray:
 
 def align_faces(photo: PhotoSource, size: int = 256, backend: str = "auto") -> list[AlignedFace]:
     """Every face found in `photo`, CelebA-aligned at size×size, largest face first."""
+    return faces_in(load_photo(photo), size, backend)
+
+
+def faces_in(image: Image.Image, size: int = 256, backend: str = "auto") -> list[AlignedFace]:
+    """`align_faces` for a photo already read by `fader.photo.load_photo` (upright RGB), so a
+    caller that has one does not read and copy it a second time."""
     if size < 16:
         raise ValueError(f"Crop size must be at least 16 pixels, not {size}.")
-    image = load_photo(photo)
     rgb = np.asarray(image)
     landmark_backend = get_backend(backend)
     candidates = (_look_again(rgb, face, landmark_backend) for face in landmark_backend(rgb))
@@ -176,9 +181,8 @@ def align_faces(photo: PhotoSource, size: int = 256, backend: str = "auto") -> l
     return [_align(rgb, face, size, landmark_backend.name, len(faces)) for face in faces]
 
 
-def align_face(photo: PhotoSource, size: int = 256, backend: str = "auto") -> AlignedFace:
-    """The largest face in `photo`, CelebA-aligned; `NoFaceFound` when there is none."""
-    faces = align_faces(photo, size, backend)
+def largest_face(faces: list[AlignedFace]) -> AlignedFace:
+    """The first (largest) of `faces`; `NoFaceFound` with what to try when there is none."""
     if not faces:
         raise NoFaceFound(
             "No face found in this photo. Use a photo where one face is clearly visible, "
@@ -186,6 +190,11 @@ def align_face(photo: PhotoSource, size: int = 256, backend: str = "auto") -> Al
             "the photo's longer side."
         )
     return faces[0]
+
+
+def align_face(photo: PhotoSource, size: int = 256, backend: str = "auto") -> AlignedFace:
+    """The largest face in `photo`, CelebA-aligned; `NoFaceFound` when there is none."""
+    return largest_face(align_faces(photo, size, backend))
 
 
 def align_for_training(photo: PhotoSource, size: int, backend: str = "auto") -> np.ndarray | None:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
@@ -96,7 +97,18 @@ class Classifier(nn.Module):
                 f"{folder} holds no classifier ({CONFIG_NAME} + {WEIGHTS_NAME}); train one with "
                 "python -m train.classifier --data … --out FOLDER."
             )
-        config = ClassifierConfig(**json.loads((folder / CONFIG_NAME).read_text()))
+        try:
+            config = ClassifierConfig(**json.loads((folder / CONFIG_NAME).read_text()))
+        except (json.JSONDecodeError, TypeError) as error:
+            raise ValueError(
+                f"{folder / CONFIG_NAME} is not a classifier config ({error})."
+            ) from None
         classifier = cls(config)
-        load_model(classifier, str(folder / WEIGHTS_NAME))
+        try:
+            load_model(classifier, str(folder / WEIGHTS_NAME))
+        except SafetensorError as error:
+            raise ValueError(
+                f"{folder / WEIGHTS_NAME} is not a safetensors file ({error}); pickled weights "
+                "are never loaded."
+            ) from None
         return classifier.eval()

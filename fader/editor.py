@@ -1,13 +1,12 @@
 """Edit photos with a Fader model: prepare and encode a photo once, then decode per slider move.
 
-The encoder runs once per photo (its latent is kept in a bounded LRU keyed by the photo's
-content), so moving a slider costs one decoder pass plus the paste-back: the hot path of the app.
-Nothing here knows about Gradio; the app and `gradio_client` users share this code.
+The encoder runs once per photo (its latent is kept in a per-session `PhotoStore`), so moving a
+slider costs one decoder pass plus the paste-back: the hot path of the app. Nothing here knows
+about Gradio; the app and `gradio_client` users share this code. A `session` names whose photo
+it is (the app passes Gradio's session hash; a script can leave it empty).
 """
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,29 +14,32 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fader.align import AlignedFace, faces_in, largest_face, paste_back, rescaled
 from fader.classifier import Classifier
-from fader.heap import return_freed_memory
 from fader.model import FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
+from fader.photo_store import PhotoStore, StoreLimits
 from fader.pixels import to_images, to_tensor
 
 PREVIEW_SIDE = 768  # live edits paste onto a copy this large; exports use the full photo
 
 
 @dataclass(frozen=True)
-class LoadedPhoto:
+class PreparedPhoto:
+    """A photo as the editor keeps it: aligned (or centre-cropped) and encoded once."""
+
     photo: Image.Image  # upright RGB original, full resolution
     preview: Image.Image  # the photo at most PREVIEW_SIDE on a side, for live edits
     crop: Image.Image  # what the model sees, image_size²
     latent: torch.Tensor  # 1×C×h×w
-    face: "AlignedFace | None"  # noqa: F821 — the alignment, for paste-back; None without one
-    preview_face: "AlignedFace | None"  # noqa: F821 — the same alignment on `preview`
+    face: AlignedFace | None  # the alignment, for paste-back; None for whole-image models
+    preview_face: AlignedFace | None  # the same alignment on `preview`
     note: str  # what the user should know ("3 faces found: editing the largest")
-    start: dict[str, float]  # slider values to start at: what the classifier reads, else 0
+    slider_start: dict[str, float]  # what the classifier reads from the crop, else 0
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the pixels and the latent (what the cache's byte budget counts)."""
+        """Memory held by the pixels and the latent (what the store's budgets count)."""
         images = (self.photo, self.preview, self.crop)
         pixels = sum(image.width * image.height * len(image.getbands()) for image in images)
         return pixels + self.latent.numel() * self.latent.element_size()
@@ -57,6 +59,13 @@ def preview_of(photo: Image.Image) -> Image.Image:
     return preview
 
 
+def content_key(photo: Image.Image) -> str:
+    """Same pixels, same key: how sessions that upload one photo share its encoding."""
+    digest = hashlib.blake2b(photo.tobytes(), digest_size=16)
+    digest.update(repr(photo.size).encode())
+    return digest.hexdigest()
+
+
 class Editor:
     """Thread-safe: Gradio runs handlers for several users at once on one Editor.
 
@@ -68,19 +77,13 @@ class Editor:
         self,
         model: FaderNetwork,
         aligner: str = "auto",
-        cache_size: int = 32,
         classifier: Classifier | None = None,
-        cache_bytes: int = 512 * 2**20,
+        limits: StoreLimits | None = None,
     ):
-        """The cache keeps at most `cache_size` photos and, past the newest one, `cache_bytes`:
-        full-resolution photos are kept for the export, and 32 photos of 50 megapixels would
-        otherwise hold 4.8 GB."""
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.classifier = classifier.eval() if classifier is not None else None
         self.aligner = aligner
-        self.cache_size, self.cache_bytes = cache_size, cache_bytes
-        self._photos: OrderedDict[str, LoadedPhoto] = OrderedDict()
-        self._lock = threading.Lock()
+        self.photos: PhotoStore[PreparedPhoto] = PhotoStore(limits)
 
     @property
     def attributes(self) -> list[str]:
@@ -90,37 +93,27 @@ class Editor:
     def aligns_faces(self) -> bool:
         return self.model.config.aligns_faces
 
-    def load(self, image: PhotoSource) -> str:
-        """Prepare and encode `image` (once: the same content returns the cached handle)."""
-        photo = load_photo(image, min_side=32 if self.aligns_faces else 8)
-        handle = hashlib.blake2b(photo.tobytes(), digest_size=16)
-        handle.update(repr((photo.size, id(self.model))).encode())
-        key = handle.hexdigest()
-        with self._lock:
-            if key in self._photos:
-                self._photos.move_to_end(key)
-                return key
-        loaded = self._prepare(photo)
-        with self._lock:
-            self._photos[key] = loaded
-            held = sum(cached.nbytes for cached in self._photos.values())
-            while len(self._photos) > self.cache_size or (
-                held > self.cache_bytes and len(self._photos) > 1
-            ):
-                _, evicted = self._photos.popitem(last=False)
-                held -= evicted.nbytes
-        return_freed_memory()
-        return key
+    def load(self, image: PhotoSource, session: str = "") -> str:
+        """Prepare and encode `image` for `session`; return the photo's id in that session.
 
-    def _prepare(self, photo: Image.Image) -> LoadedPhoto:
+        The same content is encoded once: again in the same session it returns the same id, and
+        in another session it reuses the encoding under a new id.
+        """
+        photo = load_photo(image, min_side=32 if self.aligns_faces else 8)
+        key = content_key(photo)
+        known = self.photos.find(session, key)
+        if known is not None:
+            return known
+        prepared = self.photos.shared(key) or self._prepare(photo)
+        return self.photos.add(session, key, prepared)
+
+    def _prepare(self, photo: Image.Image) -> PreparedPhoto:
         size = self.model.config.image_size
         preview = preview_of(photo)
         face = preview_face = None
         note = ""
         if self.aligns_faces:
-            from fader.align import align_face, rescaled
-
-            face = align_face(photo, size=size, backend=self.aligner)
+            face = largest_face(faces_in(photo, size, self.aligner))
             preview_face = rescaled(face, preview.size)
             crop = face.crop
             if face.n_faces > 1:
@@ -138,48 +131,47 @@ class Editor:
                 for name, value in zip(self.classifier.config.attributes, read, strict=True)
                 if name in start
             }
-        return LoadedPhoto(photo, preview, crop, latent, face, preview_face, note, start)
+        return PreparedPhoto(photo, preview, crop, latent, face, preview_face, note, start)
 
-    def get(self, handle: str) -> LoadedPhoto:
-        with self._lock:
-            loaded = self._photos.get(handle)
-        if loaded is None:
-            raise ValueError("This photo is no longer loaded; upload it again.")
-        return loaded
+    def photo(self, photo_id: str, session: str = "") -> PreparedPhoto:
+        """The session's prepared photo; `PhotoNotLoaded` (a ValueError) for any other id."""
+        return self.photos.get(session, photo_id)
 
-    def __len__(self) -> int:
-        return len(self._photos)
-
-    def decode(self, handle: str, alphas: list[Mapping[str, float]]) -> list[Image.Image]:
+    def decode(
+        self, photo_id: str, alphas: list[Mapping[str, float]], session: str = ""
+    ) -> list[Image.Image]:
         """Edited crops, one per set of slider values, in one decoder batch."""
-        latent = self.get(handle).latent
+        latent = self.photo(photo_id, session).latent
         with torch.inference_mode():
             y = torch.cat([self.model.slider_channels(values) for values in alphas])
             return to_images(self.model.decode(latent.expand(len(alphas), -1, -1, -1), y))
 
     def edit(
-        self, handle: str, values: Mapping[str, float], full_resolution: bool = False
+        self,
+        photo_id: str,
+        values: Mapping[str, float],
+        session: str = "",
+        full_resolution: bool = False,
     ) -> EditResult:
         """The edited crop, and the photo with it pasted back: into the preview-sized copy
         (fast enough to follow a slider), or at full resolution for a download."""
-        loaded = self.get(handle)
-        (crop,) = self.decode(handle, [values])
-        photo = loaded.photo if full_resolution else loaded.preview
-        face = loaded.face if full_resolution else loaded.preview_face
+        prepared = self.photo(photo_id, session)
+        (crop,) = self.decode(photo_id, [values], session)
+        photo = prepared.photo if full_resolution else prepared.preview
+        face = prepared.face if full_resolution else prepared.preview_face
         if face is not None:
-            from fader.align import paste_back
-
             return EditResult(crop, paste_back(photo, crop, face))
         return EditResult(crop, paste_centre_square(photo, crop))
 
     def sweep(
         self,
-        handle: str,
+        photo_id: str,
         attribute: str,
         low: float,
         high: float,
         steps: int = 7,
         values: Mapping[str, float] | None = None,
+        session: str = "",
     ) -> Image.Image:
         """One attribute from `low` to `high` in `steps` crops side by side, others as given."""
         if attribute not in self.attributes:
@@ -188,7 +180,7 @@ class Editor:
             raise ValueError("A sweep needs between 2 and 32 steps.")
         base = dict(values or {})
         alphas = [{**base, attribute: float(a)} for a in np.linspace(low, high, steps)]
-        crops = self.decode(handle, alphas)
+        crops = self.decode(photo_id, alphas, session)
         size = crops[0].width
         strip = Image.new("RGB", (size * steps, size))
         for i, crop in enumerate(crops):

@@ -11,7 +11,12 @@ import ctypes.util
 
 M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD = -1, -2, -3  # mallopt parameters, malloc.h
 LARGEST_HEAP_BLOCK = 32 * 2**20  # glibc refuses an mmap threshold above this on 64-bit
+# Free memory kept at the heap's top before glibc trims it: above a paper-preset step's
+# activations (a few hundred MB at batch 32), so one step's frees are reused by the next.
 KEEP_FREED = 2**30
+# Extra asked of the system whenever the heap grows: a quarter of KEEP_FREED, so a step that
+# grows the heap does it in a few large moves instead of thousands of small ones.
+TOP_PAD = 256 * 2**20
 
 
 def keep_freed_memory() -> bool:
@@ -27,7 +32,7 @@ def keep_freed_memory() -> bool:
         for parameter, value in [
             (M_MMAP_THRESHOLD, LARGEST_HEAP_BLOCK),
             (M_TRIM_THRESHOLD, KEEP_FREED),
-            (M_TOP_PAD, 256 * 2**20),
+            (M_TOP_PAD, TOP_PAD),
         ]
     )
 

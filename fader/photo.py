@@ -45,7 +45,7 @@ def load_photo(
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise BadPhoto(f"The image is damaged or truncated ({error}); try re-saving it.") from error
+        raise BadPhoto("The image is damaged or cut short; try saving it again.") from error
     image = _upright(image)
     rgb = _to_rgb(image)
     if min(rgb.size) < min_side:
@@ -68,11 +68,11 @@ def _open(source: PhotoSource) -> Image.Image:
         return Image.open(source)
     except UnidentifiedImageError as error:
         raise BadPhoto(
-            "This file is not an image PIL can read (empty, corrupt or an unsupported format). "
+            "This file is not an image we can read (empty, damaged or an unsupported format). "
             "Upload a JPEG, PNG, WebP, GIF, BMP or TIFF photo."
         ) from error
     except Image.DecompressionBombError as error:
-        raise BadPhoto(too_large_message(error)) from error
+        raise BadPhoto(too_large_message()) from error
 
 
 def _from_array(array: np.ndarray) -> Image.Image:
@@ -92,13 +92,15 @@ def _shrink_while_decoding(image: Image.Image, max_pixels: int) -> None:
             if image.width * image.height <= max_pixels * factor * factor:
                 image.draft(image.mode, (image.width // factor, image.height // factor))
                 return
-    raise BadPhoto(too_large_message(f"{image.width}×{image.height} pixels"))
+    raise BadPhoto(too_large_message(image.size))
 
 
-def too_large_message(detail: object) -> str:
-    """What to tell someone whose image has more pixels than we decode (the app says it too)."""
+def too_large_message(size: tuple[int, int] | None = None) -> str:
+    """What to tell someone whose image has more pixels than we decode (the app says it too);
+    one limit whatever refused it, our header check or PIL's own."""
+    pixels = f" ({size[0]}×{size[1]} pixels)" if size else ""
     return (
-        f"The image is too large to process safely ({detail}). "
+        f"The image is too large to process{pixels}. "
         f"Resize it below {MAX_PIXELS // 1_000_000} megapixels and try again."
     )
 

@@ -12,6 +12,7 @@ from skimage import data as skimage_data
 from fader.editor import Editor
 from fader.model import FaderConfig, FaderNetwork
 from fader.models import ModelLibrary, load_model
+from fader.photo_store import StoreLimits
 from fader.pixels import to_tensor
 
 
@@ -46,14 +47,14 @@ def test_slider_moves_run_only_the_decoder():
     model = random_model("center")
     encoder = CountingEncoder(model)
     editor = Editor(model)
-    handle = editor.load(photo(0))
+    photo_id = editor.load(photo(0))
     assert encoder.calls == 1
-    first = editor.edit(handle, {"Smiling": 0.0})
-    second = editor.edit(handle, {"Smiling": 2.0})
-    editor.sweep(handle, "Male", -1, 2, steps=5)
+    first = editor.edit(photo_id, {"Smiling": 0.0})
+    second = editor.edit(photo_id, {"Smiling": 2.0})
+    editor.sweep(photo_id, "Male", -1, 2, steps=5)
     assert encoder.calls == 1, "edits must reuse the cached latent"
     assert not np.array_equal(np.asarray(first.crop), np.asarray(second.crop))
-    assert editor.load(photo(0)) == handle and encoder.calls == 1, "same content, same handle"
+    assert editor.load(photo(0)) == photo_id and encoder.calls == 1, "same content, same id"
 
 
 def test_edit_equals_a_direct_decode_of_the_crop():
@@ -61,7 +62,7 @@ def test_edit_equals_a_direct_decode_of_the_crop():
     editor = Editor(model)
     image = photo(1)
     result = editor.edit(editor.load(image), {"Male": 1.5})
-    crop = editor.get(editor.load(image)).crop
+    crop = editor.photo(editor.load(image)).crop
     with torch.no_grad():
         expected = model.decode(model.encode(to_tensor(crop)), model.slider_channels({"Male": 1.5}))
     expected_pixels = expected[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0)
@@ -70,26 +71,28 @@ def test_edit_equals_a_direct_decode_of_the_crop():
 
 
 def test_latent_cache_is_bounded_and_evicts_the_oldest():
-    editor = Editor(random_model("center"), cache_size=3)
-    handles = [editor.load(photo(i)) for i in range(5)]
-    assert len(editor) == 3
+    editor = Editor(random_model("center"), limits=StoreLimits(photos_per_session=3))
+    photo_ids = [editor.load(photo(i)) for i in range(5)]
+    assert len(editor.photos) == 3
     with pytest.raises(ValueError, match="upload it again"):
-        editor.edit(handles[0], {})
-    editor.edit(handles[-1], {"Smiling": 1.0})
+        editor.edit(photo_ids[0], {})
+    editor.edit(photo_ids[-1], {"Smiling": 1.0})
 
 
 def test_latent_cache_also_keeps_to_a_byte_budget_but_always_the_newest_photo():
     big = (800, 600)  # 1.44 MB of pixels, plus a 768×576 preview: ~2.8 MB a photo
-    editor = Editor(random_model("center"), cache_bytes=6 * 2**20)
-    handles = [editor.load(photo(i, big)) for i in range(5)]
-    assert len(editor) == 2
+    editor = Editor(random_model("center"), limits=StoreLimits(bytes_per_session=6 * 2**20))
+    photo_ids = [editor.load(photo(i, big)) for i in range(5)]
+    assert len(editor.photos) == 2
     with pytest.raises(ValueError, match="upload it again"):
-        editor.edit(handles[2], {})
-    assert editor.get(handles[-1]).photo.size == big
-    editor.edit(handles[-1], {"Smiling": 1.0})
-    tight = Editor(random_model("center"), cache_bytes=2**20)
-    handle = tight.load(photo(9, big))
-    assert len(tight) == 1 and tight.get(handle).photo.size == big, "larger than the budget"
+        editor.edit(photo_ids[2], {})
+    assert editor.photo(photo_ids[-1]).photo.size == big
+    editor.edit(photo_ids[-1], {"Smiling": 1.0})
+    tight = Editor(random_model("center"), limits=StoreLimits(bytes=2**20, bytes_per_session=2**20))
+    photo_id = tight.load(photo(9, big))
+    assert len(tight.photos) == 1 and tight.photo(photo_id).photo.size == big, (
+        "larger than the budget"
+    )
 
 
 def test_concurrent_edits_each_get_their_own_image():
@@ -111,27 +114,27 @@ def test_concurrent_edits_each_get_their_own_image():
 
 def test_sweep_is_a_strip_of_crops_from_low_to_high():
     editor = Editor(random_model("center"))
-    handle = editor.load(photo(2))
-    strip = editor.sweep(handle, "Smiling", -1.0, 2.0, steps=4)
+    photo_id = editor.load(photo(2))
+    strip = editor.sweep(photo_id, "Smiling", -1.0, 2.0, steps=4)
     assert strip.size == (4 * 64, 64)
-    ends = [editor.edit(handle, {"Smiling": a}).crop for a in (-1.0, 2.0)]
+    ends = [editor.edit(photo_id, {"Smiling": a}).crop for a in (-1.0, 2.0)]
     assert np.array_equal(np.asarray(strip)[:, :64], np.asarray(ends[0]))
     assert np.array_equal(np.asarray(strip)[:, -64:], np.asarray(ends[1]))
     with pytest.raises(ValueError, match="Unknown attribute"):
-        editor.sweep(handle, "Beard", 0, 1)
+        editor.sweep(photo_id, "Beard", 0, 1)
 
 
 def test_face_models_align_the_photo_and_paste_the_edit_back():
     editor = Editor(random_model("celeba"), aligner="dlib")
     astronaut = Image.fromarray(skimage_data.astronaut())
-    handle = editor.load(astronaut)
-    loaded = editor.get(handle)
-    assert loaded.face is not None and loaded.face.backend == "dlib"
-    assert loaded.crop.size == (64, 64)
-    result = editor.edit(handle, {"Smiling": 1.0})
+    photo_id = editor.load(astronaut)
+    prepared = editor.photo(photo_id)
+    assert prepared.face is not None and prepared.face.backend == "dlib"
+    assert prepared.crop.size == (64, 64)
+    result = editor.edit(photo_id, {"Smiling": 1.0})
     assert result.photo.size == astronaut.size
     difference = np.abs(np.asarray(result.photo, float) - np.asarray(astronaut, float)).sum(-1)
-    x1, y1, x2, y2 = (int(v) for v in loaded.face.box)
+    x1, y1, x2, y2 = (int(v) for v in prepared.face.box)
     assert difference[y1:y2, x1:x2].mean() > 5, "the face region was edited"
     assert difference[-60:, -60:].max() == 0, "far from the face, the photo is untouched"
 
@@ -140,7 +143,7 @@ def test_a_photo_without_a_face_is_a_clear_error_for_face_models():
     editor = Editor(random_model("celeba"), aligner="dlib")
     with pytest.raises(ValueError, match="No face found"):
         editor.load(Image.fromarray(skimage_data.coffee()))
-    assert len(editor) == 0
+    assert len(editor.photos) == 0
 
 
 def test_library_loads_each_model_once_and_refuses_unknown_names(tmp_path: Path):
@@ -170,9 +173,9 @@ def test_authors_models_are_offered_offline_only_once_converted(tmp_path: Path, 
 def test_live_edits_use_a_preview_and_exports_the_full_photo():
     editor = Editor(random_model("celeba"), aligner="dlib")
     big = Image.fromarray(skimage_data.astronaut()).resize((1600, 1600), Image.Resampling.BICUBIC)
-    handle = editor.load(big)
-    live = editor.edit(handle, {"Smiling": 2.0})
-    export = editor.edit(handle, {"Smiling": 2.0}, full_resolution=True)
+    photo_id = editor.load(big)
+    live = editor.edit(photo_id, {"Smiling": 2.0})
+    export = editor.edit(photo_id, {"Smiling": 2.0}, full_resolution=True)
     assert max(live.photo.size) == 768 and export.photo.size == big.size
     assert np.array_equal(np.asarray(live.crop), np.asarray(export.crop))
     downscaled = np.asarray(export.photo.resize(live.photo.size, Image.Resampling.BILINEAR), float)
@@ -192,13 +195,63 @@ def test_sliders_start_at_what_the_models_classifier_reads(tmp_path: Path, exclu
     assert editor.classifier is not None
     starts = []
     for seed in range(6):
-        loaded = editor.get(editor.load(photo(seed)))
-        male, smiling = classifier.read(to_tensor(loaded.crop))[0].tolist()
-        assert loaded.start == {"Smiling": smiling, "Male": male}
-        starts.append(loaded.start)
+        prepared = editor.photo(editor.load(photo(seed)))
+        male, smiling = classifier.read(to_tensor(prepared.crop))[0].tolist()
+        assert prepared.slider_start == {"Smiling": smiling, "Male": male}
+        starts.append(prepared.slider_start)
     if exclusive:
         assert all(sum(start.values()) == 1 for start in starts), "one class is on"
     random_model("center").save_pretrained(tmp_path / "without")
     plain = ModelLibrary([str(tmp_path / "without")]).editor(str(tmp_path / "without"))
     assert plain.classifier is None
-    assert plain.get(plain.load(photo(0))).start == {"Smiling": 0.0, "Male": 0.0}
+    assert plain.photo(plain.load(photo(0))).slider_start == {"Smiling": 0.0, "Male": 0.0}
+
+
+def test_a_photo_belongs_to_the_session_that_loaded_it():
+    model = random_model("center")
+    encoder = CountingEncoder(model)
+    editor = Editor(model)
+    alice = editor.load(photo(0), session="alice")
+    bob = editor.load(photo(0), session="bob")
+    assert alice != bob, "the same photo gets a different id in another session"
+    assert encoder.calls == 1, "but its encoding is shared"
+    for thief, stolen in (("bob", alice), ("alice", bob), ("", alice)):
+        with pytest.raises(ValueError, match="upload it again"):
+            editor.edit(stolen, {}, session=thief)
+    assert editor.photo(alice, "alice").latent is editor.photo(bob, "bob").latent
+
+
+def test_load_a_then_b_then_edit_a_edits_a():
+    editor = Editor(random_model("center"))
+    first, second = photo(0), photo(1)
+    first_id = editor.load(first)
+    editor.load(second)
+    assert editor.photo(first_id).photo.tobytes() == first.tobytes()
+    alone = Editor(random_model("center"))
+    expected = alone.edit(alone.load(first), {"Male": 1.0}).crop
+    assert editor.edit(first_id, {"Male": 1.0}).crop.tobytes() == expected.tobytes()
+
+
+def test_using_a_photo_keeps_it_from_eviction():
+    editor = Editor(random_model("center"), limits=StoreLimits(photos_per_session=2))
+    oldest, newer = editor.load(photo(0)), editor.load(photo(1))
+    editor.edit(oldest, {})  # used: now the most recent
+    editor.load(photo(2))
+    editor.edit(oldest, {})
+    with pytest.raises(ValueError, match="upload it again"):
+        editor.edit(newer, {})
+
+
+def test_one_heavy_session_cannot_evict_another_sessions_photo():
+    big = (800, 600)  # ~2.8 MB with its preview
+    limits = StoreLimits(bytes=12 * 2**20, bytes_per_session=6 * 2**20)
+    editor = Editor(random_model("center"), limits=limits)
+    small = editor.load(photo(0), session="visitor")
+    for attacker in range(4):
+        for i in range(4):
+            editor.load(photo(10 * attacker + i + 1, big), session=f"attacker{attacker}")
+    assert editor.photos.held_bytes() <= limits.bytes
+    assert all(
+        editor.photos.held_bytes(f"attacker{a}") <= limits.bytes_per_session for a in range(4)
+    )
+    editor.edit(small, {"Smiling": 1.0}, session="visitor")

@@ -1,0 +1,129 @@
+"""The photos a public app holds for its users: each user's own, bounded per user and overall.
+
+A photo belongs to the session that uploaded it: its id is a random token that only that session
+may use, so a leaked or guessed id is worth nothing to another session. Two sessions that upload
+the same photo (everyone clicking one example) share the encoder's work behind the scenes — one
+prepared value, counted once in memory — but each gets its own id.
+
+Memory is shared fairly: a session past its own budget loses its own oldest photos, and when the
+whole store is over budget the session holding the most bytes loses its oldest first, so one
+heavy user cannot push everyone else's photos out. The newest photo of a session is never
+evicted by that session's own budget, so a single large photo still works.
+"""
+
+import secrets
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+
+class HasSize(Protocol):
+    @property
+    def nbytes(self) -> int: ...
+
+
+Prepared = TypeVar("Prepared", bound=HasSize)
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """Full-resolution photos are kept for the export: one 50-megapixel photo holds ~160 MB with
+    its preview, so a session's budget fits one such photo, and the store's fits three sessions
+    of them while staying well inside a 2 GB Space."""
+
+    photos: int = 64
+    bytes: int = 768 * 2**20
+    photos_per_session: int = 8
+    bytes_per_session: int = 192 * 2**20
+
+
+class PhotoNotLoaded(ValueError):
+    """The id is unknown, evicted, or another session's: all look the same to the caller."""
+
+    def __init__(self) -> None:
+        super().__init__("This photo is no longer loaded; upload it again.")
+
+
+@dataclass
+class _Entry(Generic[Prepared]):
+    session: str
+    content: str
+    value: Prepared
+
+
+class PhotoStore(Generic[Prepared]):
+    """Thread-safe LRU of prepared photos keyed by (session, photo id)."""
+
+    def __init__(self, limits: StoreLimits | None = None):
+        self.limits = limits or StoreLimits()
+        self._entries: OrderedDict[str, _Entry[Prepared]] = OrderedDict()  # oldest first
+        self._lock = threading.Lock()
+
+    def find(self, session: str, content: str) -> str | None:
+        """The id this session already has for this content (refreshed), or None."""
+        with self._lock:
+            for photo_id, entry in self._entries.items():
+                if entry.session == session and entry.content == content:
+                    self._entries.move_to_end(photo_id)
+                    return photo_id
+        return None
+
+    def shared(self, content: str) -> Prepared | None:
+        """Another session's prepared value for the same content, to reuse its encoding."""
+        with self._lock:
+            return next((e.value for e in self._entries.values() if e.content == content), None)
+
+    def add(self, session: str, content: str, value: Prepared) -> str:
+        """Keep `value` for `session`; return its new id. Evicts as the limits require."""
+        photo_id = secrets.token_urlsafe(18)
+        with self._lock:
+            self._entries[photo_id] = _Entry(session, content, value)
+            self._evict(session, keep=photo_id)
+        return photo_id
+
+    def get(self, session: str, photo_id: str) -> Prepared:
+        with self._lock:
+            entry = self._entries.get(photo_id)
+            if entry is None or entry.session != session:
+                raise PhotoNotLoaded()
+            self._entries.move_to_end(photo_id)
+            return entry.value
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def held_bytes(self, session: str | None = None) -> int:
+        """Bytes held by one session (shared values counted in full), or by the whole store
+        (each shared value counted once)."""
+        with self._lock:
+            return self._bytes(session)
+
+    def _bytes(self, session: str | None) -> int:
+        if session is not None:
+            return sum(e.value.nbytes for e in self._entries.values() if e.session == session)
+        distinct = {e.content: e.value.nbytes for e in self._entries.values()}
+        return sum(distinct.values())
+
+    def _evict(self, session: str, keep: str) -> None:
+        """Drop entries until the limits hold, never `keep` (the photo just added)."""
+        limits = self.limits
+
+        def oldest(of_session: str) -> str | None:
+            ids = (i for i, e in self._entries.items() if e.session == of_session and i != keep)
+            return next(ids, None)
+
+        while (
+            self._count(session) > limits.photos_per_session
+            or self._bytes(session) > limits.bytes_per_session
+        ) and (victim := oldest(session)):
+            del self._entries[victim]
+        while len(self._entries) > limits.photos or self._bytes(None) > limits.bytes:
+            others = {e.session for i, e in self._entries.items() if i != keep}
+            if not others:
+                return
+            heaviest = max(others, key=lambda s: (self._bytes(s), self._count(s)))
+            del self._entries[oldest(heaviest)]
+
+    def _count(self, session: str) -> int:
+        return sum(e.session == session for e in self._entries.values())
