@@ -7,7 +7,7 @@ from huggingface_hub import ModelCard
 
 from fader.authors_conversion import origin_note
 from fader.card import model_card, with_model_id
-from fader.model import FaderConfig
+from fader.model import FaderConfig, FaderNetwork
 from train.release_digits import card_appendix, digits_card
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "models" / "digits"
@@ -95,3 +95,10 @@ def test_a_pushed_card_names_the_repo_and_keeps_everything_else():
     pushed = with_model_id(card, "alice/day")
     assert 'from_pretrained("alice/day")' in pushed and "python app.py --model alice/day" in pushed
     assert "runs/day" not in pushed and pushed.endswith("## Notes\n\nKept.\n")
+
+
+def test_the_hub_mixins_own_card_links_no_code_address_we_cannot_confirm():
+    """`save_pretrained`/`push_to_hub` called directly write the mixin's card instead of ours."""
+    card = str(FaderNetwork(FaderConfig(["day"], image_size=32, n_layers=3)).generate_model_card())
+    assert "https://arxiv.org/abs/1706.00409" in card
+    assert "github.com" not in card
