@@ -4,7 +4,7 @@ Layout: pickle(magic) pickle(protocol) pickle(sys_info) pickle(object, storages 
 ids) pickle(storage keys), then per key: int64 element count + raw little-endian bytes.
 A restricted unpickler turns every module class into an inert `ModuleRecord` of its state and
 rebuilds nothing but tensors; anything else in the file is refused. Used to convert the
-authors' 2017 releases (`fader/convert_authors.py`), which `torch.load` would execute.
+authors' 2017 releases (`fader/authors_conversion.py`), which `torch.load` would execute.
 """
 
 import io

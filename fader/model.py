@@ -218,7 +218,6 @@ class FaderNetwork(
     tags=["fader-networks", "image-to-image"],
     license="mit",
     pipeline_tag="image-to-image",
-    repo_url="https://github.com/fader-networks/fader",
     paper_url="https://arxiv.org/abs/1706.00409",
 ):
     """The autoencoder users edit with: `decode(encode(x), attribute_channels(alpha))`.

@@ -9,11 +9,10 @@ fetch the authors' models when one is asked for.
 import threading
 from pathlib import Path
 
-from fader.classifier import CONFIG_NAME as CLASSIFIER_CONFIG
-from fader.classifier import WEIGHTS_NAME as CLASSIFIER_WEIGHTS
 from fader.classifier import Classifier
 from fader.editor import Editor
 from fader.environment import offline
+from fader.folder import CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS
 from fader.model import FaderNetwork
 
 BUNDLED_MODELS = Path(__file__).resolve().parent.parent / "assets" / "models"
@@ -36,7 +35,8 @@ AUTHORS_PREFIX = "authors: "
 def authors_choices() -> list[str]:
     """The authors' released CelebA models the app can offer: already converted, or
     downloadable (not when offline). Each downloads and converts on first use."""
-    from fader.convert_authors import RELEASED, default_cache_dir
+    from fader.authors_cache import default_cache_dir
+    from fader.authors_release import RELEASED
 
     cache = default_cache_dir()
     return [
@@ -71,7 +71,7 @@ def load_model(name: str) -> FaderNetwork:
     if name in bundled:
         return FaderNetwork.from_pretrained(bundled[name])
     if name.startswith(AUTHORS_PREFIX):
-        from fader.convert_authors import authors_model
+        from fader.authors_cache import authors_model
 
         return FaderNetwork.from_pretrained(authors_model(name.removeprefix(AUTHORS_PREFIX)))
     return FaderNetwork.from_pretrained(name)

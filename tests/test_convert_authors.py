@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from huggingface_hub import ModelCard
 
-from fader.convert_authors import authors_model, convert_checkpoint, main
+from fader.authors_cache import authors_model
+from fader.authors_conversion import convert_checkpoint
+from fader.convert_authors import main
 from fader.legacy_pickle import read_legacy_checkpoint
 from fader.model import FaderNetwork
 from tests.legacy_checkpoints import (
@@ -91,9 +94,10 @@ def test_model_folder_records_origin_licence_and_the_authors_slider_range(tmp_pa
     assert model.config.preprocessing == "celeba"
     assert model.config.slider_range == (-9.0, 10.0)  # interpolate.py --alpha_max 10
     assert model.config.training["license"] == "cc-by-nc-4.0"
-    card = (out / "README.md").read_text()
-    assert "license: cc-by-nc-4.0" in card and "non-commercial" in card
-    assert "https://dl.fbaipublicfiles.com/FaderNetworks/young.pth" in card
+    card = ModelCard.load(out / "README.md")
+    assert card.data.license == "cc-by-nc-4.0" and "non-commercial" in card.text
+    assert "https://dl.fbaipublicfiles.com/FaderNetworks/young.pth" in card.text
+    assert "`y.pth`" in card.text, "converted from the file given"
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
         "config.json",
@@ -141,9 +145,21 @@ def test_pickles_that_would_run_code_are_refused_and_nothing_runs(tmp_path, wher
 
     with pytest.raises(ValueError, match="Refusing to load"):
         read_legacy_checkpoint(checkpoint)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_:
         main([str(checkpoint), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
     assert not marker.exists()
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_bad_input_is_an_error_line_with_exit_code_2(tmp_path, capsys):
+    for model in (str(tmp_path / "missing.pth"), "bald"):
+        with pytest.raises(SystemExit) as exit_:
+            main([model, "--out", str(tmp_path / "out")])
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "neither a file nor a released name" in err
+        assert "Traceback" not in err
     assert not (tmp_path / "out").exists()
 
 

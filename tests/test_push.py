@@ -21,12 +21,18 @@ from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import load_file
 
 from fader import FaderNetwork
+from fader.card import model_card
+from fader.model import FaderConfig
 from tests.builders import make_class_folders
 from train.__main__ import main as train_main
-from train.push import CLASSIFIER_FILES, MODEL_FILES, UPLOADED, push_run, stage_upload
 from train.push import main as push_main
+from train.push import push_run, stage_upload
 
 REPO = "alice/fader-day-night"
+# What a push uploads, written out here rather than imported: a change to it must be deliberate.
+MODEL_FILES = ["README.md", "config.json", "model.safetensors", "sample_grid.png"]
+CLASSIFIER_FILES = ["classifier.json", "classifier.safetensors"]
+NEVER_UPLOADED = ["checkpoint.safetensors", "train.log"]
 TOKEN = "hf_testTOKENthatMustNeverBeShown0123"
 
 
@@ -63,7 +69,7 @@ def recorded_uploads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[di
         copy = tmp_path / f"upload{len(uploads)}"
         shutil.copytree(folder_path, copy)
         uploads.append({"repo": repo_id, "files": copy, "message": commit_message})
-        assert set(allow_patterns) == set(UPLOADED)
+        assert sorted(allow_patterns) == sorted(MODEL_FILES + CLASSIFIER_FILES)
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
@@ -111,8 +117,8 @@ def snapshot(run: Path) -> dict[str, bytes]:
 
 def test_the_upload_is_the_model_and_its_card_named_for_the_repo(trained_run: Path, tmp_path):
     names = stage_upload(trained_run, tmp_path, REPO)
-    assert sorted(names) == sorted(MODEL_FILES)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(MODEL_FILES)
+    assert sorted(names) == MODEL_FILES
+    assert sorted(p.name for p in tmp_path.iterdir()) == MODEL_FILES
     assert not any("discriminator" in key for key in load_file(str(tmp_path / "model.safetensors")))
 
     card = ModelCard.load(tmp_path / "README.md")
@@ -145,7 +151,9 @@ def test_push_uploads_exactly_the_model_files_and_leaves_the_run_as_it_was(
     assert created == {"created": REPO, "private": True, "token": None}
     assert upload["repo"] == REPO and upload["message"] == "First"
     files = upload["files"]
-    assert sorted(p.name for p in files.iterdir()) == sorted(MODEL_FILES)
+    assert sorted(p.name for p in files.iterdir()) == MODEL_FILES
+    assert all((trained_run / name).is_file() for name in NEVER_UPLOADED)
+    assert not any((files / name).exists() for name in NEVER_UPLOADED)
     assert (files / "model.safetensors").read_bytes() == before["model.safetensors"]
     assert snapshot(trained_run) == before, "a push never changes the run folder"
 
@@ -250,11 +258,8 @@ def test_a_failed_final_push_exits_3_with_the_retry_command(
 
 
 def test_card_metadata_is_valid_yaml_for_celeba_runs_too():
-    from fader.model import FaderConfig
-    from train.card import model_card
-
     config = FaderConfig(attributes=["Smiling"], training={"layout": "celeba"})
-    card = model_card(config, None, REPO)
+    card = model_card(config, REPO)
     meta = yaml.safe_load(card.split("---")[1])
     assert meta["datasets"] == ["celeba"]
     assert "non-commercial research only" in card

@@ -5,7 +5,6 @@ The run feeds batches to the step (`train.step`), evaluates, logs, checkpoints a
 
 import logging
 import math
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -16,9 +15,10 @@ from typing import TYPE_CHECKING
 import torch
 from tqdm import tqdm
 
+from fader.card import model_card
 from fader.classifier import Classifier
+from fader.folder import SAMPLE_GRID_NAME, write_model_folder
 from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork, LatentDiscriminator
-from train.card import model_card
 from train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from train.config import TrainConfig, lambda_schedule
 from train.cuda_graph import GraphedTrainingStep
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
 log = logging.getLogger("train")
-SAMPLE_GRID_NAME = "sample_grid.png"
 
 
 class TrainingDiverged(RuntimeError):
@@ -93,25 +92,11 @@ class StopOnSignal:
 
 
 def export_model(model: FaderNetwork, out: Path, grid: torch.Tensor | None) -> None:
-    """Write config.json, model.safetensors, the card and its sample grid into `out`.
-
-    Files are built in a temporary folder and moved in one by one (each move is atomic), so a
-    reader never sees a half-written weights file.
-    """
-    from torchvision.utils import save_image
-
-    staging = out / ".export.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    model.save_pretrained(staging)
-    if grid is not None:
-        save_image(grid, staging / SAMPLE_GRID_NAME)
+    """Write the model folder into the run folder `out` (`fader.folder`: staged, moved in
+    atomically, the checkpoint and logs kept), its card showing the last sample grid."""
     has_grid = grid is not None or (out / SAMPLE_GRID_NAME).is_file()
-    (staging / "README.md").write_text(
-        model_card(model.config, SAMPLE_GRID_NAME if has_grid else None, str(out))
-    )
-    for file in staging.iterdir():
-        file.replace(out / file.name)
-    staging.rmdir()
+    card = model_card(model.config, str(out), SAMPLE_GRID_NAME if has_grid else None)
+    write_model_folder(out, model, card, sample_grid=grid)
 
 
 class Trainer:

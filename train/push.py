@@ -1,7 +1,8 @@
 """`python -m train.push RUN --repo ID`: publish a trained run's model on the Hugging Face Hub.
 
-Only the model leaves the machine: config.json, model.safetensors, the README.md card (its "use
-it" snippets pointed at the repo) and the sample grid. The checkpoint (optimizer state, the
+Only the model leaves the machine (`fader.folder.PUBLISHED_FILES`): config.json,
+model.safetensors, the README.md card (its "use it" snippets pointed at the repo), the sample grid
+and, when the folder has one, the classifier's two files. The checkpoint (optimizer state, the
 latent discriminator), logs, TensorBoard files and samples stay local. The run folder itself is
 never modified: the upload is staged in a temporary folder.
 
@@ -22,15 +23,9 @@ from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError
 from huggingface_hub.utils import validate_repo_id
 
-from fader.classifier import CONFIG_NAME as CLASSIFIER_CONFIG
-from fader.classifier import WEIGHTS_NAME as CLASSIFIER_WEIGHTS
-from train.card import with_model_id
+from fader.card import with_model_id
+from fader.folder import CARD_NAME, MODEL_FILES, PUBLISHED_FILES, is_model_folder
 
-# The classifier, when a model folder has one (the bundled digits model does), starts the app's
-# sliders at what it reads from a photo; a trained run has none.
-MODEL_FILES = ("config.json", "model.safetensors", "README.md", "sample_grid.png")
-CLASSIFIER_FILES = (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS)
-UPLOADED = MODEL_FILES + CLASSIFIER_FILES
 TOKENS_PAGE = "https://huggingface.co/settings/tokens"
 log = logging.getLogger("train")
 
@@ -66,14 +61,14 @@ def stage_upload(run_dir: Path, folder: Path, repo_id: str) -> list[str]:
     new file naming `repo_id`, so the run's own card is untouched.
     """
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file() or not (run_dir / "model.safetensors").is_file():
+    if not is_model_folder(run_dir):
         raise ValueError(
             f"{run_dir} holds no exported model (config.json and model.safetensors): pass the "
             "--out folder of a `python -m train` run that saved at least once."
         )
-    names = [name for name in UPLOADED if (run_dir / name).is_file()]
+    names = [name for name in PUBLISHED_FILES if (run_dir / name).is_file()]
     for name in names:
-        if name == "README.md":
+        if name == CARD_NAME:
             card = (run_dir / name).read_text(encoding="utf-8")
             (folder / name).write_text(with_model_id(card, repo_id), encoding="utf-8")
             continue
@@ -103,7 +98,7 @@ def push_run(
             api.upload_folder(
                 repo_id=repo_id,
                 folder_path=staging,
-                allow_patterns=list(UPLOADED),
+                allow_patterns=list(PUBLISHED_FILES),
                 commit_message=commit_message,
             )
         except HfHubHTTPError as error:

@@ -3,10 +3,12 @@
     python -m train.release_digits --run runs/digits --out assets/models/digits \
         --examples assets/examples/digits --command "python -m train --data mnist5k …"
 
-Writes the run's model (config.json, model.safetensors) to --out, trains a small digit
-classifier on the training split, measures on the held-out digits (validation + test splits,
-never trained on) how often the classifier reads the class the decoder was asked for, writes
-those numbers into config.json and the model card, and saves a few held-out digits as examples.
+Trains a small digit classifier on the training split, measures on the held-out digits
+(validation + test splits, never trained on) how often the classifier reads the class the
+decoder was asked for, and writes the model folder to --out through `fader.folder`: the run's
+weights, config.json with those numbers, the classifier, a swap grid and the model card
+(`digits_card`: the one card builder, with digit-specific labels and an appendix). A few
+held-out digits are saved as examples.
 """
 
 import argparse
@@ -17,20 +19,21 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fader.card import model_card
 from fader.classifier import ClassifierConfig
-from fader.model import FaderNetwork, attribute_channels
+from fader.folder import SAMPLE_GRID_NAME, write_model_folder
+from fader.model import FaderConfig, FaderNetwork, attribute_channels
 from fader.pixels import to_model_range, to_pixels
-from train.card import METRIC_LABELS as CARD_LABELS
-from train.card import model_card
 from train.classifier import train_classifier
 from train.data import PreparedData
 from train.evaluate import evaluate, held_out_batches, open_run
 from train.mnist import DIGIT_NAMES
 from train.sources import TEST, TRAIN, VALIDATION
 
-GRID_NAME = "sample_grid.png"
 EXAMPLE_SIDE = 128
 HELD_OUT = (VALIDATION, TEST)
+SAMPLE_CAPTION = "Held-out digits: the original, then decoded as zero … nine"
+# The generic labels would mislead here: 10 one-hot attributes, one class per image.
 METRIC_LABELS = {
     "latent_discriminator_accuracy": "Latent-discriminator accuracy, 10 yes/no attributes "
     "(chance 0.9)",
@@ -171,6 +174,19 @@ the same handwriting; intermediate values blend.
 """
 
 
+def digits_card(config: FaderConfig, model_id: str, appendix: str) -> str:
+    """The bundled digits model's card: the generic one with digit-specific labels, the swap
+    grid's caption, and `appendix` (how to read the metrics, the data, how to reproduce)."""
+    return model_card(
+        config,
+        model_id,
+        SAMPLE_GRID_NAME,
+        sample_caption=SAMPLE_CAPTION,
+        metric_labels=METRIC_LABELS,
+        appendix=appendix,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m train.release_digits", description=__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a finished --data mnist5k run")
@@ -197,32 +213,16 @@ def main(argv: list[str] | None = None) -> None:
     classifier.config.metrics = {"held_out_accuracy": metrics["classifier_accuracy"]}
     print(json.dumps(metrics, indent=1))
 
-    args.out.mkdir(parents=True, exist_ok=True)
     per_attribute = [
         k for k in model.config.metrics if k.startswith("latent_discriminator_accuracy/")
     ]
     for key in per_attribute:  # the 10-way latent class accuracy says this more plainly
         del model.config.metrics[key]
     model.config.metrics.update(metrics)
-    model.save_pretrained(args.out)  # the run's weights, config.json with the new metrics
-    classifier.save(args.out)
-    from torchvision.utils import save_image
-
-    save_image(
-        swap_grid(model, test_x[one_per_class(test_y, list(range(10)))]), args.out / GRID_NAME
-    )
     release = f"python -m train.release_digits --run {args.run} --out {args.out}" + (
         f" --examples {args.examples}" if args.examples else ""
     )
-    card = model_card(model.config, GRID_NAME, str(args.out)).replace(
-        "![Samples: original, reconstruction, each attribute flipped]",
-        "![Held-out digits: the original, then decoded as zero … nine]",
-    )
-    card = card.replace("license: mit\n", "license: mit\ndatasets:\n- mnist\n", 1)
-    for key, label in METRIC_LABELS.items():
-        generic = f"| {CARD_LABELS.get(key, key)} |"
-        card = card.replace(generic, f"| {label} |")
-    card += card_appendix(
+    appendix = card_appendix(
         metrics,
         args.command,
         release,
@@ -230,7 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         len(test_x),
         training_minutes(args.run),
     )
-    (args.out / "README.md").write_text(card)
+    grid = swap_grid(model, test_x[one_per_class(test_y, list(range(10)))])
+    card = digits_card(model.config, str(args.out), appendix)
+    write_model_folder(args.out, model, card, sample_grid=grid, classifier=classifier)
     if args.examples:
         save_examples(test_x, test_y, one_per_class(test_y, [2, 3, 5, 7, 8]), args.examples)
     print(f"Wrote {args.out}" + (f" and {args.examples}" if args.examples else ""))

@@ -1,0 +1,104 @@
+"""One model card for every kind of model: a trained run, the authors' converted ones, digits."""
+
+import json
+from pathlib import Path
+
+from huggingface_hub import ModelCard
+
+from fader.authors_conversion import origin_note
+from fader.card import model_card, with_model_id
+from fader.model import FaderConfig, FaderNetwork
+from train.release_digits import card_appendix, digits_card
+
+DIGITS = Path(__file__).resolve().parents[1] / "assets" / "models" / "digits"
+# The commands the shipped digits model was made with (its card says how to reproduce it).
+DIGITS_TRAIN = (
+    "python -m train --data mnist5k --preset tiny --init-fm 32 --max-fm 256 --n-layers 4 "
+    "--batch-size 32 --steps 3000 --lr 1e-3 --lambda-dis 0.003 --lambda-schedule 1000 "
+    "--eval-every 1000 --save-every 2000 --no-flip --out runs/digits"
+)
+DIGITS_RELEASE = (
+    "python -m train.release_digits --run runs/digits --out assets/models/digits "
+    "--examples assets/examples/digits"
+)
+
+
+def test_a_trained_runs_card_has_hub_metadata_metrics_and_settings():
+    config = FaderConfig(
+        ["Smiling", "Male"],
+        training={"layout": "celeba", "lr": 0.0002, "steps_done": 150},
+        metrics={"swap_accuracy": 0.8125, "reconstruction_mse": 0.0421, "psnr": 19.5},
+    )
+    card = ModelCard(model_card(config, "runs/smile", "sample_grid.png"))
+    meta = card.data.to_dict()
+    assert meta["library_name"] == "fader" and meta["license"] == "mit"
+    assert meta["datasets"] == ["celeba"] and meta["pipeline_tag"] == "image-to-image"
+    assert {"fader-networks", "image-to-image", "arxiv:1706.00409"} <= set(meta["tags"])
+    text = card.text
+    assert "- `Smiling`\n- `Male`" in text and "non-commercial research only" in text
+    assert "![Samples: original, reconstruction, each attribute flipped](sample_grid.png)" in text
+    rows = [line for line in text.splitlines() if line.endswith(("0.0421 |", "0.8125 |"))]
+    assert rows == [
+        "| Reconstruction MSE (held-out, [-1, 1] scale) | 0.0421 |",
+        "| **Swap accuracy**: edits the classifier reads as asked (α = 0 / 1) | 0.8125 |",
+    ], "labelled, in the labels' order"
+    assert "| `lr` | `0.0002` |" in text and "| `steps_done` | `150` |" in text
+    assert 'FaderNetwork.from_pretrained("runs/smile")' in text
+    assert "python app.py --model runs/smile" in text
+    assert "α = -2 to 3" in text
+
+
+def test_a_card_without_metrics_or_grid_says_so_and_links_only_what_exists():
+    card = model_card(FaderConfig(["day", "night"], training={"layout": "folders"}))
+    meta = ModelCard(card).data.to_dict()
+    assert "datasets" not in meta, "the user's own data is not a Hub dataset"
+    assert "(not evaluated yet)" in card and "![" not in card
+    assert "fader-networks/fader" not in card, "not this project's address"
+    links = [part.split(")")[0] for part in card.split("](")[1:]]
+    assert links == ["https://arxiv.org/abs/1706.00409"]
+
+
+def test_a_converted_models_card_names_its_origin_and_licence():
+    config = FaderConfig(
+        ["Young"],
+        slider_range=(-9.0, 10.0),
+        training={"converted_from": "y.pth", "license": "cc-by-nc-4.0"},
+    )
+    card = ModelCard(model_card(config, "m", datasets=["celeba"], origin=origin_note(config)))
+    assert card.data.license == "cc-by-nc-4.0" and card.data.datasets == ["celeba"]
+    assert "https://dl.fbaipublicfiles.com/FaderNetworks/young.pth" in card.text
+    assert "https://github.com/facebookresearch/FaderNetworks" in card.text
+    assert "non-commercial use\nonly" in card.text and "`y.pth`" in card.text
+    assert "α = -9 to 10" in card.text
+
+
+def test_the_shipped_digits_card_is_what_the_card_builder_renders_from_its_config():
+    config = FaderConfig(**json.loads((DIGITS / "config.json").read_text()))
+    appendix = card_appendix(
+        config.metrics, DIGITS_TRAIN, DIGITS_RELEASE, config.training["train_images"], 500, 7
+    )
+    rendered = digits_card(config, "assets/models/digits", appendix)
+    assert rendered == (DIGITS / "README.md").read_text()
+
+    card = ModelCard(rendered)
+    assert card.data.datasets == ["mnist"] and card.data.license == "mit"
+    assert "| Latent class accuracy, 10-way (chance 0.1; lower hides more) | 0.2380 |" in card.text
+    assert "| **Swap accuracy** (target ≠ own class; chance 0.1) | 0.7704 |" in card.text
+    assert "![Held-out digits: the original, then decoded as zero … nine](sample_grid.png)" in (
+        card.text
+    )
+    assert "## Reproduce" in card.text and DIGITS_TRAIN in card.text
+
+
+def test_a_pushed_card_names_the_repo_and_keeps_everything_else():
+    card = model_card(FaderConfig(["day"]), "runs/day") + "\n## Notes\n\nKept.\n"
+    pushed = with_model_id(card, "alice/day")
+    assert 'from_pretrained("alice/day")' in pushed and "python app.py --model alice/day" in pushed
+    assert "runs/day" not in pushed and pushed.endswith("## Notes\n\nKept.\n")
+
+
+def test_the_hub_mixins_own_card_links_no_code_address_we_cannot_confirm():
+    """`save_pretrained`/`push_to_hub` called directly write the mixin's card instead of ours."""
+    card = str(FaderNetwork(FaderConfig(["day"], image_size=32, n_layers=3)).generate_model_card())
+    assert "https://arxiv.org/abs/1706.00409" in card
+    assert "github.com" not in card
