@@ -24,13 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from fader.align import faces_in
+from fader.editor import preview_of
 from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
 from fader.models import ModelLibrary, authors_choices, bundled_models
-from fader.photo import too_large_message
+from fader.photo import load_photo, too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 MAX_UPLOAD_BYTES = 25 * 2**20
@@ -161,6 +164,13 @@ def encode(
     if isinstance(image, RejectedPhoto):
         return None, image.message, ""
     editor = library.editor(model_name)
+    if not editor.aligns_faces and shows_a_face(image):
+        return (
+            None,
+            f"This photo shows a face, but **{model_name}** does not edit faces. "
+            + (GET_A_FACE_MODEL),
+            "",
+        )
     try:
         photo_id = editor.load(image, session)
     except ValueError as error:
@@ -171,7 +181,7 @@ def encode(
     how = f"Face aligned with {prepared.face.backend}." if prepared.face else "Centre square."
     read = [plain_words(name) for name, value in prepared.slider_start.items() if value]
     judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
-    return prepared.crop, " ".join(filter(None, [how, judged, prepared.note])), photo_id
+    return shown(prepared.crop), " ".join(filter(None, [how, judged, prepared.note])), photo_id
 
 
 def starting_sliders(
@@ -210,13 +220,12 @@ def edit(
     session: str = "",
 ) -> tuple:
     """The live path: decoder only, pasted into the preview-sized photo."""
+    sliders = slider_values(library, model_name, values)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None, None, ""
-    result = library.editor(model_name).edit(
-        photo_id, slider_values(library, model_name, values), session
-    )
-    return result.crop, result.photo, photo_id
+    result = library.editor(model_name).edit(photo_id, sliders, session)
+    return shown(result.crop), result.photo, photo_id
 
 
 def export(
@@ -229,10 +238,10 @@ def export(
     folder: Path | None = None,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
+    sliders = slider_values(library, model_name, values)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None
-    sliders = slider_values(library, model_name, values)
     result = library.editor(model_name).edit(photo_id, sliders, session, full_resolution=True)
     folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
     path = folder / download_name(model_name, sliders)
@@ -260,15 +269,18 @@ def sweep(
     session: str = "",
 ) -> Image.Image:
     """One attribute from the slider minimum to maximum, other sliders as set."""
+    (steps,) = finite([steps], "The number of steps")
+    sliders = slider_values(library, model_name, values)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         raise ValueError("Upload a photo first.")
-    (steps,) = finite([steps], "The number of steps")
     editor = library.editor(model_name)
     name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
     low, high = editor.model.config.slider_range
-    sliders = slider_values(library, model_name, values)
-    return editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
+    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
+    factor = max(1, -(-SHOWN_SIDE // 2 // strip.height))  # tiles at least half a shown crop
+    strip = strip.resize((strip.width * factor, strip.height * factor), Image.Resampling.NEAREST)
+    return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
 
 
 def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
@@ -288,14 +300,78 @@ def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, An
     ]
 
 
+GET_A_FACE_MODEL = (
+    "For faces, choose a face model in the list above, start the app with one "
+    "(`python app.py --model alice/fader-smiling-male`, a Hub repo or a folder), convert the "
+    "authors' (`python -m fader.convert_authors male --out models/male`) or train one on "
+    "CelebA (`python -m train --attrs Smiling Male`)."
+)
+
+
+def what_it_edits(config: Any) -> str:
+    """The kind of picture a model was trained on, in words a visitor understands."""
+    if config.aligns_faces:
+        return "faces (found in the photo and aligned like CelebA)"
+    if "mnist" in str(config.training.get("dataset", config.training.get("layout", ""))):
+        return "handwritten digits (the photo's centre square)"
+    return "whole pictures like the ones it was trained on (the photo's centre square)"
+
+
+def model_description(library: ModelLibrary, model_name: str) -> str:
+    editor = library.editor(model_name)
+    config = editor.model.config
+    low, high = config.slider_range
+    names = ", ".join(plain_words(a) for a in editor.attributes)
+    lines = [
+        f"**{model_name}** edits {what_it_edits(config)}, {config.image_size}×"
+        f"{config.image_size}: {names}.",
+        f"Each slider runs from {low:g} to {high:g}: 0 = without the attribute, 1 = with it, "
+        "past 1 stronger, below 0 the opposite.",
+    ]
+    if not config.aligns_faces:
+        lines.append(f"This model does not edit faces. {GET_A_FACE_MODEL}")
+    return "\n\n".join(lines)
+
+
 def switch_model(library: ModelLibrary, model_name: str) -> list:
     """The page for another model: what it edits, its sliders, its sweep choices."""
     editor = library.editor(model_name)
-    kind = "faces (aligned like CelebA)" if editor.aligns_faces else "whole images (centre square)"
     choices = [plain_words(a) for a in editor.attributes]
-    info = f"**{model_name}** edits {kind}: {', '.join(choices)}."
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
+    info = model_description(library, model_name)
     return [info, gr.update(choices=choices, value=choices[0]), *sliders]
+
+
+def shows_a_face(photo: str) -> bool:
+    """Whether a face can be seen in the photo (dlib's detector on a preview: offline, ~0.1 s)."""
+    try:
+        return bool(faces_in(preview_of(load_photo(photo)), 64, backend="dlib"))
+    except ValueError:
+        return False
+
+
+SHOWN_SIDE = 192  # crops smaller than this are enlarged for the page, pixel for pixel
+
+
+def shown(image: Image.Image | None) -> Image.Image | None:
+    """A small model's crop enlarged by a whole factor with nearest neighbour: readable, and
+    every pixel still the model's own (no blur made up by the browser's scaling)."""
+    if image is None or image.width >= SHOWN_SIDE:
+        return image
+    factor = -(-SHOWN_SIDE // image.width)
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def labelled_strip(strip: Image.Image, alphas: Sequence[float], attribute: str) -> Image.Image:
+    """The sweep's crops with the α of each written under it."""
+    tile = strip.height
+    canvas = Image.new("RGB", (strip.width, tile + 24), "white")
+    canvas.paste(strip, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, alpha in enumerate(alphas):
+        text = f"{attribute} {alpha:.2g}" if i == 0 else f"{alpha:.2g}"
+        draw.text((i * tile + 4, tile + 5), text, fill="black")
+    return canvas
 
 
 def example_photos() -> dict[str, list[Path]]:
