@@ -18,8 +18,9 @@ from fader.classifier import Classifier, ClassifierConfig
 from tests.builders import make_class_folders
 from train.__main__ import main as train_main
 from train.classifier import main as classifier_main
-from train.evaluate import SwapTally, evaluate, held_out_batches, psnr, swap_targets
+from train.data import held_out_batches
 from train.evaluate import main as evaluate_main
+from train.metrics import SwapTally, evaluate, psnr, swap_targets
 
 COMMON = ["--workers", "1"]
 
@@ -79,7 +80,7 @@ def test_the_classifier_reads_the_obvious_attribute(day_night: dict[str, Path]):
 
 
 def test_trained_decoder_swaps_clearly_better_than_an_untrained_one(day_night: dict[str, Path]):
-    from train.evaluate import open_run
+    from train.checkpoint import open_run
     from train.sources import TEST, VALIDATION
 
     trained, _, data = open_run(day_night["run"], None, None, None)
@@ -135,3 +136,4 @@ def test_a_classifier_for_other_attributes_is_refused_before_training(
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
     assert evaluate_main([str(day_night["run"]), "--classifier", str(tmp_path)]) == 2
     assert "holds no classifier" in capsys.readouterr().err
+

