@@ -7,6 +7,8 @@ and a briefly trained Fader Network must score clearly higher.
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from train.evaluate import main as evaluate_main
 from train.metrics import SwapTally, evaluate, psnr, swap_targets
 
 COMMON = ["--workers", "1"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +140,29 @@ def test_a_classifier_for_other_attributes_is_refused_before_training(
     assert evaluate_main([str(day_night["run"]), "--classifier", str(tmp_path)]) == 2
     assert "holds no classifier" in capsys.readouterr().err
 
+
+def test_release_digits_refuses_a_run_that_is_not_a_digits_run_with_a_message(
+    day_night: dict[str, Path], tmp_path: Path
+):
+    """Through the real command line: exit 2 and one `error:` line, never a traceback."""
+    command = [sys.executable, "-m", "train.release_digits", "--out", str(tmp_path / "m"),
+               "--command", "python -m train --data mnist5k",
+               "--cache-dir", str(day_night["cache"])]  # fmt: skip
+    for run, message in [
+        (day_night["run"], "is not a finished --data mnist5k run"),
+        (tmp_path / "no-run", "is not a model folder"),
+    ]:
+        done = subprocess.run(
+            [*command, "--run", str(run)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: ") and message in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "m").exists(), "nothing written for a refused run"
+
+
+def test_classifier_and_evaluate_refuse_bad_input_with_exit_code_2(tmp_path: Path, capsys):
+    assert classifier_main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.startswith("error: --data")
+    assert evaluate_main([str(tmp_path / "no-run")]) == 2
+    assert "is not a model folder" in capsys.readouterr().err
