@@ -342,3 +342,50 @@ def test_a_resumed_run_keeps_its_whole_model_config_and_refuses_a_new_architectu
     }  # fmt: skip
     assert after.training["lr"] == 1e-3 and after.training["steps_done"] == 6
     assert after.training["preset"] == "tiny" and after.training["layout"] == "folders"
+
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size must be at least 1; got 0"),
+    (["--save-every", "0"], "--save-every must be at least 1"),
+    (["--eval-every", "0"], "--eval-every must be at least 1"),
+    (["--eval-images", "0"], "--eval-images must be at least 1"),
+    (["--init-fm", "0"], "--init-fm must be at least 1"),
+    (["--max-fm", "-1"], "--max-fm must be at least 1"),
+    (["--n-layers", "0"], "--n-layers must be at least 1"),
+    (["--steps", "-5"], "--steps must be at least 1; got -5"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--image-size", "100"], "--image-size 100 must be a power of two of at least 2**n_layers"),
+    (["--image-size", "0"], "--image-size 0 must be a power of two"),
+    (["--image-size", "8"], "at least 2**n_layers = 16 (n_layers 4)"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--lambda-dis", "-1"], "--lambda-dis must be at least 0"),
+    (["--lambda-schedule", "-1"], "--lambda-schedule must be at least 0"),
+    (["--device", "tpu"], "--device 'tpu' is not a device"),
+    (["--push-every", "0"], "--push-every must be at least 1"),
+]
+
+
+def test_every_bad_flag_is_refused_with_a_message_before_any_work(tmp_path: Path, capsys):
+    """Nothing is read, preprocessed or written: the run folder and the cache never appear."""
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    common = ["--data", data, "--preset", "tiny", "--out", out, "--cache-dir", cache]
+    for flags, message in BAD_FLAGS:
+        assert run_cli(*common, *flags) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, (flags, err)
+        assert not out.exists() and not cache.exists(), flags
+
+
+def test_a_labels_csv_cannot_name_files_outside_the_data_folder(tmp_path: Path, capsys):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    (tmp_path / "secret.png").write_bytes((folder / "photo_0.png").read_bytes())
+    for outside in ["/etc/passwd", "../secret.png", "sub/../../secret.png"]:
+        labels.write_text(f"file,Smiling\nphoto_0.png,1\n{outside},0\n")
+        code = run_cli("--data", folder, "--labels", labels, "--out", tmp_path / "run")
+        assert code == 2
+        err = capsys.readouterr().err
+        assert f"line 3: {outside!r} is not a path inside the data folder" in err
+    assert not (tmp_path / "run").exists()

@@ -13,9 +13,17 @@ from tqdm import tqdm
 from fader.classifier import Classifier
 from fader.model import ALIGN, CELEBA, CENTER, FaderConfig
 from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info, saved_data_paths
-from train.config import ARCHITECTURE, PRESETS, TrainConfig, training_record
+from train.config import (
+    ARCHITECTURE,
+    PRESETS,
+    TrainConfig,
+    check_architecture,
+    require_at_least,
+    training_record,
+)
 from train.data import prepare
-from train.loop import Trainer, TrainingDiverged, TrainingInterrupted
+from train.errors import WRITE_ERRORS, write_failure
+from train.loop import Trainer, TrainingDiverged, TrainingInterrupted, resolve_device
 from train.metrics import check_classifier
 from train.push import check_can_push, push_run, pusher, retry_command
 from train.sources import CELEBA as CELEBA_DATASET
@@ -47,9 +55,12 @@ examples:
   python -m train --out runs/smile_male --resume --steps 200000
   python -m train --data ~/data/celeba --attrs Smiling --out runs/smile --push-to-hub alice/smile
 
-exit codes: 0 done; 2 bad input (nothing trained); 3 trained and saved in --out, but the final
---push-to-hub failed (the message gives the `python -m train.push` command that retries it);
-130 interrupted (a checkpoint was saved: --resume continues).
+Every flag is checked before any work. A full disk or a folder that cannot be written stops the
+run with a message (also in train.log), keeping the last good checkpoint.
+
+exit codes: 0 done; 2 bad input, or a folder that cannot be written; 3 trained and saved in --out,
+but the final --push-to-hub failed (the message gives the `python -m train.push` command that
+retries it); 130 interrupted (a checkpoint was saved: --resume continues).
 """
 
 
@@ -180,6 +191,7 @@ def configs_from_args(args: argparse.Namespace) -> tuple[dict, TrainConfig]:
     """A new run's architecture and optimisation: the preset's values, overridden by any flag."""
     preset = PRESETS[args.preset]
     model_settings = {**preset["model"], **flag_overrides(args, ARCHITECTURE)}
+    check_architecture(model_settings)
     return model_settings, train_config_from({**asdict(TrainConfig()), **preset["train"]}, args)
 
 
@@ -244,24 +256,55 @@ def preprocessing_of(source: Source, align: bool) -> str:
     return CELEBA if source.dataset == CELEBA_DATASET else CENTER
 
 
-def setup_logging(out: Path) -> None:
-    class TqdmHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(self.format(record))
+class TqdmHandler(logging.Handler):
+    """Log lines printed above the progress bar instead of through it."""
 
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record))
+
+
+class RunLog(logging.FileHandler):
+    """train.log. On a full disk its own lines cannot be written either: they are dropped rather
+    than each printed as a traceback, and the error that filled the disk is reported once."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def setup_logging(out: Path) -> None:
     console = TqdmHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
-    file = logging.FileHandler(out / "train.log")
+    file = RunLog(out / "train.log")
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[console, file], force=True)
 
 
+def close_logging() -> None:
+    """Close train.log, so that a later run in this process never writes into this one's."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, TqdmHandler | RunLog):
+            root.removeHandler(handler)
+            handler.close()
+
+
+def report_error(message: str) -> None:
+    """`error: …` on stderr, and the same line in train.log when the run has one open."""
+    print(f"error: {message}", file=sys.stderr)
+    record = logging.LogRecord("train", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RunLog):
+            handler.handle(record)
+
+
 def run(args: argparse.Namespace) -> None:
+    require_at_least(1, workers=args.workers, push_every=args.push_every)
     if args.push_to_hub:
         check_can_push(args.push_to_hub)  # no token or a bad repo id: say so now, not at the end
     elif args.private or args.push_every:
         raise ValueError("--private and --push-every need --push-to-hub REPO_ID.")
     plan = plan_run(args)
+    resolve_device(plan.train.device)  # a missing GPU is said now, not after preprocessing
     source = open_source(plan.data, plan.labels, plan.cache_dir)
     model = {
         "attributes": plan.model.get("attributes") or select_attributes(source, args.attrs),
@@ -329,7 +372,24 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        return train_and_push(args)
+    finally:
+        close_logging()
+
+
+def train_and_push(args: argparse.Namespace) -> int:
+    """The run and its final push, as an exit code (see EXAMPLES)."""
+    try:
         run(args)
+    except WRITE_ERRORS as error:  # a full disk, a read-only or unwritable folder
+        checkpoint = args.out / CHECKPOINT_NAME
+        kept = (
+            f" The last good checkpoint ({checkpoint}) is kept: --resume continues from it."
+            if checkpoint.is_file()
+            else ""
+        )
+        report_error(write_failure(error) + kept)
+        return 2
     except TrainingInterrupted as stop:
         push = f" --push-to-hub {args.push_to_hub}" if args.push_to_hub else ""
         print(
@@ -338,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     except (ValueError, TrainingDiverged) as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_error(str(error))
         return 2
     return push_trained(args) if args.push_to_hub else 0
 

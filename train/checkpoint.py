@@ -8,11 +8,12 @@ mid-write leaves the last good checkpoint in place.
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -62,10 +63,26 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     metadata = {"step": str(step), "info": json.dumps(info), "optimizer_groups": json.dumps(groups)}
     temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # its I/O errors (a full disk) are not OSErrors
+            raise as_os_error(error, temporary) from error
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # the space goes back; the last good one stays
+        raise
     os.replace(temporary, path)
+
+
+def as_os_error(error: SafetensorError, path: Path) -> OSError:
+    """safetensors' "I/O error: … (os error 28)" as the OSError it was, so it reads the same."""
+    code = re.search(r"os error (\d+)", str(error))
+    if code is None:
+        return OSError(f"{error}")
+    number = int(code.group(1))
+    return OSError(number, os.strerror(number), str(path))
 
 
 def read_metadata(path: Path) -> dict[str, str]:

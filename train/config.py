@@ -3,6 +3,7 @@
 Everything here is plain data: every other trainer module may import it, it imports none of them.
 """
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,23 @@ class TrainConfig:
     seed: int = 0
     device: str = field(default="auto", metadata=NOT_RECORDED)
 
+    def __post_init__(self) -> None:
+        """Refuse, before any work, settings that would crash or train nothing later."""
+        require_at_least(
+            1,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            eval_every=self.eval_every,
+            save_every=self.save_every,
+            eval_images=self.eval_images,
+        )
+        require_at_least(0, lambda_dis=self.lambda_dis, lambda_schedule=self.lambda_schedule)
+        require_at_least(0, seed=self.seed)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number such as 2e-4; got {self.lr}.")
+        if not (0 <= self.beta1 < 1 and self.clip_grad_norm > 0):
+            raise ValueError(f"beta1 must be in [0, 1) and clip_grad_norm positive: {self}.")
+
     def recorded(self) -> dict[str, Any]:
         """The settings that go into the model's config.json (see the class docstring)."""
         kept = {f.name for f in fields(self) if f.metadata.get("recorded", True)}
@@ -62,6 +80,33 @@ def training_record(
         "skipped_images": skipped,
         "train_images": images,
     }
+
+
+def require_at_least(minimum: float, **flags: float | None) -> None:
+    """Refuse a flag below `minimum`, or not a finite number (None: the flag was not given)."""
+    for name, value in flags.items():
+        if value is not None and not (math.isfinite(value) and value >= minimum):
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}; got {value}.")
+
+
+def check_architecture(settings: dict[str, int]) -> None:
+    """The ARCHITECTURE settings a network can be built from, or a message naming the flag.
+
+    Each of the n_layers convolutions halves the image, and the latent discriminator halves z
+    on down to 1×1, so the image side must be a power of two of at least 2**n_layers.
+    """
+    require_at_least(1, **{name: settings[name] for name in ("n_layers", "init_fm", "max_fm")})
+    check_image_size(settings["image_size"], settings["n_layers"])
+
+
+def check_image_size(size: int, n_layers: int) -> None:
+    """A power of two of at least 2**n_layers, or a message naming --image-size."""
+    smallest = 2**n_layers
+    if size < smallest or size & (size - 1):
+        raise ValueError(
+            f"--image-size {size} must be a power of two of at least 2**n_layers = {smallest} "
+            f"(n_layers {n_layers}), such as {max(smallest, 32)} or 256."
+        )
 
 
 def lambda_schedule(step: int, lambda_dis: float, ramp_steps: int) -> float:

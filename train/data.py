@@ -26,6 +26,7 @@ from tqdm import tqdm
 from fader.photo import centre_square, load_photo
 from train.config import default_cache_dir
 from train.sources import Source
+from train.staging import remove_abandoned, staging_folder
 
 CACHE_VERSION = 1
 log = logging.getLogger(__name__)
@@ -112,12 +113,11 @@ def prepare(
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     name = f"{source.dataset or source.layout}-{size}{'-aligned' if align else ''}"
     target = cache_dir / f"{name}-{cache_key(source, size, align)}"
+    remove_abandoned(cache_dir)
     if (target / "meta.json").is_file():
         log.info("Using the preprocessed cache %s", target)
         return load_prepared(target)
-    building = cache_dir / f".{target.name}.{os.getpid()}.tmp"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    building = staging_folder(cache_dir, target.name)
     try:
         build_cache(source, size, building, workers or os.cpu_count() or 1, align)
         shutil.rmtree(target, ignore_errors=True)

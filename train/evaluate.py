@@ -14,7 +14,9 @@ import torch
 
 from fader.classifier import Classifier
 from train.checkpoint import open_run
+from train.config import require_at_least
 from train.data import held_out_batches
+from train.errors import WRITE_ERRORS, write_failure
 from train.loop import export_model
 from train.metrics import check_classifier, evaluate
 from train.sources import TEST, VALIDATION
@@ -42,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, help="the preprocessing cache, if it moved")
     args = parser.parse_args(argv)
     try:
+        require_at_least(1, images=args.images)
         model, discriminator, data = open_run(args.run, args.data, args.labels, args.cache_dir)
         classifier = Classifier.from_folder(args.classifier) if args.classifier else None
         if classifier is not None:
@@ -62,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(f"{args.split} split, {len(rows)} images\n{report(metrics)}")
-    (args.run / "evaluation.json").write_text(json.dumps(metrics, indent=1) + "\n")
     model.config.metrics.update(metrics)
-    export_model(model, args.run, grid=None)
+    try:
+        (args.run / "evaluation.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        export_model(model, args.run, grid=None)
+    except WRITE_ERRORS as error:
+        print(f"error: {write_failure(error, 'the run folder')}", file=sys.stderr)
+        return 2
     print(f"Written to {args.run / 'evaluation.json'} and the model card.")
     return 0
 

@@ -43,11 +43,18 @@ class TrainingInterrupted(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """`--device`'s value as a device this machine has, or a message saying what to pass."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu.")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N.") from error
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s).")
+    return device
 
 
 def step_for_device(

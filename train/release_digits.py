@@ -27,6 +27,7 @@ from train.card import model_card
 from train.checkpoint import open_run
 from train.classifier import train_classifier
 from train.data import PreparedData, held_out_batches
+from train.errors import WRITE_ERRORS, write_failure
 from train.metrics import evaluate
 from train.mnist import DIGIT_NAMES
 from train.sources import TEST, TRAIN, VALIDATION
@@ -184,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         release(args)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WRITE_ERRORS as error:
+        print(f"error: {write_failure(error, '--out, --examples')}", file=sys.stderr)
         return 2
     return 0
 

@@ -6,7 +6,7 @@ Reading a source only lists files and parses labels; decoding images is `train/d
 
 import csv
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
@@ -81,7 +81,7 @@ def read_celeba(root: Path) -> Source:
                 f"list_attr_celeba.txt line {line_number} has {len(fields) - 1} values, "
                 f"expected {len(attributes)}."
             )
-        names.append(fields[0])
+        names.append(inside_data(fields[0], f"list_attr_celeba.txt line {line_number}"))
         rows.append([int(v) > 0 for v in fields[1:]])
     images = root / "img_align_celeba"
     partition = read_celeba_partition(root / "list_eval_partition.txt", names)
@@ -121,7 +121,7 @@ def read_labels_csv(data: Path, labels_csv: Path) -> Source:
             raise ValueError(f"{labels_csv} has no attribute columns beside 'file'.")
         files, rows = [], []
         for line_number, row in enumerate(reader, start=2):
-            files.append(data / row["file"])
+            files.append(data / inside_data(row["file"] or "", f"{labels_csv} line {line_number}"))
             rows.append([parse_flag(row[a], labels_csv, line_number, a) for a in attributes])
     if not files:
         raise ValueError(f"{labels_csv} lists no images.")
@@ -139,6 +139,18 @@ def read_labels_csv(data: Path, labels_csv: Path) -> Source:
         split=random_split(len(files)),
         layout=CSV,
     )
+
+
+def inside_data(name: str, where: str) -> str:
+    """An image path from a labels file, refused unless it stays inside the data folder: a
+    labels file must not make the trainer read (and store in its cache) any file on the disk."""
+    path = PurePath(name)
+    if not name.strip() or path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"{where}: {name!r} is not a path inside the data folder. Give image paths "
+            "relative to --data, without '..'."
+        )
+    return name
 
 
 def parse_flag(value: str | None, path: Path, line_number: int, column: str) -> bool:
