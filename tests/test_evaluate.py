@@ -166,3 +166,15 @@ def test_classifier_and_evaluate_refuse_bad_input_with_exit_code_2(tmp_path: Pat
     assert capsys.readouterr().err.startswith("error: --data")
     assert evaluate_main([str(tmp_path / "no-run")]) == 2
     assert "is not a model folder" in capsys.readouterr().err
+    assert evaluate_main([str(tmp_path / "no-run"), "--images", "0"]) == 2
+    assert "--images must be at least 1" in capsys.readouterr().err
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    for flags, message in [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--image-size", "100"], "--image-size 100 must be a power of two"),
+    ]:
+        args = ["--data", str(data), "--out", str(tmp_path / "c"), *flags]
+        assert classifier_main([*args, "--cache-dir", str(tmp_path / "cache")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "cache").exists()
