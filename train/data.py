@@ -23,20 +23,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fader.environment import user_cache_dir
+from fader.photo import centre_square, load_photo
+from train.config import default_cache_dir
 from train.sources import Source
+from train.staging import remove_abandoned, staging_folder
 
 CACHE_VERSION = 1
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Path:
-    return user_cache_dir("data")
-
-
 @dataclass
 class PreparedData:
-    images: np.ndarray  # N×3×S×S uint8, memory-mapped
+    # N×3×S×S uint8: a memory map of images.npy, used for its shape, file name and data offset;
+    # rows are read with `read_images` (pread), never through the map.
+    images: np.memmap
     labels: np.ndarray  # N×A float32
     attributes: list[str]
     split: np.ndarray  # N int8
@@ -73,11 +73,11 @@ def load_training_image(path: Path, size: int, align: bool) -> np.ndarray | str:
     Decoding goes through `fader.photo.load_photo`, as in the app, so training and inference
     read EXIF orientation, transparency and 16-bit images the same way.
     """
-    from fader.photo import centre_square, load_photo
-
     try:
         image = load_photo(path, min_side=1)
         if align:
+            # Only for --align: it loads OpenCV and a landmark backend, which need system
+            # libraries (libGL) and model files that plain centre crops do not.
             from fader.align import align_for_training
 
             pixels = align_for_training(image, size)
@@ -111,16 +111,13 @@ def prepare(
 ) -> PreparedData:
     """Return the cached arrays for `source`, building them (once) if needed."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = (
-        cache_dir
-        / f"{source.layout}-{size}{'-aligned' if align else ''}-{cache_key(source, size, align)}"
-    )
+    name = f"{source.dataset or source.layout}-{size}{'-aligned' if align else ''}"
+    target = cache_dir / f"{name}-{cache_key(source, size, align)}"
+    remove_abandoned(cache_dir)
     if (target / "meta.json").is_file():
         log.info("Using the preprocessed cache %s", target)
         return load_prepared(target)
-    building = cache_dir / f".{target.name}.{os.getpid()}.tmp"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    building = staging_folder(cache_dir, target.name)
     try:
         build_cache(source, size, building, workers or os.cpu_count() or 1, align)
         shutil.rmtree(target, ignore_errors=True)
@@ -207,6 +204,16 @@ def load_prepared(folder: Path) -> PreparedData:
         skipped=meta["skipped"],
         path=folder,
     )
+
+
+def held_out_batches(
+    data: PreparedData, indices: np.ndarray, columns: np.ndarray, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The rows `indices` in order, as (uint8 images, labels of `columns`) batches."""
+    for start in range(0, len(indices), batch_size):
+        rows = indices[start : start + batch_size]
+        images = torch.from_numpy(data.read_images(rows))
+        yield images, torch.from_numpy(data.labels[rows][:, columns])
 
 
 class BatchStream:
