@@ -29,16 +29,19 @@ import torch
 from PIL import Image, ImageDraw
 
 from fader.align import faces_in
+from fader.batching import MAX_BATCH
 from fader.editor import preview_of
 from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
-from fader.models import ModelLibrary, authors_choices, bundled_models
+from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.photo import load_photo, too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 MAX_UPLOAD_BYTES = 25 * 2**20
 MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
+TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
+LIVE_EDITS = MAX_BATCH  # slider moves in flight at once: their decodes share one batch
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
@@ -162,7 +165,7 @@ def encode(
     if image is None:
         return None, "Upload a photo to start.", ""
     if isinstance(image, RejectedPhoto):
-        return None, image.message, ""
+        return None, markdown_text(image.message), ""
     editor = library.editor(model_name)
     if not editor.aligns_faces and shows_a_face(image):
         return (
@@ -174,7 +177,7 @@ def encode(
     try:
         photo_id = editor.load(image, session)
     except ValueError as error:
-        return None, str(error), ""
+        return None, markdown_text(str(error)), ""
     finally:
         return_freed_memory()  # the decoded upload's pages, back to the system
     prepared = editor.photo(photo_id, session)
@@ -333,13 +336,28 @@ def model_description(library: ModelLibrary, model_name: str) -> str:
     return "\n\n".join(lines)
 
 
-def switch_model(library: ModelLibrary, model_name: str) -> list:
-    """The page for another model: what it edits, its sliders, its sweep choices."""
-    editor = library.editor(model_name)
+def switch_model(library: ModelLibrary, model_name: str, current: str | None = None) -> list:
+    """The page for another model: the list's choice, what it edits, its sweep choices and
+    sliders, and a status line. A model that cannot load leaves the page on `current` and says
+    why in the status, whole."""
+    try:
+        editor = library.editor(model_name)
+    except ValueError as error:
+        if current is None or current == model_name:
+            raise
+        unchanged = [gr.update()] * (2 + MAX_SLIDERS)
+        message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
+        return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = [plain_words(a) for a in editor.attributes]
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
     info = model_description(library, model_name)
-    return [info, gr.update(choices=choices, value=choices[0]), *sliders]
+    sweep = gr.update(choices=choices, value=choices[0])
+    return [gr.update(value=model_name), model_name, info, sweep, *sliders, gr.update()]
+
+
+def markdown_text(message: str) -> str:
+    """`message` shown as written in a Markdown box: `<urlopen error …>` is text, not a tag."""
+    return message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def shows_a_face(photo: str) -> bool:
@@ -414,6 +432,7 @@ def for_session(handler: Callable, library: ModelLibrary, **fixed: Any) -> Calla
 @dataclass
 class Page:
     model_name: gr.Dropdown
+    current_model: gr.State  # the model the page shows: where a failed switch goes back to
     model_info: gr.Markdown
     image: gr.Image
     status: gr.Markdown
@@ -436,7 +455,9 @@ def layout(library: ModelLibrary) -> Page:
         "[Fader Networks](https://arxiv.org/abs/1706.00409), Lample et al., NeurIPS 2017."
     )
     with gr.Row():
-        model_name = gr.Dropdown(library.names, value=library.names[0], label="Model", scale=1)
+        choices = [(choice_label(name), name) for name in library.names]
+        model_name = gr.Dropdown(choices, value=library.names[0], label="Model", scale=1)
+        current_model = gr.State(library.names[0])
         model_info = gr.Markdown()
     with gr.Row():
         with gr.Column():
@@ -481,12 +502,20 @@ def layout(library: ModelLibrary) -> Page:
     for kind, paths in example_photos().items():
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
-        model_name, model_info, image, status, crop, photo_id, sliders, edited_crop,
+        model_name, current_model, model_info, image, status, crop, photo_id, sliders, edited_crop,
         edited_photo, download, sweep_attribute, sweep_steps, sweep_button, sweep_strip,
     )  # fmt: skip
 
 
-def wire(page: Page, library: ModelLibrary) -> None:
+def model_page(page: Page) -> list:
+    """What `switch_model` updates."""
+    return [
+        page.model_name, page.current_model, page.model_info, page.sweep_attribute,
+        *page.sliders, page.status,
+    ]  # fmt: skip
+
+
+def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
     exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
     exports.mkdir(parents=True, exist_ok=True)
     bound = {
@@ -499,11 +528,15 @@ def wire(page: Page, library: ModelLibrary) -> None:
         ]
     }
     bound["export"] = for_session(export, library, folder=exports)
-    switch = user_errors(lambda model_name: switch_model(library, model_name))
+
+    def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
+        """Downloads and conversions show their progress (tqdm) in the page."""
+        return switch_model(library, model_name, current)
+
+    switch = user_errors(switch)
     edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
     encoded = [page.crop, page.status, page.photo_id]
-    model_page = [page.model_info, page.sweep_attribute, *page.sliders]
     hidden = {"api_visibility": "private"}
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
 
@@ -517,7 +550,15 @@ def wire(page: Page, library: ModelLibrary) -> None:
         )
 
     slider_moves = [s.input for s in page.sliders] + [s.release for s in page.sliders]
-    gr.on(slider_moves, bound["edit"], edit_inputs, edit_outputs, api_name="edit", **live)
+    gr.on(
+        slider_moves,
+        bound["edit"],
+        edit_inputs,
+        edit_outputs,
+        api_name="edit",
+        concurrency_limit=live_edits,
+        **live,
+    )
     releases = [s.release for s in page.sliders]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(
@@ -536,22 +577,26 @@ def wire(page: Page, library: ModelLibrary) -> None:
         page.sweep_strip,
         api_name="sweep",
     )
-    switched = page.model_name.change(switch, page.model_name, model_page, api_name="switch_model")
+    switched = page.model_name.input(
+        switch, [page.model_name, page.current_model], model_page(page), api_name="switch_model"
+    )
     then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
 
 
-def build_demo(library: ModelLibrary) -> gr.Blocks:
+def build_demo(library: ModelLibrary, live_edits: int = LIVE_EDITS) -> gr.Blocks:
+    """The page for `library`'s models. `live_edits` slider moves are handled at once (their
+    decodes batched); 1 handles them one at a time, the baseline `bench/app_load.py` measures."""
     encode_examples(library, library.names[0])  # and a model that cannot load fails here
     with gr.Blocks(
         title="Fader: edit photos by sliding attributes",
         delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME),
     ) as demo:
         page = layout(library)
-        wire(page, library)
+        wire(page, library, live_edits)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),
             page.model_name,
-            [page.model_info, page.sweep_attribute, *page.sliders],
+            model_page(page),
             api_visibility="private",
         )
     return demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
@@ -582,6 +627,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--share", action="store_true", help="also serve on a public gradio.live link"
     )
     parser.add_argument(
+        "--live-edits",
+        type=int,
+        default=LIVE_EDITS,
+        help=f"slider moves handled at once, their decodes batched (default {LIVE_EDITS}; "
+        "1 handles one move at a time)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=max(1, (os.cpu_count() or 2) // 2),
@@ -596,9 +648,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        names = args.model + list(bundled_models()) + authors_choices()
+        # The user's models first; else a face model when one can be had (the authors', once
+        # converted or downloadable), else the bundled one, so a visitor meets a face model.
+        names = args.model + authors_choices() + list(bundled_models())
         library = ModelLibrary(names, args.aligner)
-        demo = build_demo(library)
+        if args.live_edits < 1:
+            raise ValueError("--live-edits must be at least 1.")
+        demo = build_demo(library, args.live_edits)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

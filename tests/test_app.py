@@ -169,7 +169,10 @@ def test_a_forgotten_latent_is_rebuilt_from_the_photo(server, models, photos):
 
 def test_switching_models_relabels_the_sliders(server, models):
     client, _ = server
-    info, sweep_choice, *slider_states = client.predict(models["scene"], api_name="/switch_model")
+    choice, info, sweep_choice, *slider_states, _ = client.predict(
+        models["scene"], models["face"], api_name="/switch_model"
+    )
+    assert choice["value"] == models["scene"]
     assert "does not edit faces" in info and "Day, Night, Dusk" in info
     assert "0 = without the attribute, 1 = with it" in info, "the sliders' meaning is on the page"
     assert sweep_choice["value"] == "Day"
