@@ -91,6 +91,8 @@ def test_python_m_train_attrs_smiling_male_trains_on_celeba_from_the_hugging_fac
     assert model.attributes == ["Smiling", "Male"] and model.config.preprocessing == "celeba"
     assert model.config.training["dataset"] == "celeba" and model.config.training["layout"] == "hub"
     assert model.config.training["train_images"] == 24, "the official training split"
+    card = (run / "README.md").read_text()
+    assert "datasets:\n- celeba" in card and "non-commercial research only" in card
     assert "Model saved to runs/smiling-male" in done.stdout + done.stderr
 
 

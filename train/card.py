@@ -47,7 +47,9 @@ def model_card(
         if sample_image
         else ""
     )
-    dataset = DATASETS.get(training.get("layout", ""))
+    # the dataset's name (CelebA from the Hub too); configs before `dataset` named it in layout
+    named = training.get("dataset", training.get("layout", ""))
+    dataset = DATASETS.get(named)
     datasets = f"datasets:\n- {dataset}\n" if dataset else ""
     attribute_list = "\n".join(f"- `{name}`" for name in config.attributes)
     return f"""---
@@ -69,7 +71,7 @@ A [Fader Network](https://arxiv.org/abs/{PAPER}) (Lample et al., NeurIPS 2017) t
 {attribute_list}
 
 Inputs are prepared with `{config.preprocessing}` preprocessing.
-{DATASET_NOTES.get(training.get("layout", ""), "")}
+{DATASET_NOTES.get(named, "")}
 {sample}
 ## Use it
 
