@@ -569,7 +569,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
         )
 
     # drags fire input (live) and release; keys, typing and reset fire change: all reach both
-    slider_moves = [s.input for s in page.sliders] + [s.change for s in page.sliders]
+    slider_moves = [s.input for s in page.sliders] + [s.release for s in page.sliders]
     gr.on(
         slider_moves,
         bound["edit"],

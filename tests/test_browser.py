@@ -201,6 +201,21 @@ def test_arrow_keys_reach_the_preview_and_the_download(page_url, photos):
         )
         page.get_by_text("Smiling=0.2").wait_for(timeout=30_000)  # the new download's name
 
+        def after(action, name: str) -> None:
+            before = page.locator("#edited-crop img").get_attribute("src")
+            action()
+            page.wait_for_function(
+                "before => document.querySelector('#edited-crop img').src !== before",
+                arg=before,
+                timeout=30_000,
+            )
+            page.locator("#download").get_by_text(name).wait_for(timeout=30_000)
+
+        number = page.locator("#slider-column input[type=number]").first
+        after(lambda: (number.fill("1.5"), number.press("Enter")), "Smiling=1.5")  # typed
+        reset = page.locator("#slider-column button.reset-button").first
+        after(reset.click, "unchanged")  # reset to 0
+
 
 def test_on_a_phone_the_edit_stays_in_view_while_a_slider_is_dragged(page_url, photos):
     with opened(page_url, PHONE) as page:
