@@ -24,18 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from fader.align import faces_in
+from fader.batching import MAX_BATCH
+from fader.editor import preview_of
 from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
-from fader.models import ModelLibrary, authors_choices, bundled_models
-from fader.photo import too_large_message
+from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
+from fader.photo import load_photo, too_large_message
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 MAX_UPLOAD_BYTES = 25 * 2**20
 MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
+TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
+LIVE_EDITS = MAX_BATCH  # slider moves in flight at once: their decodes share one batch
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
@@ -159,19 +165,26 @@ def encode(
     if image is None:
         return None, "Upload a photo to start.", ""
     if isinstance(image, RejectedPhoto):
-        return None, image.message, ""
+        return None, markdown_text(image.message), ""
     editor = library.editor(model_name)
+    if not editor.aligns_faces and shows_a_face(image):
+        return (
+            None,
+            f"This photo shows a face, but **{model_name}** does not edit faces. "
+            + (GET_A_FACE_MODEL),
+            "",
+        )
     try:
         photo_id = editor.load(image, session)
     except ValueError as error:
-        return None, str(error), ""
+        return None, markdown_text(str(error)), ""
     finally:
         return_freed_memory()  # the decoded upload's pages, back to the system
     prepared = editor.photo(photo_id, session)
     how = f"Face aligned with {prepared.face.backend}." if prepared.face else "Centre square."
     read = [plain_words(name) for name, value in prepared.slider_start.items() if value]
     judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
-    return prepared.crop, " ".join(filter(None, [how, judged, prepared.note])), photo_id
+    return shown(prepared.crop), " ".join(filter(None, [how, judged, prepared.note])), photo_id
 
 
 def starting_sliders(
@@ -210,13 +223,12 @@ def edit(
     session: str = "",
 ) -> tuple:
     """The live path: decoder only, pasted into the preview-sized photo."""
+    sliders = slider_values(library, model_name, values)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None, None, ""
-    result = library.editor(model_name).edit(
-        photo_id, slider_values(library, model_name, values), session
-    )
-    return result.crop, result.photo, photo_id
+    result = library.editor(model_name).edit(photo_id, sliders, session)
+    return shown(result.crop), result.photo, photo_id
 
 
 def export(
@@ -229,10 +241,10 @@ def export(
     folder: Path | None = None,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
+    sliders = slider_values(library, model_name, values)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None
-    sliders = slider_values(library, model_name, values)
     result = library.editor(model_name).edit(photo_id, sliders, session, full_resolution=True)
     folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
     path = folder / download_name(model_name, sliders)
@@ -260,15 +272,18 @@ def sweep(
     session: str = "",
 ) -> Image.Image:
     """One attribute from the slider minimum to maximum, other sliders as set."""
+    (steps,) = finite([steps], "The number of steps")
+    sliders = slider_values(library, model_name, values)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         raise ValueError("Upload a photo first.")
-    (steps,) = finite([steps], "The number of steps")
     editor = library.editor(model_name)
     name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
     low, high = editor.model.config.slider_range
-    sliders = slider_values(library, model_name, values)
-    return editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
+    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
+    factor = max(1, -(-SHOWN_SIDE // 2 // strip.height))  # tiles at least half a shown crop
+    strip = strip.resize((strip.width * factor, strip.height * factor), Image.Resampling.NEAREST)
+    return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
 
 
 def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
@@ -288,14 +303,93 @@ def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, An
     ]
 
 
-def switch_model(library: ModelLibrary, model_name: str) -> list:
-    """The page for another model: what it edits, its sliders, its sweep choices."""
+GET_A_FACE_MODEL = (
+    "For faces, choose a face model in the list above, start the app with one "
+    "(`python app.py --model alice/fader-smiling-male`, a Hub repo or a folder), convert the "
+    "authors' (`python -m fader.convert_authors male --out models/male`) or train one on "
+    "CelebA (`python -m train --attrs Smiling Male`)."
+)
+
+
+def what_it_edits(config: Any) -> str:
+    """The kind of picture a model was trained on, in words a visitor understands."""
+    if config.aligns_faces:
+        return "faces (found in the photo and aligned like CelebA)"
+    if "mnist" in str(config.training.get("dataset", config.training.get("layout", ""))):
+        return "handwritten digits (the photo's centre square)"
+    return "whole pictures like the ones it was trained on (the photo's centre square)"
+
+
+def model_description(library: ModelLibrary, model_name: str) -> str:
     editor = library.editor(model_name)
-    kind = "faces (aligned like CelebA)" if editor.aligns_faces else "whole images (centre square)"
+    config = editor.model.config
+    low, high = config.slider_range
+    names = ", ".join(plain_words(a) for a in editor.attributes)
+    lines = [
+        f"**{model_name}** edits {what_it_edits(config)}, {config.image_size}×"
+        f"{config.image_size}: {names}.",
+        f"Each slider runs from {low:g} to {high:g}: 0 = without the attribute, 1 = with it, "
+        "past 1 stronger, below 0 the opposite.",
+    ]
+    if not config.aligns_faces:
+        lines.append(f"This model does not edit faces. {GET_A_FACE_MODEL}")
+    return "\n\n".join(lines)
+
+
+def switch_model(library: ModelLibrary, model_name: str, current: str | None = None) -> list:
+    """The page for another model: the list's choice, what it edits, its sweep choices and
+    sliders, and a status line. A model that cannot load leaves the page on `current` and says
+    why in the status, whole."""
+    try:
+        editor = library.editor(model_name)
+    except ValueError as error:
+        if current is None or current == model_name:
+            raise
+        unchanged = [gr.update()] * (2 + MAX_SLIDERS)
+        message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
+        return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = [plain_words(a) for a in editor.attributes]
-    info = f"**{model_name}** edits {kind}: {', '.join(choices)}."
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
-    return [info, gr.update(choices=choices, value=choices[0]), *sliders]
+    info = model_description(library, model_name)
+    sweep = gr.update(choices=choices, value=choices[0])
+    return [gr.update(value=model_name), model_name, info, sweep, *sliders, gr.update()]
+
+
+def markdown_text(message: str) -> str:
+    """`message` shown as written in a Markdown box: `<urlopen error …>` is text, not a tag."""
+    return message.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def shows_a_face(photo: str) -> bool:
+    """Whether a face can be seen in the photo (dlib's detector on a preview: offline, ~0.1 s)."""
+    try:
+        return bool(faces_in(preview_of(load_photo(photo)), 64, backend="dlib"))
+    except ValueError:
+        return False
+
+
+SHOWN_SIDE = 192  # crops smaller than this are enlarged for the page, pixel for pixel
+
+
+def shown(image: Image.Image | None) -> Image.Image | None:
+    """A small model's crop enlarged by a whole factor with nearest neighbour: readable, and
+    every pixel still the model's own (no blur made up by the browser's scaling)."""
+    if image is None or image.width >= SHOWN_SIDE:
+        return image
+    factor = -(-SHOWN_SIDE // image.width)
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def labelled_strip(strip: Image.Image, alphas: Sequence[float], attribute: str) -> Image.Image:
+    """The sweep's crops with the α of each written under it."""
+    tile = strip.height
+    canvas = Image.new("RGB", (strip.width, tile + 24), "white")
+    canvas.paste(strip, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, alpha in enumerate(alphas):
+        text = f"{attribute} {alpha:.2g}" if i == 0 else f"{alpha:.2g}"
+        draw.text((i * tile + 4, tile + 5), text, fill="black")
+    return canvas
 
 
 def example_photos() -> dict[str, list[Path]]:
@@ -338,6 +432,7 @@ def for_session(handler: Callable, library: ModelLibrary, **fixed: Any) -> Calla
 @dataclass
 class Page:
     model_name: gr.Dropdown
+    current_model: gr.State  # the model the page shows: where a failed switch goes back to
     model_info: gr.Markdown
     image: gr.Image
     status: gr.Markdown
@@ -360,7 +455,9 @@ def layout(library: ModelLibrary) -> Page:
         "[Fader Networks](https://arxiv.org/abs/1706.00409), Lample et al., NeurIPS 2017."
     )
     with gr.Row():
-        model_name = gr.Dropdown(library.names, value=library.names[0], label="Model", scale=1)
+        choices = [(choice_label(name), name) for name in library.names]
+        model_name = gr.Dropdown(choices, value=library.names[0], label="Model", scale=1)
+        current_model = gr.State(library.names[0])
         model_info = gr.Markdown()
     with gr.Row():
         with gr.Column():
@@ -405,12 +502,20 @@ def layout(library: ModelLibrary) -> Page:
     for kind, paths in example_photos().items():
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
-        model_name, model_info, image, status, crop, photo_id, sliders, edited_crop,
+        model_name, current_model, model_info, image, status, crop, photo_id, sliders, edited_crop,
         edited_photo, download, sweep_attribute, sweep_steps, sweep_button, sweep_strip,
     )  # fmt: skip
 
 
-def wire(page: Page, library: ModelLibrary) -> None:
+def model_page(page: Page) -> list:
+    """What `switch_model` updates."""
+    return [
+        page.model_name, page.current_model, page.model_info, page.sweep_attribute,
+        *page.sliders, page.status,
+    ]  # fmt: skip
+
+
+def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
     exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
     exports.mkdir(parents=True, exist_ok=True)
     bound = {
@@ -423,11 +528,15 @@ def wire(page: Page, library: ModelLibrary) -> None:
         ]
     }
     bound["export"] = for_session(export, library, folder=exports)
-    switch = user_errors(lambda model_name: switch_model(library, model_name))
+
+    def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
+        """Downloads and conversions show their progress (tqdm) in the page."""
+        return switch_model(library, model_name, current)
+
+    switch = user_errors(switch)
     edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
     encoded = [page.crop, page.status, page.photo_id]
-    model_page = [page.model_info, page.sweep_attribute, *page.sliders]
     hidden = {"api_visibility": "private"}
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
 
@@ -441,7 +550,15 @@ def wire(page: Page, library: ModelLibrary) -> None:
         )
 
     slider_moves = [s.input for s in page.sliders] + [s.release for s in page.sliders]
-    gr.on(slider_moves, bound["edit"], edit_inputs, edit_outputs, api_name="edit", **live)
+    gr.on(
+        slider_moves,
+        bound["edit"],
+        edit_inputs,
+        edit_outputs,
+        api_name="edit",
+        concurrency_limit=live_edits,
+        **live,
+    )
     releases = [s.release for s in page.sliders]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(
@@ -460,22 +577,26 @@ def wire(page: Page, library: ModelLibrary) -> None:
         page.sweep_strip,
         api_name="sweep",
     )
-    switched = page.model_name.change(switch, page.model_name, model_page, api_name="switch_model")
+    switched = page.model_name.input(
+        switch, [page.model_name, page.current_model], model_page(page), api_name="switch_model"
+    )
     then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
 
 
-def build_demo(library: ModelLibrary) -> gr.Blocks:
+def build_demo(library: ModelLibrary, live_edits: int = LIVE_EDITS) -> gr.Blocks:
+    """The page for `library`'s models. `live_edits` slider moves are handled at once (their
+    decodes batched); 1 handles them one at a time, the baseline `bench/app_load.py` measures."""
     encode_examples(library, library.names[0])  # and a model that cannot load fails here
     with gr.Blocks(
         title="Fader: edit photos by sliding attributes",
         delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME),
     ) as demo:
         page = layout(library)
-        wire(page, library)
+        wire(page, library, live_edits)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),
             page.model_name,
-            [page.model_info, page.sweep_attribute, *page.sliders],
+            model_page(page),
             api_visibility="private",
         )
     return demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY)
@@ -506,6 +627,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--share", action="store_true", help="also serve on a public gradio.live link"
     )
     parser.add_argument(
+        "--live-edits",
+        type=int,
+        default=LIVE_EDITS,
+        help=f"slider moves handled at once, their decodes batched (default {LIVE_EDITS}; "
+        "1 handles one move at a time)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         default=max(1, (os.cpu_count() or 2) // 2),
@@ -520,9 +648,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        names = args.model + list(bundled_models()) + authors_choices()
+        # The user's models first; else a face model when one can be had (the authors', once
+        # converted or downloadable), else the bundled one, so a visitor meets a face model.
+        names = args.model + authors_choices() + list(bundled_models())
         library = ModelLibrary(names, args.aligner)
-        demo = build_demo(library)
+        if args.live_edits < 1:
+            raise ValueError("--live-edits must be at least 1.")
+        demo = build_demo(library, args.live_edits)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -25,7 +25,7 @@ METRIC_LABELS = {
     "swap_accuracy_extended": "Swap accuracy at the ends of the slider range",
 }
 SAMPLE_CAPTION = "Samples: original, reconstruction, each attribute flipped"
-# Hub dataset names for the data a run can read (`training["layout"]`); other data is the user's.
+# Hub dataset names for the data a run can read (`training["dataset"]`); other data is the user's.
 DATASETS = {"celeba": "celeba", "mnist5k": "mnist"}
 DATASET_NOTES = {
     "celeba": "Trained on CelebA, which its authors release for non-commercial research only: "
@@ -52,7 +52,8 @@ def model_card(
     `origin` is Markdown on where the weights come from; `appendix` ends the card.
     """
     training = config.training
-    layout = training.get("layout", "")
+    # the training data's name (CelebA from the Hub too); configs before `dataset` used layout
+    layout = training.get("dataset", training.get("layout", ""))
     labels = {**METRIC_LABELS, **(metric_labels or {})}
     order = {name: i for i, name in enumerate(labels)}  # the labels' order, then the rest's
     metrics = sorted(config.metrics.items(), key=lambda item: order.get(item[0], len(order)))

@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from fader.align import AlignedFace, faces_in, largest_face, paste_back, rescaled
+from fader.batching import DecodeBatcher
 from fader.classifier import Classifier
 from fader.model import FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
@@ -84,6 +85,7 @@ class Editor:
         self.classifier = classifier.eval() if classifier is not None else None
         self.aligner = aligner
         self.photos: PhotoStore[PreparedPhoto] = PhotoStore(limits)
+        self.decoder = DecodeBatcher(self._decode_batch)  # concurrent moves: one batch
 
     @property
     def attributes(self) -> list[str]:
@@ -133,6 +135,10 @@ class Editor:
             }
         return PreparedPhoto(photo, preview, crop, latent, face, preview_face, note, start)
 
+    def _decode_batch(self, latent: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():  # on whichever request's thread leads the batch
+            return self.model.decode(latent, channels)
+
     def photo(self, photo_id: str, session: str = "") -> PreparedPhoto:
         """The session's prepared photo; `PhotoNotLoaded` (a ValueError) for any other id."""
         return self.photos.get(session, photo_id)
@@ -144,7 +150,8 @@ class Editor:
         latent = self.photo(photo_id, session).latent
         with torch.inference_mode():
             y = torch.cat([self.model.slider_channels(values) for values in alphas])
-            return to_images(self.model.decode(latent.expand(len(alphas), -1, -1, -1), y))
+            z = latent.expand(len(alphas), -1, -1, -1)
+            return to_images(self.decoder.decode(z, y))
 
     def edit(
         self,

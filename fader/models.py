@@ -7,8 +7,16 @@ fetch the authors' models when one is asked for.
 """
 
 import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from huggingface_hub import hf_hub_download
+from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+from fader.authors_cache import authors_model, default_cache_dir
+from fader.authors_release import RELEASED, released_url
 from fader.classifier import Classifier
 from fader.editor import Editor
 from fader.environment import offline
@@ -30,20 +38,61 @@ def bundled_models() -> dict[str, Path]:
 
 
 AUTHORS_PREFIX = "authors: "
+PROBE_TIMEOUT = 3.0  # seconds the download server gets to answer whether a file is there
+PROBE_MEMORY = 600.0  # seconds an answer is trusted before the server is asked again
+_probes: dict[str, tuple[float, int | None]] = {}  # url → (when asked, size or None)
+_probes_lock = threading.Lock()
+
+
+def download_size(url: str) -> int | None:
+    """The size in bytes of `url` if it can be downloaded now, else None: found by asking (a
+    HEAD request), not guessed from settings, and remembered for PROBE_MEMORY seconds."""
+    if offline():
+        return None
+    with _probes_lock:
+        asked = _probes.get(url)
+    if asked is not None and time.monotonic() - asked[0] < PROBE_MEMORY:
+        return asked[1]
+    try:
+        request = urllib.request.Request(url, method="HEAD")
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as reply:
+            size: int | None = int(reply.headers.get("Content-Length") or 0)
+    except (OSError, ValueError):
+        size = None
+    with _probes_lock:
+        _probes[url] = (time.monotonic(), size)
+    return size
+
+
+def authors_converted(name: str) -> bool:
+    return (default_cache_dir() / name / "config.json").is_file()
 
 
 def authors_choices() -> list[str]:
-    """The authors' released CelebA models the app can offer: already converted, or
-    downloadable (not when offline). Each downloads and converts on first use."""
-    from fader.authors_cache import default_cache_dir
-    from fader.authors_release import RELEASED
-
-    cache = default_cache_dir()
+    """The authors' released CelebA models that can really be loaded now: already converted,
+    or downloadable (the server answered). Each downloads and converts on first use."""
+    names = list(RELEASED)
+    with ThreadPoolExecutor(len(names)) as pool:  # one short wait, not five
+        sizes = dict(
+            zip(names, pool.map(lambda n: download_size(released_url(n)), names), strict=True)
+        )
     return [
         AUTHORS_PREFIX + name
-        for name in RELEASED
-        if not offline() or (cache / name / "config.json").is_file()
+        for name in names
+        if authors_converted(name) or sizes[name] is not None
     ]
+
+
+def choice_label(name: str) -> str:
+    """How the model list shows `name`: a model still to be downloaded says so, with its size."""
+    if not name.startswith(AUTHORS_PREFIX):
+        return name
+    release = name.removeprefix(AUTHORS_PREFIX)
+    if authors_converted(release):
+        return name
+    size = download_size(released_url(release))
+    mb = f"{size / 2**20:.0f} MB" if size else "size unknown"
+    return f"{name} (downloads {mb} once; CC BY-NC, non-commercial)"
 
 
 def load_classifier(name: str) -> Classifier | None:
@@ -55,9 +104,6 @@ def load_classifier(name: str) -> Classifier | None:
         return Classifier.from_folder(folder) if has_one else None
     if name.startswith(AUTHORS_PREFIX):
         return None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-
     try:
         files = [hf_hub_download(name, f) for f in (CLASSIFIER_CONFIG, CLASSIFIER_WEIGHTS)]
     except (HfHubHTTPError, LocalEntryNotFoundError, HFValidationError, OSError):
@@ -71,8 +117,6 @@ def load_model(name: str) -> FaderNetwork:
     if name in bundled:
         return FaderNetwork.from_pretrained(bundled[name])
     if name.startswith(AUTHORS_PREFIX):
-        from fader.authors_cache import authors_model
-
         return FaderNetwork.from_pretrained(authors_model(name.removeprefix(AUTHORS_PREFIX)))
     return FaderNetwork.from_pretrained(name)
 

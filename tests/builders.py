@@ -4,9 +4,14 @@ Each attribute draws something visible, so a model can learn it and a grid shows
 "Smiling" a bright mouth bar, "Male" a dark band across the top, "Eyeglasses" two rings.
 """
 
+import hashlib
+import io
+import os
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image, ImageDraw
 
 CELEBA_ATTRIBUTES = ["Eyeglasses", "Male", "Smiling"]
@@ -83,3 +88,54 @@ def make_class_folders(root: Path, per_class: int = 12) -> Path:
             pixels[row : row + 10, column + 5 : column + 40] = 255 - level
             Image.fromarray(pixels).save(folder / f"{i}.jpg")
     return root
+
+
+def jpeg_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
+
+
+def hub_celeba_table(n: int, seed: int, labels: str = "bool") -> pa.Table:
+    """Rows in the schema of the Hub's CelebA parquet files: `image` as the `datasets` Image
+    feature (a struct of encoded `bytes` and a `path`), `celeb_id`, then one column per
+    attribute: boolean (`labels="bool"`) or CelebA's own -1/1 (`labels="pm1"`)."""
+    rng = np.random.default_rng(seed)
+    flags = [{a: bool(rng.integers(2)) for a in CELEBA_ATTRIBUTES} for _ in range(n)]
+    images = [
+        {"bytes": jpeg_bytes(face_like_image(f, seed=seed * 1000 + i)), "path": f"{i:06d}.jpg"}
+        for i, f in enumerate(flags)
+    ]
+    columns = {
+        "image": pa.array(images, pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "celeb_id": pa.array(rng.integers(1, 10_000, n), pa.int64()),
+    }
+    for attribute in CELEBA_ATTRIBUTES:
+        values = [f[attribute] for f in flags]
+        columns[attribute] = (
+            pa.array(values, pa.bool_())
+            if labels == "bool"
+            else pa.array([1 if v else -1 for v in values], pa.int64())
+        )
+    return pa.table(columns)
+
+
+def make_hub_dataset(hub_cache: Path, repo: str, shards: dict[str, pa.Table]) -> Path:
+    """A dataset as huggingface_hub lays it out in its cache after `snapshot_download`:
+    `datasets--OWNER--NAME/refs/main` naming a revision, `snapshots/<rev>/<path>` linking to
+    `blobs/<hash>`. Returns the snapshot folder."""
+    repo_dir = hub_cache / f"datasets--{repo.replace('/', '--')}"
+    revision = hashlib.sha1(repo.encode()).hexdigest()
+    snapshot = repo_dir / "snapshots" / revision
+    (repo_dir / "blobs").mkdir(parents=True)
+    for name, table in shards.items():
+        staging = repo_dir / "blobs" / "staging.parquet"
+        pq.write_table(table, staging)
+        blob = repo_dir / "blobs" / hashlib.sha256(staging.read_bytes()).hexdigest()
+        staging.rename(blob)
+        link = snapshot / name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (repo_dir / "refs").mkdir()
+    (repo_dir / "refs" / "main").write_text(revision)
+    return snapshot

@@ -1,6 +1,7 @@
 """The real Gradio server on 127.0.0.1, driven through gradio_client as API users would."""
 
 import io
+import os
 import re
 import socket
 import struct
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
 from PIL import Image
 from skimage import data as skimage_data
 
@@ -116,7 +118,9 @@ def test_upload_edit_sweep_through_the_real_server(server, models, photos):
         models["face"], handle_file(photos["astronaut"]), api_name="/encode"
     )
     assert "Face aligned with dlib" in status and handle
-    assert Image.open(crop).size == (64, 64)
+    shown = np.asarray(Image.open(crop))
+    assert shown.shape == (192, 192, 3), "a 64² crop is shown 3× larger"
+    assert np.array_equal(shown, shown[::3, ::3].repeat(3, 0).repeat(3, 1)), "pixel for pixel"
     neutral_crop, _, same = client.predict(models["face"], None, handle, *NEUTRAL, api_name="/edit")
     smiling_crop, smiling_photo, _ = client.predict(
         models["face"], None, handle, *sliders(Smiling=2.0), api_name="/edit"
@@ -127,7 +131,7 @@ def test_upload_edit_sweep_through_the_real_server(server, models, photos):
         np.asarray(Image.open(neutral_crop)), np.asarray(Image.open(smiling_crop))
     )
     strip = client.predict(models["face"], None, handle, "Smiling", 5, *NEUTRAL, api_name="/sweep")
-    assert Image.open(strip).size == (5 * 64, 64)
+    assert Image.open(strip).size == (5 * 128, 128 + 24), "five 2× tiles over a row of α labels"
 
 
 def test_clicking_an_example_finds_it_already_encoded(models, tmp_path):
@@ -145,7 +149,10 @@ def test_clicking_an_example_finds_it_already_encoded(models, tmp_path):
             crop, status, _ = client.predict(
                 models["scene"], handle_file(example), api_name="/encode"
             )
-            assert status.startswith("Centre square") and Image.open(crop).size == (64, 64)
+            if example.parent.name == "faces":  # this model edits no faces, and says so
+                assert "shows a face" in status and crop is None
+            else:
+                assert status.startswith("Centre square") and Image.open(crop).size == (192, 192)
         assert len(examples) >= 5 and encoder_calls == []
         client.predict(models["scene"], handle_file(not_an_example), api_name="/encode")
         hook.remove()
@@ -157,13 +164,17 @@ def test_a_forgotten_latent_is_rebuilt_from_the_photo(server, models, photos):
     crop, _, handle = client.predict(
         models["face"], handle_file(photos["astronaut"]), "not-a-handle", *NEUTRAL, api_name="/edit"
     )
-    assert Image.open(crop).size == (64, 64) and handle != "not-a-handle"
+    assert Image.open(crop).size == (192, 192) and handle != "not-a-handle"
 
 
 def test_switching_models_relabels_the_sliders(server, models):
     client, _ = server
-    info, sweep_choice, *slider_states = client.predict(models["scene"], api_name="/switch_model")
-    assert "edits whole images" in info and "Day, Night, Dusk" in info
+    choice, info, sweep_choice, *slider_states, _ = client.predict(
+        models["scene"], models["face"], api_name="/switch_model"
+    )
+    assert choice["value"] == models["scene"]
+    assert "does not edit faces" in info and "Day, Night, Dusk" in info
+    assert "0 = without the attribute, 1 = with it" in info, "the sliders' meaning is on the page"
     assert sweep_choice["value"] == "Day"
     assert [s["label"] for s in slider_states[:3]] == ["Day", "Night", "Dusk"]
     assert [s["visible"] for s in slider_states[2:5]] == [True, False, False]
@@ -283,3 +294,130 @@ def test_export_is_the_full_resolution_photo_as_png(server, models, tmp_path):
     exported = client.predict(models["face"], None, handle, *sliders(Male=1.0), api_name="/export")
     assert max(Image.open(preview).size) == 768, "live edits paste into a preview"
     assert Image.open(exported).size == (1500, 1500) and Image.open(exported).format == "PNG"
+
+
+def call_raw(url: str, api: str, data: list) -> list:
+    """One call of a named endpoint over Gradio's plain HTTP API (as curl would send it)."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/gradio_api/call/{api}",
+        data=json.dumps({"data": data}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as reply:
+        event_id = json.loads(reply.read())["event_id"]
+    with urllib.request.urlopen(f"{url.rstrip('/')}/gradio_api/call/{api}/{event_id}") as reply:
+        lines = reply.read().decode().splitlines()
+    event = next(i for i, line in enumerate(lines) if line.startswith("event: "))
+    return [lines[event], json.loads(lines[event + 1].removeprefix("data: "))]
+
+
+def data_url(body: bytes) -> dict:
+    import base64
+
+    encoded = base64.b64encode(body).decode()
+    return {"url": f"data:image/png;base64,{encoded}", "meta": {"_type": "gradio.FileData"}}
+
+
+def test_a_data_url_passes_the_same_gate_as_an_upload(server, models, photos):
+    _, url = server
+    kind, (_, status, photo_id) = call_raw(
+        url, "encode", [models["face"], data_url(photos["astronaut"].read_bytes())]
+    )
+    assert kind == "event: complete" and photo_id and "Face aligned" in status
+    kind, (_, status, photo_id) = call_raw(
+        url, "encode", [models["face"], data_url(photos["huge"].read_bytes())]
+    )
+    assert photo_id == "" and re.search("(?i)too large.*megapixels", status), status
+    over_the_cap = png(64, 64, 8, 2, b"\0" * 64) + os.urandom(26 * 2**20)
+    kind, (_, status, photo_id) = call_raw(url, "encode", [models["face"], data_url(over_the_cap)])
+    assert photo_id == "" and "25 MB" in status, status
+
+
+def test_another_sessions_photo_id_is_refused_like_an_unknown_one(server, models, photos):
+    _, url = server
+    owner, stranger = Client(url, verbose=False), Client(url, verbose=False)
+    _, _, photo_id = owner.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    owner.predict(models["face"], None, photo_id, *NEUTRAL, api_name="/edit")
+    for api, extra in [("/edit", ()), ("/export", ()), ("/sweep", ("Smiling", 3))]:
+        with pytest.raises(AppError, match="no longer loaded"):
+            stranger.predict(models["face"], None, photo_id, *extra, *NEUTRAL, api_name=api)
+    _, _, own_id = stranger.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    assert own_id != photo_id, "the same photo, another id: sharing the work, not the access"
+
+
+def test_parallel_exports_of_one_photo_each_get_their_own_edit(server, models, photos):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, url = server
+    reference = Client(url, verbose=False)
+    _, _, reference_id = reference.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+
+    def export(client_number: int) -> tuple[float, bytes, str]:
+        client = Client(url, verbose=False)
+        _, _, photo_id = client.predict(
+            models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+        )
+        smiling = client_number / 2 - 1
+        path = client.predict(
+            models["face"], None, photo_id, *sliders(Smiling=smiling), api_name="/export"
+        )
+        return smiling, np.asarray(Image.open(path)).tobytes(), Path(path).name
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(export, range(4)) for _ in range(3))
+    results = [r for round_ in results for r in round_]
+    for smiling, pixels, name in results:
+        expected = reference.predict(
+            models["face"], None, reference_id, *sliders(Smiling=smiling), api_name="/export"
+        )
+        assert np.asarray(Image.open(expected)).tobytes() == pixels, f"not its own edit ({smiling})"
+        assert f"Smiling={smiling:g}" in name or smiling == 0, name
+
+
+def test_slider_values_must_be_finite(server, models):
+    _, url = server
+    photo_id = ""  # checked before any photo is looked at
+    for api, extra in [("edit", []), ("export", []), ("sweep", ["Smiling", 3])]:
+        values = [float("nan")] + [0.0] * (app.MAX_SLIDERS - 1)
+        kind, message = call_raw(url, api, [models["face"], None, photo_id, *extra, *values])
+        assert kind == "event: error" and "finite" in str(message), (api, message)
+    kind, message = call_raw(
+        url, "sweep", [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL]
+    )
+    assert kind == "event: error" and "finite" in str(message), message
+
+
+def test_exports_live_in_gradios_cache_and_name_the_model_and_values(server, models, photos):
+    import tempfile
+
+    client, _ = server
+    _, _, photo_id = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    path = client.predict(
+        models["face"], None, photo_id, *sliders(Smiling=1.5, Male=-0.5), api_name="/export"
+    )
+    assert Path(path).name == "fader-face-Smiling=1.5_Male=-0.5.png"
+    assert not list(Path(tempfile.gettempdir()).glob("fader-exports/*")), "no shared export folder"
+
+
+def test_a_face_photo_under_a_model_that_does_not_edit_faces_says_so(server, models, photos):
+    client, _ = server
+    crop, status, photo_id = client.predict(
+        models["scene"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    assert crop is None and photo_id == ""
+    assert "shows a face" in status and "python -m train --attrs Smiling Male" in status
+    _, status, photo_id = client.predict(
+        models["scene"], handle_file(photos["coffee"]), api_name="/encode"
+    )
+    assert photo_id and "Centre square" in status, "a picture without a face is edited"

@@ -7,6 +7,8 @@ and a briefly trained Fader Network must score clearly higher.
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,10 +20,12 @@ from fader.classifier import Classifier, ClassifierConfig
 from tests.builders import make_class_folders
 from train.__main__ import main as train_main
 from train.classifier import main as classifier_main
-from train.evaluate import SwapTally, evaluate, held_out_batches, psnr, swap_targets
+from train.data import held_out_batches
 from train.evaluate import main as evaluate_main
+from train.metrics import SwapTally, evaluate, psnr, swap_targets
 
 COMMON = ["--workers", "1"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def test_the_classifier_reads_the_obvious_attribute(day_night: dict[str, Path]):
 
 
 def test_trained_decoder_swaps_clearly_better_than_an_untrained_one(day_night: dict[str, Path]):
-    from train.evaluate import open_run
+    from train.checkpoint import open_run
     from train.sources import TEST, VALIDATION
 
     trained, _, data = open_run(day_night["run"], None, None, None)
@@ -135,3 +139,42 @@ def test_a_classifier_for_other_attributes_is_refused_before_training(
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
     assert evaluate_main([str(day_night["run"]), "--classifier", str(tmp_path)]) == 2
     assert "holds no classifier" in capsys.readouterr().err
+
+
+def test_release_digits_refuses_a_run_that_is_not_a_digits_run_with_a_message(
+    day_night: dict[str, Path], tmp_path: Path
+):
+    """Through the real command line: exit 2 and one `error:` line, never a traceback."""
+    command = [sys.executable, "-m", "train.release_digits", "--out", str(tmp_path / "m"),
+               "--command", "python -m train --data mnist5k",
+               "--cache-dir", str(day_night["cache"])]  # fmt: skip
+    for run, message in [
+        (day_night["run"], "is not a finished --data mnist5k run"),
+        (tmp_path / "no-run", "is not a model folder"),
+    ]:
+        done = subprocess.run(
+            [*command, "--run", str(run)], cwd=ROOT, capture_output=True, text=True
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: ") and message in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "m").exists(), "nothing written for a refused run"
+
+
+def test_classifier_and_evaluate_refuse_bad_input_with_exit_code_2(tmp_path: Path, capsys):
+    assert classifier_main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err.startswith("error: --data")
+    assert evaluate_main([str(tmp_path / "no-run")]) == 2
+    assert "is not a model folder" in capsys.readouterr().err
+    assert evaluate_main([str(tmp_path / "no-run"), "--images", "0"]) == 2
+    assert "--images must be at least 1" in capsys.readouterr().err
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    for flags, message in [
+        (["--epochs", "0"], "--epochs must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--image-size", "100"], "--image-size 100 must be a power of two"),
+    ]:
+        args = ["--data", str(data), "--out", str(tmp_path / "c"), *flags]
+        assert classifier_main([*args, "--cache-dir", str(tmp_path / "cache")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists() and not (tmp_path / "cache").exists()

@@ -38,7 +38,8 @@ def csv_lines() -> list[str]:
 def test_mnist5k_is_written_as_ten_class_folders_named_in_words(cache_dir: Path):
     source = open_source(Path(MNIST5K), cache_dir=cache_dir)
     folders = cache_dir / MNIST5K
-    assert source.layout == MNIST5K and source.attributes == DIGIT_NAMES
+    assert source.dataset == MNIST5K and source.layout == "folders"
+    assert source.attributes == DIGIT_NAMES
     assert sorted(d.name for d in folders.iterdir()) == sorted(DIGIT_NAMES)
     assert len(source.files) == 5000
     assert all(len(list((folders / name).glob("*.png"))) == 500 for name in DIGIT_NAMES)

@@ -1,11 +1,13 @@
 """The training algorithm and `python -m train`, run for real on small datasets made on disk."""
 
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pytest
@@ -312,3 +314,78 @@ def _restore_cwd():
     cwd = os.getcwd()
     yield
     os.chdir(cwd)
+
+
+def test_a_resumed_run_keeps_its_whole_model_config_and_refuses_a_new_architecture(
+    tmp_path: Path, capsys
+):
+    data = make_class_folders(tmp_path / "daynight")
+    out = tmp_path / "run"
+    common = ["--cache-dir", tmp_path / "cache", "--workers", 1]
+    assert run_cli("--data", data, "--preset", "tiny", "--steps", 3, "--out", out, *common) == 0
+    before = FaderConfig(**json.loads((out / "config.json").read_text()))
+    assert run_cli("--out", out, "--resume", "--image-size", 64, "--steps", 6) == 2
+    assert "--image-size 64: a resumed run keeps its architecture" in capsys.readouterr().err
+    assert run_cli("--out", out, "--resume", "--steps", 6, "--lr", 1e-3) == 0
+    after = FaderConfig(**json.loads((out / "config.json").read_text()))
+    unchanged = [f.name for f in fields(FaderConfig) if f.name not in {"training", "metrics"}]
+    assert all(getattr(after, name) == getattr(before, name) for name in unchanged)
+    recorded = set(TrainConfig().recorded())
+    assert recorded == set(asdict(TrainConfig())) - {
+        "eval_every",
+        "save_every",
+        "eval_images",
+        "device",
+    }
+    assert after.training.keys() == recorded | {
+        "preset", "layout", "skipped_images", "train_images", "steps_done"
+    }  # fmt: skip
+    assert after.training["lr"] == 1e-3 and after.training["steps_done"] == 6
+    assert after.training["preset"] == "tiny" and after.training["layout"] == "folders"
+
+
+BAD_FLAGS = [
+    (["--batch-size", "0"], "--batch-size must be at least 1; got 0"),
+    (["--save-every", "0"], "--save-every must be at least 1"),
+    (["--eval-every", "0"], "--eval-every must be at least 1"),
+    (["--eval-images", "0"], "--eval-images must be at least 1"),
+    (["--init-fm", "0"], "--init-fm must be at least 1"),
+    (["--max-fm", "-1"], "--max-fm must be at least 1"),
+    (["--n-layers", "0"], "--n-layers must be at least 1"),
+    (["--steps", "-5"], "--steps must be at least 1; got -5"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--image-size", "100"], "--image-size 100 must be a power of two of at least 2**n_layers"),
+    (["--image-size", "0"], "--image-size 0 must be a power of two"),
+    (["--image-size", "8"], "at least 2**n_layers = 16 (n_layers 4)"),
+    (["--workers", "0"], "--workers must be at least 1"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+    (["--lambda-dis", "-1"], "--lambda-dis must be at least 0"),
+    (["--lambda-schedule", "-1"], "--lambda-schedule must be at least 0"),
+    (["--device", "tpu"], "--device 'tpu' is not a device"),
+    (["--push-every", "0"], "--push-every must be at least 1"),
+]
+
+
+def test_every_bad_flag_is_refused_with_a_message_before_any_work(tmp_path: Path, capsys):
+    """Nothing is read, preprocessed or written: the run folder and the cache never appear."""
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    common = ["--data", data, "--preset", "tiny", "--out", out, "--cache-dir", cache]
+    for flags, message in BAD_FLAGS:
+        assert run_cli(*common, *flags) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, (flags, err)
+        assert not out.exists() and not cache.exists(), flags
+
+
+def test_a_labels_csv_cannot_name_files_outside_the_data_folder(tmp_path: Path, capsys):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    (tmp_path / "secret.png").write_bytes((folder / "photo_0.png").read_bytes())
+    for outside in ["/etc/passwd", "../secret.png", "sub/../../secret.png"]:
+        labels.write_text(f"file,Smiling\nphoto_0.png,1\n{outside},0\n")
+        code = run_cli("--data", folder, "--labels", labels, "--out", tmp_path / "run")
+        assert code == 2
+        err = capsys.readouterr().err
+        assert f"line 3: {outside!r} is not a path inside the data folder" in err
+    assert not (tmp_path / "run").exists()

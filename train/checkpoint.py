@@ -1,4 +1,5 @@
-"""Training checkpoints as safetensors: both networks, both optimizers, step, RNG and configs.
+"""Training checkpoints as safetensors: both networks, both optimizers, step, RNG and configs;
+and reading a run folder back (its model, latent discriminator and data) for evaluation.
 
 No pickle anywhere, so `--resume` never executes code from a file. Writes go to a temporary
 file that replaces the previous checkpoint only once complete (rename is atomic), so a crash
@@ -7,13 +8,18 @@ mid-write leaves the last good checkpoint in place.
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from fader.model import ALIGN, FaderNetwork, LatentDiscriminator
+from train.data import PreparedData, prepare
+from train.sources import open_source
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 
@@ -57,10 +63,26 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     metadata = {"step": str(step), "info": json.dumps(info), "optimizer_groups": json.dumps(groups)}
     temporary = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(temporary), metadata=metadata)
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
+    try:
+        try:
+            save_file(tensors, str(temporary), metadata=metadata)
+        except SafetensorError as error:  # its I/O errors (a full disk) are not OSErrors
+            raise as_os_error(error, temporary) from error
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # the space goes back; the last good one stays
+        raise
     os.replace(temporary, path)
+
+
+def as_os_error(error: SafetensorError, path: Path) -> OSError:
+    """safetensors' "I/O error: … (os error 28)" as the OSError it was, so it reads the same."""
+    code = re.search(r"os error (\d+)", str(error))
+    if code is None:
+        return OSError(f"{error}")
+    number = int(code.group(1))
+    return OSError(number, os.strerror(number), str(path))
 
 
 def read_metadata(path: Path) -> dict[str, str]:
@@ -122,3 +144,22 @@ def saved_data_paths(
         labels or (Path(p) if (p := run.get("labels")) else None),
         cache_dir or (Path(p) if (p := run.get("cache_dir")) else None),
     )
+
+
+def open_run(
+    run: Path, data: Path | None, labels: Path | None, cache_dir: Path | None
+) -> tuple[FaderNetwork, LatentDiscriminator | None, PreparedData]:
+    """A run's model, its latent discriminator (from the checkpoint, if there is one) and its
+    preprocessed data (read from the cache the run made, unless flags name other paths)."""
+    model = FaderNetwork.from_pretrained(run)
+    checkpoint = run / CHECKPOINT_NAME
+    discriminator, saved_run = None, {}
+    if checkpoint.is_file():
+        saved_run = read_checkpoint_info(checkpoint)[1]["run"]
+        discriminator = LatentDiscriminator(model.config)
+        discriminator.load_state_dict(module_state(load_file(str(checkpoint)), "discriminator"))
+        discriminator.eval()
+    data_path, labels_path, cache_dir = saved_data_paths(saved_run, data, labels, cache_dir)
+    source = open_source(data_path, labels_path, cache_dir)
+    align = model.config.preprocessing == ALIGN
+    return model, discriminator, prepare(source, model.config.image_size, cache_dir, align=align)

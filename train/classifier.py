@@ -21,11 +21,12 @@ from tqdm import tqdm
 
 from fader.classifier import Classifier, ClassifierConfig
 from fader.pixels import to_model_range
-from train.data import BatchStream, PreparedData
-from train.evaluate import held_out_batches
-from train.sources import TEST, TRAIN, VALIDATION
+from train.config import check_image_size, require_at_least
+from train.data import BatchStream, PreparedData, held_out_batches, prepare
+from train.errors import WRITE_ERRORS, write_failure
+from train.sources import TEST, TRAIN, VALIDATION, open_source, select_attributes
 
-EXCLUSIVE_LAYOUTS = {"folders", "mnist5k"}  # one class per image
+CLASSIFIER_LAYERS = 3  # its fewest stride-2 blocks (ClassifierConfig.channels)
 
 
 def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator) -> torch.Tensor:
@@ -44,7 +45,7 @@ def train_classifier(
     flip: bool = True,
     seed: int = 0,
 ) -> Classifier:
-    """Fit on the training split, streaming batches from the memory-mapped cache."""
+    """Fit on the training split, reading each batch's rows from the preprocessing cache."""
     torch.manual_seed(seed)
     columns = data.attribute_columns(config.attributes)
     stream = BatchStream(data, data.indices(TRAIN), columns, batch_size, seed, flip)
@@ -104,25 +105,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from train.data import prepare
-    from train.sources import open_source, select_attributes
-
     try:
+        sizes = {"epochs": args.epochs, "batch_size": args.batch_size, "width": args.width}
+        require_at_least(1, workers=args.workers, **sizes)
+        check_image_size(args.image_size, CLASSIFIER_LAYERS)
         source = open_source(args.data, args.labels, args.cache_dir)
         attributes = select_attributes(source, args.attrs)
         data = prepare(source, args.image_size, args.cache_dir, args.workers, args.align)
         config = ClassifierConfig(
             attributes=attributes,
-            exclusive=source.layout in EXCLUSIVE_LAYOUTS,
+            exclusive=source.exclusive,
             image_size=args.image_size,
             width=args.width,
         )
         classifier = train_classifier(data, config, args.epochs, args.batch_size, args.flip)
         classifier.config.metrics = held_out_accuracy(classifier, data)
+        classifier.save(args.out)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    classifier.save(args.out)
+    except WRITE_ERRORS as error:
+        print(f"error: {write_failure(error, '--out, --cache-dir')}", file=sys.stderr)
+        return 2
     print(json.dumps(classifier.config.metrics, indent=1))
     print(
         f"Saved to {args.out}; judge a model with: python -m train.evaluate RUN --classifier "

@@ -1,11 +1,30 @@
-"""Training settings and the presets `python -m train --preset …` starts from."""
+"""Training settings, the presets `python -m train --preset …` starts from, and where caches go.
 
-from dataclasses import dataclass
+Everything here is plain data: every other trainer module may import it, it imports none of them.
+"""
+
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fader.environment import user_cache_dir
+
+# The FaderConfig fields a preset and the flags --image-size, --init-fm, --max-fm, --n-layers
+# set. A resumed run takes its whole FaderConfig from the checkpoint instead.
+ARCHITECTURE = ("image_size", "init_fm", "max_fm", "n_layers")
+
+NOT_RECORDED = {"recorded": False}
 
 
 @dataclass
 class TrainConfig:
-    """The authors' optimisation settings unless a preset or flag says otherwise."""
+    """The authors' optimisation settings unless a preset or flag says otherwise.
+
+    Fields that shape what the model learns are recorded in its config.json (`training`), so its
+    card can say how it was trained. Fields marked NOT_RECORDED only say how a run was watched or
+    where it ran: they change nothing in the weights and would only clutter the card.
+    """
 
     steps: int = 1_500_000  # ≈ the authors' 1000 epochs of 50,000 images at batch 32
     batch_size: int = 32
@@ -15,11 +34,79 @@ class TrainConfig:
     lambda_schedule: int = 500_000  # steps over which λ_dis ramps linearly from 0
     clip_grad_norm: float = 5.0
     flip: bool = True  # random horizontal flips, as the authors do for faces; off for digits, text
-    eval_every: int = 2_000
-    save_every: int = 10_000
-    eval_images: int = 512  # validation images used for each evaluation
+    eval_every: int = field(default=2_000, metadata=NOT_RECORDED)
+    save_every: int = field(default=10_000, metadata=NOT_RECORDED)
+    # validation images used for each evaluation
+    eval_images: int = field(default=512, metadata=NOT_RECORDED)
     seed: int = 0
-    device: str = "auto"
+    device: str = field(default="auto", metadata=NOT_RECORDED)
+
+    def __post_init__(self) -> None:
+        """Refuse, before any work, settings that would crash or train nothing later."""
+        require_at_least(
+            1,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            eval_every=self.eval_every,
+            save_every=self.save_every,
+            eval_images=self.eval_images,
+        )
+        require_at_least(0, lambda_dis=self.lambda_dis, lambda_schedule=self.lambda_schedule)
+        require_at_least(0, seed=self.seed)
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"--lr must be a positive number such as 2e-4; got {self.lr}.")
+        if not (0 <= self.beta1 < 1 and self.clip_grad_norm > 0):
+            raise ValueError(f"beta1 must be in [0, 1) and clip_grad_norm positive: {self}.")
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings that go into the model's config.json (see the class docstring)."""
+        kept = {f.name for f in fields(self) if f.metadata.get("recorded", True)}
+        return {name: value for name, value in asdict(self).items() if name in kept}
+
+
+def training_record(
+    config: TrainConfig, preset: str, layout: str, dataset: str | None, skipped: int, images: int
+) -> dict[str, Any]:
+    """What a model's config.json says about its training, in one place: the recorded settings,
+    the preset, how the data was read (`layout`), which named dataset it was (if any), how many
+    images were skipped as unreadable, and how many trained it. `steps_done` is added at each
+    checkpoint."""
+    named = {"dataset": dataset} if dataset else {}
+    return {
+        **config.recorded(),
+        "preset": preset,
+        "layout": layout,
+        **named,
+        "skipped_images": skipped,
+        "train_images": images,
+    }
+
+
+def require_at_least(minimum: float, **flags: float | None) -> None:
+    """Refuse a flag below `minimum`, or not a finite number (None: the flag was not given)."""
+    for name, value in flags.items():
+        if value is not None and not (math.isfinite(value) and value >= minimum):
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {minimum}; got {value}.")
+
+
+def check_architecture(settings: dict[str, int]) -> None:
+    """The ARCHITECTURE settings a network can be built from, or a message naming the flag.
+
+    Each of the n_layers convolutions halves the image, and the latent discriminator halves z
+    on down to 1×1, so the image side must be a power of two of at least 2**n_layers.
+    """
+    require_at_least(1, **{name: settings[name] for name in ("n_layers", "init_fm", "max_fm")})
+    check_image_size(settings["image_size"], settings["n_layers"])
+
+
+def check_image_size(size: int, n_layers: int) -> None:
+    """A power of two of at least 2**n_layers, or a message naming --image-size."""
+    smallest = 2**n_layers
+    if size < smallest or size & (size - 1):
+        raise ValueError(
+            f"--image-size {size} must be a power of two of at least 2**n_layers = {smallest} "
+            f"(n_layers {n_layers}), such as {max(smallest, 32)} or 256."
+        )
 
 
 def lambda_schedule(step: int, lambda_dis: float, ramp_steps: int) -> float:
@@ -33,7 +120,13 @@ def lambda_schedule(step: int, lambda_dis: float, ramp_steps: int) -> float:
     return lambda_dis * min(1.0, step / ramp_steps)
 
 
-# Model settings (FaderConfig fields) and training settings (TrainConfig fields) per preset.
+def default_cache_dir() -> Path:
+    """Where preprocessed arrays (and the mnist5k folders) go unless --cache-dir says otherwise."""
+    return user_cache_dir("data")
+
+
+# Model settings (the ARCHITECTURE fields of FaderConfig) and training settings (TrainConfig
+# fields) per preset.
 PRESETS: dict[str, dict[str, dict]] = {
     # The paper: C16-C32-C64-C128-C256-C512-C512, z is 512×2×2 at 256×256.
     "paper": {

@@ -6,13 +6,15 @@ file's pages stay in the kernel's page cache, which the kernel frees whenever me
 """
 
 import hashlib
+import itertools
 import json
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -23,20 +25,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fader.environment import user_cache_dir
+from fader.photo import centre_square, load_photo
+from train.config import default_cache_dir
+from train.hub import ParquetImage, parquet_images
 from train.sources import Source
+from train.staging import remove_abandoned, staging_folder
 
 CACHE_VERSION = 1
 log = logging.getLogger(__name__)
 
 
-def default_cache_dir() -> Path:
-    return user_cache_dir("data")
-
-
 @dataclass
 class PreparedData:
-    images: np.ndarray  # N×3×S×S uint8, memory-mapped
+    # N×3×S×S uint8: a memory map of images.npy, used for its shape, file name and data offset;
+    # rows are read with `read_images` (pread), never through the map.
+    images: np.memmap
     labels: np.ndarray  # N×A float32
     attributes: list[str]
     split: np.ndarray  # N int8
@@ -67,17 +70,20 @@ class PreparedData:
         return out
 
 
-def load_training_image(path: Path, size: int, align: bool) -> np.ndarray | str:
-    """One image as 3×size×size uint8, or the reason it was skipped (runs in worker processes).
+def load_training_image(path: Path | bytes | None, size: int, align: bool) -> np.ndarray | str:
+    """One image (a file, or the encoded bytes a Hub dataset holds) as 3×size×size uint8, or
+    the reason it was skipped (runs in worker processes).
 
     Decoding goes through `fader.photo.load_photo`, as in the app, so training and inference
     read EXIF orientation, transparency and 16-bit images the same way.
     """
-    from fader.photo import centre_square, load_photo
-
+    if path is None:
+        return "no image in this row"
     try:
         image = load_photo(path, min_side=1)
         if align:
+            # Only for --align: it loads OpenCV and a landmark backend, which need system
+            # libraries (libGL) and model files that plain centre crops do not.
             from fader.align import align_for_training
 
             pixels = align_for_training(image, size)
@@ -94,9 +100,13 @@ def cache_key(source: Source, size: int, align: bool) -> str:
     """Changes whenever the files, their labels or the preparation change."""
     digest = hashlib.sha256()
     digest.update(json.dumps([CACHE_VERSION, size, align, source.attributes]).encode())
-    for file in source.files:
-        stat = file.stat() if file.exists() else None
-        digest.update(f"{file}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}\n".encode())
+    stats: dict[Path, os.stat_result | None] = {}
+    for item in source.files:
+        file = item.file if isinstance(item, ParquetImage) else item
+        if file not in stats:
+            stats[file] = file.stat() if file.exists() else None
+        stat = stats[file]
+        digest.update(f"{item}|{stat and stat.st_size}|{stat and stat.st_mtime_ns}\n".encode())
     digest.update(source.labels.tobytes())
     digest.update(source.split.tobytes())
     return digest.hexdigest()[:16]
@@ -111,16 +121,14 @@ def prepare(
 ) -> PreparedData:
     """Return the cached arrays for `source`, building them (once) if needed."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    target = (
-        cache_dir
-        / f"{source.layout}-{size}{'-aligned' if align else ''}-{cache_key(source, size, align)}"
-    )
+    named = re.sub(r"[^A-Za-z0-9_.]+", "-", source.dataset or source.layout)  # hf:a/b → hf-a-b
+    name = f"{named}-{size}{'-aligned' if align else ''}"
+    target = cache_dir / f"{name}-{cache_key(source, size, align)}"
+    remove_abandoned(cache_dir)
     if (target / "meta.json").is_file():
         log.info("Using the preprocessed cache %s", target)
         return load_prepared(target)
-    building = cache_dir / f".{target.name}.{os.getpid()}.tmp"
-    shutil.rmtree(building, ignore_errors=True)
-    building.mkdir(parents=True)
+    building = staging_folder(cache_dir, target.name)
     try:
         build_cache(source, size, building, workers or os.cpu_count() or 1, align)
         shutil.rmtree(target, ignore_errors=True)
@@ -146,7 +154,8 @@ def build_cache(source: Source, size: int, folder: Path, workers: int, align: bo
         tqdm(total=n, desc="Preprocessing images", unit="img") as progress,
     ):
         write_npy_header(staging, (n, *row_shape))
-        for index, result in enumerate(parallel_map(load, source.files, workers)):
+        images = image_inputs(source.files)
+        for index, result in enumerate(parallel_map(load, images, n, workers)):
             if isinstance(result, str):
                 skipped.append(f"{source.files[index].name}: {result}")
             else:
@@ -172,13 +181,27 @@ def write_npy_header(file: BinaryIO, shape: tuple[int, ...]) -> None:
     np.lib.format.write_array_header_1_0(file, header)
 
 
-def parallel_map(fn: Callable, items: list, workers: int) -> Iterator:
-    """`map` in order, over processes when there is more than one worker to use."""
-    if workers <= 1 or len(items) < 64:
+def image_inputs(files: list[Path | ParquetImage]) -> Iterator[Path | bytes | None]:
+    """What `load_training_image` reads for each of `files`: the path of a file, the encoded
+    bytes of a parquet row (streamed, a few hundred rows at a time)."""
+    for is_parquet, group in itertools.groupby(files, key=lambda f: isinstance(f, ParquetImage)):
+        rows = list(group)
+        yield from parquet_images(rows) if is_parquet else rows
+
+
+def parallel_map(fn: Callable, items: Iterable, n: int, workers: int) -> Iterator:
+    """`map` over `n` items in order, over processes when there is more than one worker to use.
+
+    Items go to the pool a window at a time: `Executor.map` takes all of its input at once,
+    and a Hub dataset's items are its encoded images (for CelebA, gigabytes).
+    """
+    if workers <= 1 or n < 64:
         yield from map(fn, items)
         return
+    items = iter(items)
     with ProcessPoolExecutor(workers) as pool:
-        yield from pool.map(fn, items, chunksize=32)
+        while window := list(itertools.islice(items, 4096)):
+            yield from pool.map(fn, window, chunksize=32)
 
 
 def compact_rows(staging: Path, final: Path, n_rows: int) -> None:
@@ -207,6 +230,16 @@ def load_prepared(folder: Path) -> PreparedData:
         skipped=meta["skipped"],
         path=folder,
     )
+
+
+def held_out_batches(
+    data: PreparedData, indices: np.ndarray, columns: np.ndarray, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The rows `indices` in order, as (uint8 images, labels of `columns`) batches."""
+    for start in range(0, len(indices), batch_size):
+        rows = indices[start : start + batch_size]
+        images = torch.from_numpy(data.read_images(rows))
+        yield images, torch.from_numpy(data.labels[rows][:, columns])
 
 
 class BatchStream:

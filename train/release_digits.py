@@ -13,6 +13,8 @@ held-out digits are saved as examples.
 
 import argparse
 import json
+import sys
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,11 @@ from fader.classifier import ClassifierConfig
 from fader.folder import SAMPLE_GRID_NAME, write_model_folder
 from fader.model import FaderConfig, FaderNetwork, attribute_channels
 from fader.pixels import to_model_range, to_pixels
+from train.checkpoint import open_run
 from train.classifier import train_classifier
-from train.data import PreparedData
-from train.evaluate import evaluate, held_out_batches, open_run
+from train.data import PreparedData, held_out_batches
+from train.errors import WRITE_ERRORS, write_failure
+from train.metrics import evaluate
 from train.mnist import DIGIT_NAMES
 from train.sources import TEST, TRAIN, VALIDATION
 
@@ -69,7 +73,7 @@ def latent_class_accuracy(
 @torch.inference_mode()
 def swap_grid(model: FaderNetwork, images: torch.Tensor) -> torch.Tensor:
     """One row per digit: the original, then the digit decoded as zero … nine."""
-    from torchvision.utils import make_grid
+    from torchvision.utils import make_grid  # torchvision adds ~1.3 s to every start: load late
 
     z = model.encode(images)
     classes = torch.eye(len(DIGIT_NAMES))
@@ -103,8 +107,6 @@ def save_examples(
 
 def training_minutes(run: Path) -> float | None:
     """Wall-clock minutes from the first to the last line of the run's train.log."""
-    from datetime import datetime
-
     lines = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []
     stamps = [
         datetime.strptime(line[:19], "%Y-%m-%d %H:%M:%S") for line in lines if line[:2] == "20"
@@ -187,7 +189,7 @@ def digits_card(config: FaderConfig, model_id: str, appendix: str) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m train.release_digits", description=__doc__)
     parser.add_argument("--run", type=Path, required=True, help="a finished --data mnist5k run")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
@@ -195,7 +197,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--command", required=True, help="the training command, for the card")
     parser.add_argument("--cache-dir", type=Path, help="as given to python -m train")
     args = parser.parse_args(argv)
+    try:
+        release(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except WRITE_ERRORS as error:
+        print(f"error: {write_failure(error, '--out, --examples')}", file=sys.stderr)
+        return 2
+    return 0
 
+
+def release(args: argparse.Namespace) -> None:
+    """Everything `main` promises, for a run that has been checked to be a digits run."""
     model, discriminator, data = open_run(args.run, None, None, args.cache_dir)
     if model.attributes != DIGIT_NAMES or discriminator is None:
         raise ValueError(f"{args.run} is not a finished --data mnist5k run.")
@@ -239,4 +253,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

