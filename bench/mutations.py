@@ -57,8 +57,8 @@ MUTANTS = [
         "app.py",
         (
             (
-                "names = args.model + list(bundled_models())",
-                "names = list(bundled_models()) + args.model",
+                "names = args.model + authors_choices() + list(bundled_models())",
+                "names = authors_choices() + list(bundled_models()) + args.model",
             ),
         ),
         ENTRY_USER,
@@ -140,8 +140,8 @@ MUTANTS = [
         "app.py",
         (
             (
-                "    low, high = editor.model.config.slider_range\n    sliders = slider_values",
-                "    low, high = 0.0, 0.0\n    sliders = slider_values",
+                "    low, high = editor.model.config.slider_range\n    strip = editor.sweep",
+                "    low, high = 0.0, 0.0\n    strip = editor.sweep",
             ),
         ),
         ("tests/test_slider_range.py",),

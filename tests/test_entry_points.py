@@ -147,10 +147,12 @@ def test_python_app_as_a_user_starts_it_serves_the_models_asked_for_with_its_set
         client = Client(url, verbose=False)
         _, status, photo_id = client.predict(models["face"], handle_file(photo), api_name="/encode")
         assert "face_alignment needs its weights" in status and photo_id == ""
+        scene = tmp_path / "coffee.jpg"
+        Image.fromarray(skimage_data.coffee()).save(scene)
         _, status, photo_id = client.predict(
-            models["scene"], handle_file(photo), api_name="/encode"
+            models["scene"], handle_file(scene), api_name="/encode"
         )
-        assert status == "Centre square." and photo_id
+        assert "Centre square" in status and photo_id
 
 
 def test_python_app_as_a_space_starts_it_listens_on_every_interface(tmp_path):
