@@ -58,7 +58,6 @@ def smooth_landmarks(
 class VideoResult:
     frames: int
     edited: int  # frames with a face (all frames for whole-image models)
-    audio: bool
 
 
 class FrameEditor:
@@ -148,6 +147,24 @@ def edit_video(
         raise ValueError(f"{source.name} holds no frames.")
     smoothed = smooth_landmarks(track)
     values = editor.starting_values(readings)
+    try:
+        frames = _write_edited(source, target, editor, smoothed, values, progress, total)
+    except av.FFmpegError as error:
+        raise ValueError(f"{source.name} could not be re-encoded ({error}).") from None
+    edited = sum(m is not None for m in smoothed) if aligns else len(smoothed)
+    return VideoResult(frames=frames, edited=edited)
+
+
+def _write_edited(
+    source: Path,
+    target: Path,
+    editor: FrameEditor,
+    smoothed: list[np.ndarray | None],
+    values: dict[str, float],
+    progress: Callable[[int, int], None],
+    total: int,
+) -> int:
+    """The second pass: decode again, edit each frame, encode H.264, copy the audio packets."""
     with av.open(str(source)) as container, av.open(str(target), "w", format="mp4") as output:
         video_in = container.streams.video[0]
         audio_in = container.streams.audio[0] if container.streams.audio else None
@@ -174,5 +191,4 @@ def edit_video(
                 index += 1
                 progress(len(smoothed) + index, total)
         output.mux(video_out.encode(None))
-    edited = sum(m is not None for m in smoothed) if aligns else len(smoothed)
-    return VideoResult(frames=index, edited=edited, audio=audio_in is not None)
+    return index

@@ -48,6 +48,7 @@ def test_photos_and_folders_are_edited_and_unreadable_files_named(tmp_path, caps
     shutil.copytree(DIGITS, photos)
     (photos / "notes.png").write_text("not an image")
     (photos / "empty.jpg").write_bytes(b"")
+    (photos / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     out = tmp_path / "out"
     code = main([str(photos), "--model", "digits", "--set", *ONLY_THREE, "--out", str(out)])
     assert code == 0
@@ -56,8 +57,9 @@ def test_photos_and_folders_are_edited_and_unreadable_files_named(tmp_path, caps
     assert all(digits_read(out / name) == "three" for name in originals), "every digit became 3"
     assert digits_read(photos / "seven.png") == "seven", "the inputs are untouched"
     err = capsys.readouterr().err
-    assert f"Edited 5 of 7 files into {out}." in err
-    assert "Skipped 2:" in err and "notes.png" in err and "empty.jpg" in err
+    assert f"Edited 5 of 8 files into {out}." in err
+    assert "Skipped 3:" in err and "notes.png" in err and "empty.jpg" in err
+    assert "broken.mp4: broken.mp4 is not a video we can read" in err
     assert "Traceback" not in err
 
 
