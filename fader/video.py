@@ -12,6 +12,7 @@ size; the audio packets are copied as they are, so the sound is untouched.
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -168,7 +169,7 @@ def _write_edited(
     with av.open(str(source)) as container, av.open(str(target), "w", format="mp4") as output:
         video_in = container.streams.video[0]
         audio_in = container.streams.audio[0] if container.streams.audio else None
-        rate = video_in.average_rate or video_in.guessed_rate or 25
+        rate = Fraction(video_in.average_rate or video_in.guessed_rate or 25)  # frames/s
         video_out = output.add_stream("libx264", rate=rate, options=QUALITY)
         width, height = video_in.codec_context.width, video_in.codec_context.height
         video_out.width, video_out.height = width, height
