@@ -152,6 +152,11 @@ def finite(values: Sequence[float | None], what: str = "Slider values") -> list[
     return numbers
 
 
+def detail_value(detail: float | None) -> float | None:
+    """ "Keep photo detail" as a number, None staying the model's default."""
+    return None if detail is None else finite([detail], "Keep photo detail")[0]
+
+
 def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
     names = library.editor(model_name).attributes
     return dict(zip(names, finite(values), strict=False))
@@ -220,14 +225,17 @@ def edit(
     image: Photo,
     photo_id: str,
     *values: float,
+    detail: float | None = None,
     session: str = "",
 ) -> tuple:
-    """The live path: decoder only, pasted into the preview-sized photo."""
+    """The live path: decoder only, pasted into the preview-sized photo. `detail` is "keep photo
+    detail" (None: the model's default)."""
     sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None, None, ""
-    result = library.editor(model_name).edit(photo_id, sliders, session)
+    result = library.editor(model_name).edit(photo_id, sliders, session, detail=detail)
     return shown(result.crop), result.photo, photo_id
 
 
@@ -237,15 +245,18 @@ def export(
     image: Photo,
     photo_id: str,
     *values: float,
+    detail: float | None = None,
     session: str = "",
     folder: Path | None = None,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
     sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None
-    result = library.editor(model_name).edit(photo_id, sliders, session, full_resolution=True)
+    editor = library.editor(model_name)
+    result = editor.edit(photo_id, sliders, session, full_resolution=True, detail=detail)
     folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
     path = folder / download_name(model_name, sliders)
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
@@ -269,18 +280,20 @@ def sweep(
     attribute: str,
     steps: float,
     *values: float,
+    detail: float | None = None,
     session: str = "",
 ) -> Image.Image:
     """One attribute from the slider minimum to maximum, other sliders as set."""
     (steps,) = finite([steps], "The number of steps")
     sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         raise ValueError("Upload a photo first.")
     editor = library.editor(model_name)
     name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
     low, high = editor.model.config.slider_range
-    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
+    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail)
     factor = max(1, -(-SHOWN_SIDE // 2 // strip.height))  # tiles at least half a shown crop
     strip = strip.resize((strip.width * factor, strip.height * factor), Image.Resampling.NEAREST)
     return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
@@ -331,6 +344,11 @@ def model_description(library: ModelLibrary, model_name: str) -> str:
         f"Each slider runs from {low:g} to {high:g}: 0 = without the attribute, 1 = with it, "
         "past 1 stronger, below 0 the opposite.",
     ]
+    lines.append(
+        f"*Keep photo detail* starts at {config.default_detail:g}: at 1 what the model does not "
+        "rebuild is kept from the photo (sharp, and the photo itself at the sliders' start); a "
+        "strong edit then lets the old shape show through, so lower it for big changes."
+    )
     if not config.aligns_faces:
         lines.append(f"This model does not edit faces. {GET_A_FACE_MODEL}")
     return "\n\n".join(lines)
@@ -345,14 +363,15 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
     except ValueError as error:
         if current is None or current == model_name:
             raise
-        unchanged = [gr.update()] * (2 + MAX_SLIDERS)
+        unchanged = [gr.update()] * (3 + MAX_SLIDERS)
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = [plain_words(a) for a in editor.attributes]
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
     info = model_description(library, model_name)
     sweep = gr.update(choices=choices, value=choices[0])
-    return [gr.update(value=model_name), model_name, info, sweep, *sliders, gr.update()]
+    detail = gr.update(value=editor.model.config.default_detail)
+    return [gr.update(value=model_name), model_name, info, sweep, *sliders, detail, gr.update()]
 
 
 def markdown_text(message: str) -> str:
@@ -418,12 +437,19 @@ def encode_examples(library: ModelLibrary, model_name: str) -> None:
 # ---- The page: layout, then wiring -----------------------------------------------------------
 
 
-def for_session(handler: Callable, library: ModelLibrary, **fixed: Any) -> Callable:
+def for_session(
+    handler: Callable, library: ModelLibrary, controls: Sequence[str] = (), **fixed: Any
+) -> Callable:
     """`handler` bound to the library, with the visitor's Gradio session passed in, so a photo
-    is only ever reached from the browser tab (or API client) that uploaded it."""
+    is only ever reached from the browser tab (or API client) that uploaded it. The event's
+    last inputs fill the handler's keyword parameters named in `controls` (those after the
+    sliders, such as `detail`)."""
 
     def call(request: gr.Request, *args: Any) -> Any:  # Gradio fills a first `gr.Request`
-        return handler(library, *args, session=request.session_hash or "", **fixed)
+        split = len(args) - len(controls)
+        named = dict(zip(controls, args[split:], strict=True))
+        session = request.session_hash or ""
+        return handler(library, *args[:split], session=session, **named, **fixed)
 
     call.__name__ = handler.__name__
     return user_errors(call)
@@ -439,6 +465,7 @@ class Page:
     crop: gr.Image
     photo_id: gr.Textbox
     sliders: list[gr.Slider]
+    detail: gr.Slider
     edited_crop: gr.Image
     edited_photo: gr.Image
     download: gr.File
@@ -474,6 +501,15 @@ def layout(library: ModelLibrary) -> Page:
                 gr.Slider(*ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False)
                 for i in range(MAX_SLIDERS)
             ]
+            detail = gr.Slider(
+                0.0,
+                1.0,
+                value=0.0,
+                step=0.05,
+                label="Keep photo detail",
+                info="0: the model's output alone; 1: the photo's own detail kept (lower it "
+                "for strong edits, where the old shape shows through)",
+            )
         with gr.Column():
             edited_crop = gr.Image(
                 label="Edited crop",
@@ -502,8 +538,9 @@ def layout(library: ModelLibrary) -> Page:
     for kind, paths in example_photos().items():
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
-        model_name, current_model, model_info, image, status, crop, photo_id, sliders, edited_crop,
-        edited_photo, download, sweep_attribute, sweep_steps, sweep_button, sweep_strip,
+        model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
+        edited_crop, edited_photo, download, sweep_attribute, sweep_steps, sweep_button,
+        sweep_strip,
     )  # fmt: skip
 
 
@@ -511,30 +548,28 @@ def model_page(page: Page) -> list:
     """What `switch_model` updates."""
     return [
         page.model_name, page.current_model, page.model_info, page.sweep_attribute,
-        *page.sliders, page.status,
+        *page.sliders, page.detail, page.status,
     ]  # fmt: skip
 
 
 def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
     exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
     exports.mkdir(parents=True, exist_ok=True)
+    controls = ("detail",)  # the inputs after the sliders, by their handlers' keyword names
     bound = {
-        name: for_session(handler, library)
-        for name, handler in [
-            ("encode", encode),
-            ("starting_sliders", starting_sliders),
-            ("edit", edit),
-            ("sweep", sweep),
-        ]
+        "encode": for_session(encode, library),
+        "starting_sliders": for_session(starting_sliders, library),
+        "edit": for_session(edit, library, controls),
+        "sweep": for_session(sweep, library, controls),
+        "export": for_session(export, library, controls, folder=exports),
     }
-    bound["export"] = for_session(export, library, folder=exports)
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
         """Downloads and conversions show their progress (tqdm) in the page."""
         return switch_model(library, model_name, current)
 
     switch = user_errors(switch)
-    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders]
+    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, page.detail]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
     encoded = [page.crop, page.status, page.photo_id]
     hidden = {"api_visibility": "private"}
@@ -549,7 +584,8 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
             bound["export"], edit_inputs, page.download, **hidden
         )
 
-    slider_moves = [s.input for s in page.sliders] + [s.release for s in page.sliders]
+    moved = [*page.sliders, page.detail]
+    slider_moves = [s.input for s in moved] + [s.release for s in moved]
     gr.on(
         slider_moves,
         bound["edit"],
@@ -559,7 +595,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
         concurrency_limit=live_edits,
         **live,
     )
-    releases = [s.release for s in page.sliders]
+    releases = [s.release for s in moved]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(
         [page.image.input, page.image.change],
@@ -573,7 +609,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
     sweep_inputs = [page.model_name, page.image, page.photo_id, page.sweep_attribute]
     page.sweep_button.click(
         bound["sweep"],
-        [*sweep_inputs, page.sweep_steps, *page.sliders],
+        [*sweep_inputs, page.sweep_steps, *page.sliders, page.detail],
         page.sweep_strip,
         api_name="sweep",
     )

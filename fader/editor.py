@@ -1,7 +1,14 @@
 """Edit photos with a Fader model: prepare and encode a photo once, then decode per slider move.
 
 The encoder runs once per photo (its latent is kept in a per-session `PhotoStore`), so moving a
-slider costs one decoder pass plus the paste-back: the hot path of the app. Nothing here knows
+slider costs one decoder pass plus the paste-back: the hot path of the app.
+
+A decoder rebuilds the crop from a small latent, so it is blurrier than the photo. The editor
+therefore adds back what it could not rebuild: edited = D(z, y) + s·(x − D(z, y₀)), with y₀
+the sliders' starting values and s ∈ [0, 1] "keep photo detail" (the model's default, or the
+caller's). The residual x − D(z, y₀) is computed once per photo; at y = y₀ and s = 1 the edit is
+the photo itself. A strong edit at s = 1 keeps the old shape showing through (a swapped digit
+keeps its old strokes), which is why whole-image models default to s = 0. Nothing here knows
 about Gradio; the app and `gradio_client` users share this code. A `session` names whose photo
 it is (the app passes Gradio's session hash; a script can leave it empty).
 """
@@ -33,6 +40,7 @@ class PreparedPhoto:
     preview: Image.Image  # the photo at most PREVIEW_SIDE on a side, for live edits
     crop: Image.Image  # what the model sees, image_size²
     latent: torch.Tensor  # 1×C×h×w
+    residual: torch.Tensor  # 1×3×S×S, x − D(z, y₀): the detail the decoder does not rebuild
     face: AlignedFace | None  # the alignment, for paste-back; None for whole-image models
     preview_face: AlignedFace | None  # the same alignment on `preview`
     note: str  # what the user should know ("3 faces found: editing the largest")
@@ -43,7 +51,8 @@ class PreparedPhoto:
         """Memory held by the pixels and the latent (what the store's budgets count)."""
         images = (self.photo, self.preview, self.crop)
         pixels = sum(image.width * image.height * len(image.getbands()) for image in images)
-        return pixels + self.latent.numel() * self.latent.element_size()
+        tensors = (self.latent, self.residual)
+        return pixels + sum(t.numel() * t.element_size() for t in tensors)
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,6 @@ class Editor:
         else:
             crop = centre_square(photo, size)
         x = to_tensor(crop)
-        with torch.inference_mode():
-            latent = self.model.encode(x)
         start = dict.fromkeys(self.attributes, 0.0)
         if self.classifier is not None:
             read = self.classifier.read(x)[0].tolist()
@@ -133,7 +140,22 @@ class Editor:
                 for name, value in zip(self.classifier.config.attributes, read, strict=True)
                 if name in start
             }
-        return PreparedPhoto(photo, preview, crop, latent, face, preview_face, note, start)
+        with torch.inference_mode():
+            latent = self.model.encode(x)
+            residual = x - self.model.decode(latent, self.model.slider_channels(start))
+        return PreparedPhoto(
+            photo, preview, crop, latent, residual, face, preview_face, note, start
+        )
+
+    def detail_strength(self, detail: float | None = None) -> float:
+        """`detail` checked, or the model's default "keep photo detail" when None."""
+        strength = self.model.config.default_detail if detail is None else float(detail)
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(
+                f"Keep photo detail must be between 0 (the model's output alone) and 1 (all the "
+                f"photo's detail the model does not rebuild), not {detail}."
+            )
+        return strength
 
     def _decode_batch(self, latent: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # on whichever request's thread leads the batch
@@ -144,14 +166,20 @@ class Editor:
         return self.photos.get(session, photo_id)
 
     def decode(
-        self, photo_id: str, alphas: list[Mapping[str, float]], session: str = ""
+        self,
+        photo_id: str,
+        alphas: list[Mapping[str, float]],
+        session: str = "",
+        detail: float | None = None,
     ) -> list[Image.Image]:
-        """Edited crops, one per set of slider values, in one decoder batch."""
-        latent = self.photo(photo_id, session).latent
+        """Edited crops, one per set of slider values, in one decoder batch, with `detail` (s)
+        times the photo's residual added (None: the model's default)."""
+        strength = self.detail_strength(detail)
+        prepared = self.photo(photo_id, session)
         with torch.inference_mode():
             y = torch.cat([self.model.slider_channels(values) for values in alphas])
-            z = latent.expand(len(alphas), -1, -1, -1)
-            return to_images(self.decoder.decode(z, y))
+            z = prepared.latent.expand(len(alphas), -1, -1, -1)
+            return to_images(self.decoder.decode(z, y) + strength * prepared.residual)
 
     def edit(
         self,
@@ -159,16 +187,19 @@ class Editor:
         values: Mapping[str, float],
         session: str = "",
         full_resolution: bool = False,
+        detail: float | None = None,
     ) -> EditResult:
         """The edited crop, and the photo with it pasted back: into the preview-sized copy
-        (fast enough to follow a slider), or at full resolution for a download."""
+        (fast enough to follow a slider), or at full resolution for a download. `detail` is
+        "keep photo detail", 0…1 (None: the model's default)."""
+        strength = self.detail_strength(detail)
         prepared = self.photo(photo_id, session)
-        (crop,) = self.decode(photo_id, [values], session)
+        (crop,) = self.decode(photo_id, [values], session, strength)
         photo = prepared.photo if full_resolution else prepared.preview
         face = prepared.face if full_resolution else prepared.preview_face
         if face is not None:
-            return EditResult(crop, paste_back(photo, crop, face))
-        return EditResult(crop, paste_centre_square(photo, crop))
+            return EditResult(crop, paste_back(photo, crop, face, strength))
+        return EditResult(crop, paste_centre_square(photo, crop, prepared.crop, strength))
 
     def sweep(
         self,
@@ -179,6 +210,7 @@ class Editor:
         steps: int = 7,
         values: Mapping[str, float] | None = None,
         session: str = "",
+        detail: float | None = None,
     ) -> Image.Image:
         """One attribute from `low` to `high` in `steps` crops side by side, others as given."""
         if attribute not in self.attributes:
@@ -187,7 +219,7 @@ class Editor:
             raise ValueError("A sweep needs between 2 and 32 steps.")
         base = dict(values or {})
         alphas = [{**base, attribute: float(a)} for a in np.linspace(low, high, steps)]
-        crops = self.decode(photo_id, alphas, session)
+        crops = self.decode(photo_id, alphas, session, detail)
         size = crops[0].width
         strip = Image.new("RGB", (size * steps, size))
         for i, crop in enumerate(crops):

@@ -388,12 +388,49 @@ def test_slider_values_must_be_finite(server, models):
     photo_id = ""  # checked before any photo is looked at
     for api, extra in [("edit", []), ("export", []), ("sweep", ["Smiling", 3])]:
         values = [float("nan")] + [0.0] * (app.MAX_SLIDERS - 1)
-        kind, message = call_raw(url, api, [models["face"], None, photo_id, *extra, *values])
+        kind, message = call_raw(url, api, [models["face"], None, photo_id, *extra, *values, 1.0])
+        assert kind == "event: error" and "finite" in str(message), (api, message)
+        inputs = [models["face"], None, photo_id, *extra, *NEUTRAL, float("nan")]
+        kind, message = call_raw(url, api, inputs)
         assert kind == "event: error" and "finite" in str(message), (api, message)
     kind, message = call_raw(
-        url, "sweep", [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL]
+        url, "sweep", [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL, 1.0]
     )
     assert kind == "event: error" and "finite" in str(message), message
+
+
+def test_keep_photo_detail_reaches_the_preview_and_the_download(server, models, photos):
+    """At the sliders' start, full detail gives back the photo itself; none, the model's
+    output (a random decoder's noise). The page starts at the model's default."""
+    client, _ = server
+    *_, detail_state, _ = client.predict(models["face"], models["scene"], api_name="/switch_model")
+    assert detail_state["value"] == 1.0, "face models keep the photo's detail"
+    *_, detail_state, _ = client.predict(models["scene"], models["face"], api_name="/switch_model")
+    assert detail_state["value"] == 0.0, "whole-image models do not"
+    astronaut = np.asarray(Image.open(photos["astronaut"]), float)
+    _, _, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    previews = {}
+    for detail, close in ((1.0, True), (0.0, False)):
+        _, preview, _ = client.predict(
+            models["face"], None, handle, *NEUTRAL, detail, api_name="/edit"
+        )
+        exported = client.predict(
+            models["face"], None, handle, *NEUTRAL, detail, api_name="/export"
+        )
+        previews[detail] = np.abs(np.asarray(Image.open(preview), float) - astronaut).mean(-1)
+        export_off = np.abs(np.asarray(Image.open(exported), float) - astronaut).mean()
+        assert (export_off < 1 / 255) == close, (detail, export_off)
+    face = previews[0.0] > 30  # where the random decoder's output was pasted
+    assert face.mean() > 0.02 and previews[1.0][face].mean() < 5, "the preview (a JPEG) too"
+    strips = [
+        np.asarray(Image.open(client.predict(
+            models["face"], None, handle, "Smiling", 3, *NEUTRAL, detail, api_name="/sweep"
+        )))
+        for detail in (0.0, 1.0)
+    ]  # fmt: skip
+    assert not np.array_equal(*strips), "the sweep follows the control too"
 
 
 def test_exports_live_in_gradios_cache_and_name_the_model_and_values(server, models, photos):

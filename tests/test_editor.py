@@ -252,3 +252,68 @@ def test_one_heavy_session_cannot_evict_another_sessions_photo():
         editor.photos.held_bytes(f"attacker{a}") <= limits.bytes_per_session for a in range(4)
     )
     editor.edit(small, {"Smiling": 1.0}, session="visitor")
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, float) - np.asarray(b, float)).mean())
+
+
+@pytest.mark.parametrize("preprocessing", ["celeba", "center"])
+def test_full_detail_at_the_starting_values_gives_back_the_photo(tmp_path: Path, preprocessing):
+    from fader.classifier import Classifier, ClassifierConfig
+
+    folder = tmp_path / "model"
+    random_model(preprocessing).save_pretrained(folder)
+    torch.manual_seed(2)  # y₀ is what a classifier reads, not only zeros
+    Classifier(ClassifierConfig(["Smiling", "Male"], False, image_size=64)).save(folder)
+    editor = ModelLibrary([str(folder)], aligner="dlib").editor(str(folder))
+    astronaut = Image.fromarray(skimage_data.astronaut())
+    photo_id = editor.load(astronaut)
+    prepared = editor.photo(photo_id)
+    start = prepared.slider_start
+    for full_resolution in (False, True):
+        kept = editor.edit(photo_id, start, full_resolution=full_resolution, detail=1.0)
+        assert mean_difference(kept.crop, prepared.crop) < 1 / 255
+        assert mean_difference(kept.photo, astronaut) < 1 / 255
+    plain = editor.edit(photo_id, start, full_resolution=True, detail=0.0)
+    assert mean_difference(plain.crop, prepared.crop) > 5, "a random decoder rebuilds nothing"
+    assert mean_difference(plain.photo, astronaut) > 0.5
+
+
+def test_detail_adds_the_photos_residual_to_the_decoder_output():
+    model = random_model("center")
+    editor = Editor(model)
+    photo_id = editor.load(photo(3))
+    crop = editor.photo(photo_id).crop
+    x = to_tensor(crop)
+    with torch.no_grad():
+        z = model.encode(x)
+        at_start = model.decode(z, model.slider_channels({}))
+        smiling = model.decode(z, model.slider_channels({"Smiling": 2.0}))
+    expected = smiling + 0.5 * (x - at_start)
+    pixels = expected[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    edited = np.asarray(editor.edit(photo_id, {"Smiling": 2.0}, detail=0.5).crop, int)
+    assert np.abs(edited - pixels).max() <= 1
+    strip = editor.sweep(photo_id, "Smiling", 2.0, 3.0, steps=2, detail=0.5)
+    assert np.abs(np.asarray(strip, int)[:, :64] - pixels).max() <= 1
+
+
+def test_the_default_detail_comes_with_the_model(tmp_path: Path):
+    assert random_model("celeba").config.default_detail == 1.0, "on for faces"
+    assert random_model("center").config.default_detail == 0.0, "off for whole images"
+    model = random_model("center")
+    model.config.detail = 0.25
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(str(tmp_path / "m"))
+    assert loaded.config.default_detail == 0.25
+    editor = Editor(loaded)
+    photo_id = editor.load(photo(4))
+    assert np.array_equal(
+        np.asarray(editor.edit(photo_id, {"Male": 1.0}).crop),
+        np.asarray(editor.edit(photo_id, {"Male": 1.0}, detail=0.25).crop),
+    )
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="Keep photo detail must be between 0"):
+            editor.edit(photo_id, {}, detail=bad)
+    with pytest.raises(ValueError, match="detail must be between 0 and 1"):
+        FaderConfig(attributes=["Smiling"], detail=2.0)
