@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 
 from fader.align import faces_in
 from fader.batching import MAX_BATCH
-from fader.editor import preview_of
+from fader.editor import MAX_FACES, Editor, preview_of
 from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
 from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
@@ -226,16 +226,19 @@ def edit(
     photo_id: str,
     *values: float,
     detail: float | None = None,
+    faces: Sequence[int] | None = None,
     session: str = "",
 ) -> tuple:
     """The live path: decoder only, pasted into the preview-sized photo. `detail` is "keep photo
-    detail" (None: the model's default)."""
+    detail" (None: the model's default); `faces` the face numbers to edit (None: all)."""
     sliders = slider_values(library, model_name, values)
     detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None, None, ""
-    result = library.editor(model_name).edit(photo_id, sliders, session, detail=detail)
+    editor = library.editor(model_name)
+    faces = faces_present(editor, photo_id, session, faces)
+    result = editor.edit(photo_id, sliders, session, detail=detail, faces=faces)
     return shown(result.crop), result.photo, photo_id
 
 
@@ -246,6 +249,7 @@ def export(
     photo_id: str,
     *values: float,
     detail: float | None = None,
+    faces: Sequence[int] | None = None,
     session: str = "",
     folder: Path | None = None,
 ) -> str | None:
@@ -256,7 +260,10 @@ def export(
     if photo_id is None:
         return None
     editor = library.editor(model_name)
-    result = editor.edit(photo_id, sliders, session, full_resolution=True, detail=detail)
+    faces = faces_present(editor, photo_id, session, faces)
+    result = editor.edit(
+        photo_id, sliders, session, full_resolution=True, detail=detail, faces=faces
+    )
     folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
     path = folder / download_name(model_name, sliders)
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
@@ -281,9 +288,10 @@ def sweep(
     steps: float,
     *values: float,
     detail: float | None = None,
+    faces: Sequence[int] | None = None,
     session: str = "",
 ) -> Image.Image:
-    """One attribute from the slider minimum to maximum, other sliders as set."""
+    """One attribute from the slider minimum to maximum, other sliders as set; a row per face."""
     (steps,) = finite([steps], "The number of steps")
     sliders = slider_values(library, model_name, values)
     detail = detail_value(detail)
@@ -293,10 +301,36 @@ def sweep(
     editor = library.editor(model_name)
     name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
     low, high = editor.model.config.slider_range
-    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail)
-    factor = max(1, -(-SHOWN_SIDE // 2 // strip.height))  # tiles at least half a shown crop
+    faces = faces_present(editor, photo_id, session, faces)
+    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail, faces)
+    tile = strip.width // int(steps)
+    factor = max(1, -(-SHOWN_SIDE // 2 // tile))  # tiles at least half a shown crop
     strip = strip.resize((strip.width * factor, strip.height * factor), Image.Resampling.NEAREST)
     return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
+
+
+def face_labels(count: int) -> list[str]:
+    return [f"Face {i + 1}{' (largest)' if i == 0 else ''}" for i in range(count)]
+
+
+def face_choices(library: ModelLibrary, model_name: str, photo_id: str, session: str = "") -> Any:
+    """The "Faces to edit" choice for the photo: every face found, all ticked; shown only when
+    there is more than one."""
+    editor = library.editor(model_name)
+    count = len(editor.photo(photo_id, session).faces) if photo_id else 0
+    labels = face_labels(count)
+    return gr.update(choices=labels, value=labels, visible=count > 1)
+
+
+def faces_present(
+    editor: Editor, photo_id: str, session: str, faces: Sequence[int] | None
+) -> Sequence[int] | str:
+    """The ticked face numbers this photo has ("all" when none were sent). The API's default
+    ticks every label the page can show, more than most photos have."""
+    if faces is None:
+        return "all"
+    count = len(editor.photo(photo_id, session).crops)
+    return [i for i in faces if i < count]
 
 
 def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
@@ -400,14 +434,14 @@ def shown(image: Image.Image | None) -> Image.Image | None:
 
 
 def labelled_strip(strip: Image.Image, alphas: Sequence[float], attribute: str) -> Image.Image:
-    """The sweep's crops with the α of each written under it."""
-    tile = strip.height
-    canvas = Image.new("RGB", (strip.width, tile + 24), "white")
+    """The sweep's crops (a row per face) with the α of each column written under them."""
+    tile = strip.width // len(alphas)
+    canvas = Image.new("RGB", (strip.width, strip.height + 24), "white")
     canvas.paste(strip, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for i, alpha in enumerate(alphas):
         text = f"{attribute} {alpha:.2g}" if i == 0 else f"{alpha:.2g}"
-        draw.text((i * tile + 4, tile + 5), text, fill="black")
+        draw.text((i * tile + 4, strip.height + 5), text, fill="black")
     return canvas
 
 
@@ -466,6 +500,7 @@ class Page:
     photo_id: gr.Textbox
     sliders: list[gr.Slider]
     detail: gr.Slider
+    faces: gr.CheckboxGroup
     edited_crop: gr.Image
     edited_photo: gr.Image
     download: gr.File
@@ -510,6 +545,13 @@ def layout(library: ModelLibrary) -> Page:
                 info="0: the model's output alone; 1: the photo's own detail kept (lower it "
                 "for strong edits, where the old shape shows through)",
             )
+            faces = gr.CheckboxGroup(
+                face_labels(MAX_FACES),
+                value=face_labels(MAX_FACES),
+                type="index",
+                label="Faces to edit",
+                visible=False,
+            )
         with gr.Column():
             edited_crop = gr.Image(
                 label="Edited crop",
@@ -539,7 +581,7 @@ def layout(library: ModelLibrary) -> Page:
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
         model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
-        edited_crop, edited_photo, download, sweep_attribute, sweep_steps, sweep_button,
+        faces, edited_crop, edited_photo, download, sweep_attribute, sweep_steps, sweep_button,
         sweep_strip,
     )  # fmt: skip
 
@@ -555,10 +597,11 @@ def model_page(page: Page) -> list:
 def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
     exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
     exports.mkdir(parents=True, exist_ok=True)
-    controls = ("detail",)  # the inputs after the sliders, by their handlers' keyword names
+    controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
     bound = {
         "encode": for_session(encode, library),
         "starting_sliders": for_session(starting_sliders, library),
+        "face_choices": for_session(face_choices, library),
         "edit": for_session(edit, library, controls),
         "sweep": for_session(sweep, library, controls),
         "export": for_session(export, library, controls, folder=exports),
@@ -569,23 +612,25 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
         return switch_model(library, model_name, current)
 
     switch = user_errors(switch)
-    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, page.detail]
+    controls_in = [page.detail, page.faces]
+    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, *controls_in]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
     encoded = [page.crop, page.status, page.photo_id]
     hidden = {"api_visibility": "private"}
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
 
     def then_show_edit(event: Any) -> None:
-        """After a photo is encoded: sliders to their start, the edit, its download (or, for a
-        refused photo, every output cleared)."""
-        event.then(
-            bound["starting_sliders"], [page.model_name, page.photo_id], page.sliders, **hidden
+        """After a photo is encoded: sliders to their start, the faces found, the edit, its
+        download (or, for a refused photo, every output cleared)."""
+        photo = [page.model_name, page.photo_id]
+        event.then(bound["starting_sliders"], photo, page.sliders, **hidden).then(
+            bound["face_choices"], photo, page.faces, **hidden
         ).then(bound["edit"], edit_inputs, edit_outputs, **hidden).then(
             bound["export"], edit_inputs, page.download, **hidden
         )
 
     moved = [*page.sliders, page.detail]
-    slider_moves = [s.input for s in moved] + [s.release for s in moved]
+    slider_moves = [s.input for s in moved] + [s.release for s in moved] + [page.faces.input]
     gr.on(
         slider_moves,
         bound["edit"],
@@ -595,7 +640,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
         concurrency_limit=live_edits,
         **live,
     )
-    releases = [s.release for s in moved]
+    releases = [s.release for s in moved] + [page.faces.input]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(
         [page.image.input, page.image.change],
@@ -609,7 +654,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
     sweep_inputs = [page.model_name, page.image, page.photo_id, page.sweep_attribute]
     page.sweep_button.click(
         bound["sweep"],
-        [*sweep_inputs, page.sweep_steps, *page.sliders, page.detail],
+        [*sweep_inputs, page.sweep_steps, *page.sliders, *controls_in],
         page.sweep_strip,
         api_name="sweep",
     )

@@ -21,8 +21,10 @@ from skimage import data as skimage_data
 import app
 from fader.model import FaderConfig, FaderNetwork
 from fader.models import ModelLibrary
+from tests.group_photo import changed, group_photo
 
 NEUTRAL = [0.0] * app.MAX_SLIDERS
+LARGEST = ["Face 1 (largest)"]  # the "Faces to edit" input after "Keep photo detail"
 
 
 def sliders(**values: float) -> list[float]:
@@ -388,13 +390,16 @@ def test_slider_values_must_be_finite(server, models):
     photo_id = ""  # checked before any photo is looked at
     for api, extra in [("edit", []), ("export", []), ("sweep", ["Smiling", 3])]:
         values = [float("nan")] + [0.0] * (app.MAX_SLIDERS - 1)
-        kind, message = call_raw(url, api, [models["face"], None, photo_id, *extra, *values, 1.0])
+        inputs = [models["face"], None, photo_id, *extra, *values, 1.0, LARGEST]
+        kind, message = call_raw(url, api, inputs)
         assert kind == "event: error" and "finite" in str(message), (api, message)
-        inputs = [models["face"], None, photo_id, *extra, *NEUTRAL, float("nan")]
+        inputs = [models["face"], None, photo_id, *extra, *NEUTRAL, float("nan"), LARGEST]
         kind, message = call_raw(url, api, inputs)
         assert kind == "event: error" and "finite" in str(message), (api, message)
     kind, message = call_raw(
-        url, "sweep", [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL, 1.0]
+        url,
+        "sweep",
+        [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL, 1.0, LARGEST],
     )
     assert kind == "event: error" and "finite" in str(message), message
 
@@ -458,3 +463,33 @@ def test_a_face_photo_under_a_model_that_does_not_edit_faces_says_so(server, mod
         models["scene"], handle_file(photos["coffee"]), api_name="/encode"
     )
     assert photo_id and "Centre square" in status, "a picture without a face is edited"
+
+
+def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_path):
+    client, _ = server
+    path = tmp_path / "group.png"
+    group = group_photo()
+    group.save(path)
+    _, status, handle = client.predict(models["face"], handle_file(path), api_name="/encode")
+    assert "2 faces found" in status
+    library = ModelLibrary([models["face"]], aligner="dlib")
+    photo_id = library.editor(models["face"]).load(group)
+    choice = app.face_choices(library, models["face"], photo_id)
+    assert choice["choices"] == choice["value"] == ["Face 1 (largest)", "Face 2"]
+    assert choice["visible"], "the page shows the faces found"
+    hopper, astronaut = (face.box for face in library.editor(models["face"]).photo(photo_id).faces)
+    edited = {}
+    for name, picked in (("all", []), ("astronaut", [["Face 2"]])):
+        exported = client.predict(
+            models["face"], None, handle, *sliders(Smiling=2.0), 0.0, *picked, api_name="/export"
+        )
+        edited[name] = Image.open(exported).convert("RGB")
+    assert (
+        changed(edited["all"], group, hopper) > 5 and changed(edited["all"], group, astronaut) > 5
+    )
+    assert changed(edited["astronaut"], group, astronaut) > 5
+    assert changed(edited["astronaut"], group, hopper) == 0, "the face not picked is untouched"
+    strip = client.predict(
+        models["face"], None, handle, "Smiling", 3, *NEUTRAL, 0.0, api_name="/sweep"
+    )
+    assert Image.open(strip).size == (3 * 128, 2 * 128 + 24), "a row per face, 2× tiles"
