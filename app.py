@@ -45,6 +45,25 @@ LIVE_EDITS = MAX_BATCH  # slider moves in flight at once: their decodes share on
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
+# On a phone the three columns stack: the result goes first and stays at the top while the
+# sliders below it are dragged, so the edit is always in view; the sliders keep their end
+# labels, which Gradio hides on narrow screens.
+CSS = """
+@media (max-width: 768px) {
+  #result-column { order: -1; position: sticky; top: 0; z-index: 20; flex-direction: row;
+                   flex-wrap: nowrap; background: var(--body-background-fill); }
+  #result-column > * { flex: 1 1 0; min-width: 0 !important; }
+  #result-column img { max-height: 26vh; }
+  #slider-column .min_value, #slider-column .max_value { display: inline !important; }
+}
+"""
+# Gradio scopes `css` to its container, so the container's own overflow (hidden, which would
+# disable sticky positioning) is overridden from the page's head instead.
+HEAD = (
+    "<style>@media (max-width: 768px) "
+    "{ .gradio-container { overflow: visible !important; } }</style>"
+)
+LAUNCH = {"css": CSS, "head": HEAD, "max_file_size": MAX_UPLOAD}  # every launch of the page
 
 
 @dataclass(frozen=True)
@@ -206,8 +225,8 @@ def photo_for(
     library: ModelLibrary, model_name: str, image: Photo, photo_id: str, session: str
 ) -> str | None:
     """A valid id for the shown photo: the cached latent, re-encoded only if it was evicted.
-    None when no photo is shown (nothing to edit, and nothing stale is edited)."""
-    if isinstance(image, RejectedPhoto) or (not image and not photo_id):
+    None when no photo was accepted (nothing to edit, and nothing stale is edited)."""
+    if isinstance(image, RejectedPhoto) or not photo_id:
         return None
     editor = library.editor(model_name)
     try:
@@ -521,17 +540,18 @@ def layout(library: ModelLibrary) -> Page:
         model_name = gr.Dropdown(choices, value=library.names[0], label="Model", scale=1)
         current_model = gr.State(library.names[0])
         model_info = gr.Markdown()
-    with gr.Row():
-        with gr.Column():
+    with gr.Row(elem_id="workspace"):
+        with gr.Column(elem_id="photo-column"):
             image = photo_input(
                 label="Photo", sources=["upload", "webcam", "clipboard"], height=320
             )
-            status = gr.Markdown("Upload a photo to start.")
+            status = gr.Markdown("Upload a photo to start.", elem_id="status")
+            download = gr.File(label="Full-resolution PNG", interactive=False, elem_id="download")
             crop = gr.Image(
                 label="What the model sees", format="png", interactive=False, height=200
             )
             photo_id = gr.Textbox(visible=False)
-        with gr.Column():
+        with gr.Column(elem_id="slider-column"):
             sliders = [
                 gr.Slider(*ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False)
                 for i in range(MAX_SLIDERS)
@@ -552,7 +572,7 @@ def layout(library: ModelLibrary) -> Page:
                 label="Faces to edit",
                 visible=False,
             )
-        with gr.Column():
+        with gr.Column(elem_id="result-column"):
             edited_crop = gr.Image(
                 label="Edited crop",
                 format="png",
@@ -566,7 +586,6 @@ def layout(library: ModelLibrary) -> Page:
                 interactive=False,
                 elem_id="edited-photo",
             )
-            download = gr.File(label="Full-resolution PNG", interactive=False)
     with gr.Accordion("Sweep one attribute", open=False):
         with gr.Row():
             names = [plain_words(a) for a in first.attributes]
@@ -629,6 +648,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
             bound["export"], edit_inputs, page.download, **hidden
         )
 
+    # drags fire input (live) and release; keys, typing and reset fire change: all reach both
     moved = [*page.sliders, page.detail]
     slider_moves = [s.input for s in moved] + [s.release for s in moved] + [page.faces.input]
     gr.on(
@@ -640,7 +660,7 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
         concurrency_limit=live_edits,
         **live,
     )
-    releases = [s.release for s in moved] + [page.faces.input]
+    releases = [s.release for s in moved] + [s.change for s in moved] + [page.faces.input]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(
         [page.image.input, page.image.change],
@@ -741,9 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Only what the user gave: Gradio reads GRADIO_SERVER_NAME/PORT itself (a Space sets them),
     # and an explicit value would override them.
-    demo.launch(
-        server_name=args.host, server_port=args.port, share=args.share, max_file_size=MAX_UPLOAD
-    )
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH)
     return 0
 
 

@@ -16,6 +16,7 @@ keeps its old strokes), which is why whole-image models default to s = 0.
 """
 
 import hashlib
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -117,6 +118,8 @@ class Editor:
         self.aligner = aligner
         self.photos: PhotoStore[PreparedPhoto] = PhotoStore(limits)
         self.decoder = DecodeBatcher(self._decode_batch)  # concurrent moves: one batch
+        self._preparing: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     @property
     def attributes(self) -> list[str]:
@@ -134,11 +137,18 @@ class Editor:
         """
         photo = load_photo(image, min_side=32 if self.aligns_faces else 8)
         key = content_key(photo)
-        known = self.photos.find(session, key)
-        if known is not None:
-            return known
-        prepared = self.photos.shared(key) or self._prepare(photo)
-        return self.photos.add(session, key, prepared)
+        with self._locks_lock:  # one preparation per content at a time: a page's upload fires
+            same_photo = self._preparing.setdefault(key, threading.Lock())  # several events
+        with same_photo:
+            known = self.photos.find(session, key)
+            if known is not None:
+                return known
+            prepared = self.photos.shared(key) or self._prepare(photo)
+            photo_id = self.photos.add(session, key, prepared)
+        with self._locks_lock:
+            if not same_photo.locked():
+                self._preparing.pop(key, None)
+        return photo_id
 
     def _prepare(self, photo: Image.Image) -> PreparedPhoto:
         size = self.model.config.image_size

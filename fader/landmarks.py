@@ -66,7 +66,7 @@ class BackendUnavailable(ValueError):
 
 
 def fan_weights_path() -> str:
-    import torch.hub
+    import torch.hub  # torch loads in ~1 s: only when FAN is asked about
 
     return os.path.join(torch.hub.get_dir(), "checkpoints", FAN_WEIGHTS)
 
@@ -189,7 +189,7 @@ class FanLandmarks:
                 "(FADER_OFFLINE / HF_HUB_OFFLINE) forbids downloading them. Place the file there, "
                 "unset offline mode, or use backend='dlib'."
             )
-        import face_alignment
+        import face_alignment  # optional, and slow to import (numba): only when FAN is used
 
         self._detector = detector
         try:
@@ -224,7 +224,7 @@ class FanLandmarks:
 
 def _import_dlib():
     try:
-        import dlib
+        import dlib  # optional: the error below says how to install it
     except ImportError as error:
         raise BackendUnavailable(
             "The dlib backend needs `pip install dlib-bin face-recognition-models`."

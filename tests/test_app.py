@@ -71,7 +71,7 @@ def serve(library: ModelLibrary) -> Iterator[str]:
         server_port=free_port(),
         prevent_thread_lock=True,
         quiet=True,
-        max_file_size=app.MAX_UPLOAD,
+        **app.LAUNCH,
     )
     try:
         yield url

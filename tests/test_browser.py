@@ -34,8 +34,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+DESKTOP = {"width": 1400, "height": 1000}
+PHONE = {"width": 390, "height": 844}
+
+
 @contextmanager
-def opened(url: str) -> Iterator["Page"]:  # noqa: F821 — playwright is imported lazily
+def opened(url: str, viewport: dict = DESKTOP) -> Iterator["Page"]:  # noqa: F821 — lazy import
     """A page of the app in a fresh headless Chromium, closed afterwards."""
     from playwright.sync_api import sync_playwright
 
@@ -43,7 +47,7 @@ def opened(url: str) -> Iterator["Page"]:  # noqa: F821 — playwright is import
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1100})
+            page = browser.new_page(viewport=viewport)
             page.goto(url, timeout=60_000)
             yield page
         finally:
@@ -51,10 +55,46 @@ def opened(url: str) -> Iterator["Page"]:  # noqa: F821 — playwright is import
 
 
 @pytest.fixture(scope="module")
-def page_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def face_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ModelLibrary]]:
     model = save_model(tmp_path_factory.mktemp("model") / "face", "celeba", ["Smiling", "Male"])
-    with serve(ModelLibrary([model], aligner="dlib")) as url:
-        yield url
+    library = ModelLibrary([model], aligner="dlib")
+    with serve(library) as url:
+        yield url, library
+
+
+@pytest.fixture(scope="module")
+def page_url(face_app) -> str:
+    return face_app[0]
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {"astronaut": folder / "astronaut.jpg", "coffee": folder / "coffee.jpg"}
+    Image.fromarray(skimage_data.astronaut()).save(paths["astronaut"], quality=95)
+    Image.fromarray(skimage_data.coffee()).save(paths["coffee"], quality=95)
+    return paths
+
+
+def upload_and_wait_for_the_edit(page, photo: Path) -> str:
+    """Upload `photo` and return the edited crop's src once it shows."""
+    page.get_by_text("Upload a photo, then slide attributes").wait_for(timeout=60_000)
+    page.set_input_files("input[type=file]", str(photo))
+    page.get_by_text("Face aligned with dlib").wait_for(timeout=60_000)
+    edited = page.locator("#edited-crop img")
+    edited.wait_for(timeout=60_000)
+    page.locator("#download a").first.wait_for(timeout=60_000)
+    return edited.get_attribute("src")
+
+
+def drag(page, slider, start: float, end: float) -> None:
+    box = slider.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * start, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * end, y, steps=8)
+    page.mouse.up()
 
 
 def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_path: Path):
@@ -108,3 +148,90 @@ def test_bundled_digits_model_starts_at_the_digit_it_reads(digits_page_url: str)
         assert [numbers.nth(i).input_value() for i in range(10)] == ["0"] * 3 + ["1"] + ["0"] * 6
         page.locator("#edited-crop img").wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "app-digits.png"), full_page=True)
+
+
+def test_one_upload_runs_the_encoder_once(face_app, photos):
+    url, library = face_app
+    encoder = library.editor(library.names[0]).model.encoder
+    calls: list[int] = []
+    hook = encoder.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        photo = photos["astronaut"].with_name("astronaut-once.jpg")
+        Image.open(photos["astronaut"]).rotate(3).save(photo)  # content no one encoded yet
+        with opened(url) as page:
+            upload_and_wait_for_the_edit(page, photo)
+            page.wait_for_timeout(1500)  # any second encode would have started by now
+    finally:
+        hook.remove()
+    assert calls == [1]
+
+
+def test_a_refused_upload_clears_the_edit_and_its_message_stays(page_url, photos):
+    with opened(page_url) as page:
+        upload_and_wait_for_the_edit(page, photos["astronaut"])
+        page.set_input_files("input[type=file]", str(photos["coffee"]))
+        status = page.locator("#status")
+        status.get_by_text("No face found").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => !document.querySelector('#edited-crop img')"
+            " && !document.querySelector('#download a')",
+            timeout=30_000,
+        )
+        assert page.locator(".toast-body").count() == 0, "the message is on the page, no toast"
+        slider = page.locator("#slider-column input[type=range]").first
+        drag(page, slider, 0.4, 0.9)
+        page.wait_for_timeout(1500)
+        assert page.locator("#edited-crop img").count() == 0, "nothing edits the old photo"
+        assert "No face found" in status.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "app-refused.png"), full_page=True)
+
+
+def test_arrow_keys_reach_the_preview_and_the_download(page_url, photos):
+    with opened(page_url) as page:
+        before = upload_and_wait_for_the_edit(page, photos["astronaut"])
+        assert "fader-face-unchanged" in page.locator("#download").inner_text()
+        slider = page.locator("#slider-column input[type=range]").first
+        slider.focus()
+        for _ in range(4):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            "before => document.querySelector('#edited-crop img').src !== before",
+            arg=before,
+            timeout=30_000,
+        )
+        page.get_by_text("Smiling=0.2").wait_for(timeout=30_000)  # the new download's name
+
+        def after(action, name: str) -> None:
+            before = page.locator("#edited-crop img").get_attribute("src")
+            action()
+            page.wait_for_function(
+                "before => document.querySelector('#edited-crop img').src !== before",
+                arg=before,
+                timeout=30_000,
+            )
+            page.locator("#download").get_by_text(name).wait_for(timeout=30_000)
+
+        number = page.locator("#slider-column input[type=number]").first
+        after(lambda: (number.fill("1.5"), number.press("Enter")), "Smiling=1.5")  # typed
+        reset = page.locator("#slider-column button.reset-button").first
+        after(reset.click, "unchanged")  # reset to 0
+
+
+def test_on_a_phone_the_edit_stays_in_view_while_a_slider_is_dragged(page_url, photos):
+    with opened(page_url, PHONE) as page:
+        upload_and_wait_for_the_edit(page, photos["astronaut"])
+        slider = page.locator("#slider-column input[type=range]").nth(1)
+        slider.evaluate("element => element.scrollIntoView({block: 'end'})")  # below the result
+        page.wait_for_timeout(300)
+        before = page.locator("#edited-crop img").get_attribute("src")
+        drag(page, slider, 0.4, 0.95)
+        page.wait_for_function(
+            "before => document.querySelector('#edited-crop img').src !== before",
+            arg=before,
+            timeout=30_000,
+        )
+        crop = page.locator("#edited-crop img").bounding_box()
+        assert crop is not None and crop["y"] >= 0 and crop["y"] + crop["height"] <= PHONE["height"]
+        page.screenshot(path=str(ARTIFACTS / "app-phone.png"))
+        labels = page.locator("#slider-column").get_by_text("-2", exact=True)
+        assert labels.first.is_visible(), "the slider's end labels are shown"
