@@ -344,11 +344,12 @@ def face_choices(library: ModelLibrary, model_name: str, photo_id: str, session:
 def faces_present(
     editor: Editor, photo_id: str, session: str, faces: Sequence[int] | None
 ) -> Sequence[int] | str:
-    """The ticked face numbers this photo has ("all" when none were sent). The API's default
-    ticks every label the page can show, more than most photos have."""
-    if faces is None:
+    """The ticked face numbers this photo has ("all" when none were sent, and for whole-image
+    models, which have nothing to pick). The API's default ticks every label the page can show,
+    more than most photos have."""
+    count = len(editor.photo(photo_id, session).faces)
+    if faces is None or count == 0:
         return "all"
-    count = len(editor.photo(photo_id, session).crops)
     return [i for i in faces if i < count]
 
 

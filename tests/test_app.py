@@ -190,6 +190,8 @@ def test_models_without_alignment_edit_any_picture(server, models, photos):
     assert "Centre square" in status
     _, photo, _ = client.predict(models["scene"], None, handle, *NEUTRAL, api_name="/edit")
     assert Image.open(photo).size == Image.open(photos["coffee"]).size
+    crop, _, _ = client.predict(models["scene"], None, handle, *NEUTRAL, 0.0, [], api_name="/edit")
+    assert crop, "no face to pick (the page's choice is empty): the picture is edited"
 
 
 def png(width: int, height: int, bit_depth: int, colour_type: int, pixels: bytes) -> bytes:
