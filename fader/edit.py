@@ -161,7 +161,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
 def run(args: argparse.Namespace) -> Outcome:
     # Deferred so that --help answers without loading torch and the model.
     from fader.models import ModelLibrary
-    from fader.video import FrameEditor, edit_video
+    from fader.video import FrameEditor, edit_video  # PyAV, FFmpeg: likewise
 
     files = input_files(args.inputs)
     if args.out.exists() and not args.out.is_dir():

@@ -154,16 +154,22 @@ def centre_square(image: Image.Image, size: int) -> Image.Image:
 
 
 def paste_centre_square(
-    photo: Image.Image, edited: Image.Image, crop: Image.Image, detail: float = 0.0
+    photo: Image.Image,
+    edited: Image.Image,
+    crop: Image.Image | None = None,
+    detail: float = 0.0,
 ) -> Image.Image:
     """Put an edited centre-square crop back at the photo's resolution.
 
     `edited` holds `detail` times the photo's `crop` (see `fader.align.paste_back`): that part
     is taken from the photo's own square instead, at its resolution.
     """
+    if detail and crop is None:
+        raise ValueError("paste_centre_square needs the photo's crop to keep its detail.")
     box = centre_square_box(photo.size)
     side = box[2] - box[0]
-    change = np.asarray(edited, np.float32) - detail * np.asarray(crop, np.float32)
+    kept = detail * np.asarray(crop, np.float32) if detail else 0.0
+    change = np.asarray(edited, np.float32) - kept
     resized = np.stack(
         [
             np.asarray(
