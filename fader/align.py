@@ -181,6 +181,14 @@ def faces_in(image: Image.Image, size: int = 256, backend: str = "auto") -> list
     return [_align(rgb, face, size, landmark_backend.name, len(faces)) for face in faces]
 
 
+def aligned_on(image: Image.Image, landmarks: np.ndarray, size: int, backend: str) -> AlignedFace:
+    """The crop `faces_in` would make for a face with these 68 landmarks: for landmarks found
+    elsewhere, such as a video's smoothed over neighbouring frames (`fader.video`)."""
+    (x1, y1), (x2, y2) = landmarks.min(axis=0), landmarks.max(axis=0)
+    face = Face((float(x1), float(y1), float(x2), float(y2)), landmarks, 1.0)
+    return _align(np.asarray(image), face, size, backend, 1)
+
+
 def largest_face(faces: list[AlignedFace]) -> AlignedFace:
     """The first (largest) of `faces`; `NoFaceFound` with what to try when there is none."""
     if not faces:
