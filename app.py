@@ -43,7 +43,7 @@ MAX_UPLOAD_BYTES = 25 * 2**20
 MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
-LIVE_EDITS = MAX_BATCH  # slider moves in flight at once: their decodes share one batch
+LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")

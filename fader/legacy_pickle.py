@@ -3,11 +3,14 @@
 Layout: pickle(magic) pickle(protocol) pickle(sys_info) pickle(object, storages as persistent
 ids) pickle(storage keys), then per key: int64 element count + raw little-endian bytes.
 A restricted unpickler turns every module class into an inert `ModuleRecord` of its state and
-rebuilds nothing but tensors; anything else in the file is refused. Used to convert the
-authors' 2017 releases (`fader/authors_conversion.py`), which `torch.load` would execute.
+rebuilds nothing but tensors; anything else in the file is refused. Each tensor's shape, strides
+and offset are checked against its storage's bytes before any tensor is built, so a crafted
+layout cannot make a small file cost gigabytes. Used to convert the authors' 2017 releases
+(`fader/authors_conversion.py`), which `torch.load` would execute.
 """
 
 import io
+import math
 import pickle
 import struct
 from collections import OrderedDict
@@ -101,18 +104,51 @@ class TensorRef:
     def __setstate__(self, state: Any) -> None:
         """Parameters of torch 0.3 carry (requires_grad, volatile, hooks): irrelevant here."""
 
-    def materialize(self) -> torch.Tensor:
-        data = self.storage.root.data
+    def check_layout(self) -> None:
+        """Refuse a layout that reaches past the storage's bytes or repeats them without bound.
+
+        Runs before any tensor is built: with positive strides, an element count within the
+        storage and the last element inside it, a tensor never costs more memory than the bytes
+        the file really holds (a crafted stride 0 would turn 48 floats into gigabytes).
+        """
+        view, data = self.storage, self.storage.root.data
+        where = (
+            f"A tensor in the file (shape {self.size}, strides {self.stride}, offset {self.offset})"
+        )
         if data is None:
             raise CheckpointError("The file ends before the tensor data it announces.")
-        start = self.storage.start + self.offset
+        if len(self.size) != len(self.stride) or not all(0 <= s < 2**63 for s in self.size):
+            raise CheckpointError(f"{where} has a malformed shape; the file is corrupt.")
+        numel = math.prod(self.size)
+        if numel == 0:
+            return
+        if any(st <= 0 for s, st in zip(self.size, self.stride, strict=True) if s > 1):
+            raise CheckpointError(
+                f"{where} has a zero or negative stride, which no saved model has; the file "
+                "is corrupt or crafted."
+            )
+        length = min(view.end, len(data)) - view.start
+        if numel > length:
+            raise CheckpointError(
+                f"{where} claims {numel} elements, more than its storage's {max(length, 0)}; "
+                "the file is corrupt or crafted."
+            )
+        last = self.offset + sum((s - 1) * st for s, st in zip(self.size, self.stride, strict=True))
+        if self.offset < 0 or last >= length:
+            raise CheckpointError(
+                f"{where} reaches outside its storage of {max(length, 0)} elements "
+                f"({max(length, 0) * data.dtype.itemsize} bytes); the file is corrupt or crafted."
+            )
+
+    def materialize(self) -> torch.Tensor:
+        """The tensor, copied out of its storage; `check_layout` has already passed."""
+        data = self.storage.root.data
+        assert data is not None  # read_legacy_checkpoint checked every tensor's layout
         if any(s == 0 for s in self.size):
             return torch.empty(self.size, dtype=data.dtype)
-        last = start + sum((s - 1) * st for s, st in zip(self.size, self.stride, strict=True))
-        limit = min(self.storage.end, len(data))
-        if min(self.stride, default=0) < 0 or self.offset < 0 or last >= limit:
-            raise CheckpointError("A tensor in the file reaches outside its storage (corrupt?).")
-        return torch.as_strided(data, self.size, self.stride, start).clone()
+        return torch.as_strided(
+            data, self.size, self.stride, self.storage.start + self.offset
+        ).clone()
 
 
 def _keep_data(data: Any, *_: Any) -> Any:
@@ -156,8 +192,16 @@ class RestrictedUnpickler(_DataOnlyUnpickler):
     def __init__(self, file: io.BufferedIOBase) -> None:
         super().__init__(file, encoding="utf-8")
         self.storages: dict[str, _RootStorage] = {}
+        self.tensors: list[TensorRef] = []
+
+    def _tensor(self, *args: Any) -> TensorRef:
+        """Every tensor is kept, so each one's layout is checked once its storage is read."""
+        self.tensors.append(TensorRef(*args))
+        return self.tensors[-1]
 
     def find_class(self, module: str, name: str) -> Any:
+        if SAFE_GLOBALS.get((module, name)) is TensorRef:
+            return self._tensor
         if (module, name) in SAFE_GLOBALS:
             return SAFE_GLOBALS[module, name]
         if module in ("torch", "torch.cuda") and name in STORAGE_DTYPES:
@@ -176,11 +220,15 @@ class RestrictedUnpickler(_DataOnlyUnpickler):
                 root = self.storages.setdefault(
                     str(key), _RootStorage(str(key), storage_type.dtype, numel)
                 )
+                if root.numel != numel or root.dtype != storage_type.dtype:
+                    raise CheckpointError(f"Storage {key} is announced twice, differently.")
                 if view is None:
                     return _StorageView(root, 0, numel)
                 _view_key, offset, view_numel = view
-                start = max(int(offset), 0)
-                return _StorageView(root, start, start + int(view_numel))
+                start, end = int(offset), int(offset) + int(view_numel)
+                if not 0 <= start <= end <= numel:
+                    raise CheckpointError(f"A view of storage {key} reaches outside it.")
+                return _StorageView(root, start, end)
         raise CheckpointError(f"Unexpected persistent reference {str(pid)[:80]} in the file.")
 
 
@@ -222,6 +270,8 @@ def read_legacy_checkpoint(path: str | Path) -> Any:
                 if nbytes
                 else torch.empty(0, dtype=root.dtype)
             )
+        for tensor in unpickler.tensors:
+            tensor.check_layout()
     except CheckpointError:
         raise
     except Exception as error:

@@ -20,7 +20,7 @@ import struct
 import sys
 import types
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -170,11 +170,17 @@ def _state_0_3(module: nn.Module) -> dict:
     return state
 
 
+Layout = tuple[int, tuple[int, ...], tuple[int, ...]]  # storage offset, size, stride
+
+
 class _Pickler03(pickle.Pickler):
-    def __init__(self, file):
+    """`layouts` replaces the (offset, size, stride) written for tensors, by their data_ptr."""
+
+    def __init__(self, file, layouts: dict[int, Layout] | None = None):
         super().__init__(file, protocol=2)
         self.storages: dict[str, _Storage] = {}
         self.classes: set[type] = set()
+        self.layouts = layouts or {}
 
     def persistent_id(self, obj):
         if isinstance(obj, _Storage):
@@ -192,14 +198,16 @@ class _Pickler03(pickle.Pickler):
             return (nn.Parameter, (obj.detach(),), (obj.requires_grad, False, OrderedDict()))
         if isinstance(obj, torch.Tensor):
             storage = _Storage(obj)
-            args = (storage, 0, tuple(obj.shape), storage.data.stride())
+            layout = (0, tuple(obj.shape), storage.data.stride())
+            offset, size, stride = self.layouts.get(obj.data_ptr(), layout)
+            args = (storage, offset, size, stride)
             return (torch._utils._rebuild_tensor, args)
         if isinstance(obj, nn.Module):
             return (copyreg.__newobj__, (type(obj),), _state_0_3(obj))
         return NotImplemented
 
 
-def write_legacy(obj, path: Path, pickler_type: type[pickle.Pickler] = _Pickler03) -> Path:
+def write_legacy(obj, path: Path, pickler_type: Callable[..., pickle.Pickler] = _Pickler03) -> Path:
     """The legacy layout: magic, protocol, sys info, the object, storage keys, raw storages."""
     with open(path, "wb") as file:
         pickle.dump(LEGACY_MAGIC, file, protocol=2)
@@ -218,6 +226,10 @@ def write_legacy(obj, path: Path, pickler_type: type[pickle.Pickler] = _Pickler0
     return path
 
 
-def save_like_torch_0_3(module: nn.Module, path: Path) -> Path:
+def save_like_torch_0_3(
+    module: nn.Module, path: Path, layouts: dict[torch.Tensor, Layout] | None = None
+) -> Path:
+    """`layouts` writes the given tensors with another (offset, size, stride): crafted files."""
+    by_pointer = {tensor.data_ptr(): layout for tensor, layout in (layouts or {}).items()}
     with src_model_importable():
-        return write_legacy(module, path)
+        return write_legacy(module, path, lambda file: _Pickler03(file, by_pointer))

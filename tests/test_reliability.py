@@ -71,6 +71,19 @@ def slider_values(client: int, move: int) -> list[float]:
     return values
 
 
+def assert_edits(client: Client, model: str, photo_id: str) -> None:
+    """The id came back usable: editing it gives a square crop, changed by the sliders."""
+    neutral, _, same = client.predict(
+        model, None, photo_id, *[0.0] * app.MAX_SLIDERS, api_name="/edit"
+    )
+    smiling, _, _ = client.predict(
+        model, None, photo_id, *[2.0] + [0.0] * (app.MAX_SLIDERS - 1), api_name="/edit"
+    )
+    width, height = Image.open(neutral).size
+    assert same == photo_id and width == height >= 64
+    assert not np.array_equal(np.asarray(Image.open(neutral)), np.asarray(Image.open(smiling)))
+
+
 def test_twenty_clients_sliding_at_once_each_get_their_own_images(server, models, tmp_path):
     """Every answer is the decode of that client's own photo at that client's own values."""
     model = models["scene"]
@@ -180,12 +193,14 @@ def test_more_bad_inputs_through_the_real_server(server, models, tmp_path):
     _, status, handle = client.predict(
         face, handle_file(several_faces(tmp_path / "group.jpg")), api_name="/encode"
     )
-    assert handle and "2 faces found: editing the largest" in status
+    assert "Face aligned with dlib" in status and "2 faces found: editing the largest" in status
+    assert_edits(client, face, handle)
 
     _, status, handle = client.predict(
         face, handle_file(exif_rotated(tmp_path / "sideways.jpg")), api_name="/encode"
     )
-    assert handle and "Face aligned" in status, "an EXIF-rotated photo is stood up first"
+    assert "Face aligned with dlib" in status, "an EXIF-rotated photo is stood up first"
+    assert_edits(client, face, handle)
 
     bomb = decompression_bomb(tmp_path / "bomb.png")
     assert bomb.stat().st_size < 2_000_000
@@ -198,7 +213,7 @@ def test_more_bad_inputs_through_the_real_server(server, models, tmp_path):
     _, _, handle = client.predict(
         face, handle_file(several_faces(tmp_path / "again.jpg")), api_name="/encode"
     )
-    assert handle, "the server still serves"
+    assert_edits(client, face, handle)  # the server still serves
 
 
 def upload(server: str, name: str, body: bytes) -> urllib.request.Request:
@@ -225,7 +240,7 @@ def test_an_upload_over_the_size_cap_is_refused_and_the_server_keeps_serving(
     _, _, handle = client.predict(
         models["face"], handle_file(several_faces(tmp_path / "ok.jpg")), api_name="/encode"
     )
-    assert handle
+    assert_edits(client, models["face"], handle)
 
 
 def test_no_file_outside_the_apps_own_folders_is_served(server, models):
