@@ -30,8 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from fader.align import faces_in
-from fader.batching import MAX_BATCH
-from fader.editor import preview_of
+from fader.editor import MAX_FACES, Editor, preview_of
 from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
 from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
@@ -173,6 +172,11 @@ def finite(values: Sequence[float | None], what: str = "Slider values") -> list[
     return numbers
 
 
+def detail_value(detail: float | None) -> float | None:
+    """ "Keep photo detail" as a number, None staying the model's default."""
+    return None if detail is None else finite([detail], "Keep photo detail")[0]
+
+
 def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
     names = library.editor(model_name).attributes
     return dict(zip(names, finite(values), strict=False))
@@ -241,14 +245,20 @@ def edit(
     image: Photo,
     photo_id: str,
     *values: float,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
     session: str = "",
 ) -> tuple:
-    """The live path: decoder only, pasted into the preview-sized photo."""
+    """The live path: decoder only, pasted into the preview-sized photo. `detail` is "keep photo
+    detail" (None: the model's default); `faces` the face numbers to edit (None: all)."""
     sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None, None, ""
-    result = library.editor(model_name).edit(photo_id, sliders, session)
+    editor = library.editor(model_name)
+    faces = faces_present(editor, photo_id, session, faces)
+    result = editor.edit(photo_id, sliders, session, detail=detail, faces=faces)
     return shown(result.crop), result.photo, photo_id
 
 
@@ -258,15 +268,22 @@ def export(
     image: Photo,
     photo_id: str,
     *values: float,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
     session: str = "",
     folder: Path | None = None,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
     sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         return None
-    result = library.editor(model_name).edit(photo_id, sliders, session, full_resolution=True)
+    editor = library.editor(model_name)
+    faces = faces_present(editor, photo_id, session, faces)
+    result = editor.edit(
+        photo_id, sliders, session, full_resolution=True, detail=detail, faces=faces
+    )
     folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
     path = folder / download_name(model_name, sliders)
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
@@ -290,21 +307,51 @@ def sweep(
     attribute: str,
     steps: float,
     *values: float,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
     session: str = "",
 ) -> Image.Image:
-    """One attribute from the slider minimum to maximum, other sliders as set."""
+    """One attribute from the slider minimum to maximum, other sliders as set; a row per face."""
     (steps,) = finite([steps], "The number of steps")
     sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
     if photo_id is None:
         raise ValueError("Upload a photo first.")
     editor = library.editor(model_name)
     name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
     low, high = editor.model.config.slider_range
-    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session)
-    factor = max(1, -(-SHOWN_SIDE // 2 // strip.height))  # tiles at least half a shown crop
+    faces = faces_present(editor, photo_id, session, faces)
+    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail, faces)
+    tile = strip.width // int(steps)
+    factor = max(1, -(-SHOWN_SIDE // 2 // tile))  # tiles at least half a shown crop
     strip = strip.resize((strip.width * factor, strip.height * factor), Image.Resampling.NEAREST)
     return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
+
+
+def face_labels(count: int) -> list[str]:
+    return [f"Face {i + 1}{' (largest)' if i == 0 else ''}" for i in range(count)]
+
+
+def face_choices(library: ModelLibrary, model_name: str, photo_id: str, session: str = "") -> Any:
+    """The "Faces to edit" choice for the photo: every face found, all ticked; shown only when
+    there is more than one."""
+    editor = library.editor(model_name)
+    count = len(editor.photo(photo_id, session).faces) if photo_id else 0
+    labels = face_labels(count)
+    return gr.update(choices=labels, value=labels, visible=count > 1)
+
+
+def faces_present(
+    editor: Editor, photo_id: str, session: str, faces: Sequence[int] | None
+) -> Sequence[int] | str:
+    """The ticked face numbers this photo has ("all" when none were sent, and for whole-image
+    models, which have nothing to pick). The API's default ticks every label the page can show,
+    more than most photos have."""
+    count = len(editor.photo(photo_id, session).faces)
+    if faces is None or count == 0:
+        return "all"
+    return [i for i in faces if i < count]
 
 
 def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
@@ -352,6 +399,11 @@ def model_description(library: ModelLibrary, model_name: str) -> str:
         f"Each slider runs from {low:g} to {high:g}: 0 = without the attribute, 1 = with it, "
         "past 1 stronger, below 0 the opposite.",
     ]
+    lines.append(
+        f"*Keep photo detail* starts at {config.default_detail:g}: at 1 what the model does not "
+        "rebuild is kept from the photo (sharp, and the photo itself at the sliders' start); a "
+        "strong edit then lets the old shape show through, so lower it for big changes."
+    )
     if not config.aligns_faces:
         lines.append(f"This model does not edit faces. {GET_A_FACE_MODEL}")
     return "\n\n".join(lines)
@@ -366,14 +418,15 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
     except ValueError as error:
         if current is None or current == model_name:
             raise
-        unchanged = [gr.update()] * (2 + MAX_SLIDERS)
+        unchanged = [gr.update()] * (3 + MAX_SLIDERS)
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = [plain_words(a) for a in editor.attributes]
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
     info = model_description(library, model_name)
     sweep = gr.update(choices=choices, value=choices[0])
-    return [gr.update(value=model_name), model_name, info, sweep, *sliders, gr.update()]
+    detail = gr.update(value=editor.model.config.default_detail)
+    return [gr.update(value=model_name), model_name, info, sweep, *sliders, detail, gr.update()]
 
 
 def markdown_text(message: str) -> str:
@@ -402,14 +455,14 @@ def shown(image: Image.Image | None) -> Image.Image | None:
 
 
 def labelled_strip(strip: Image.Image, alphas: Sequence[float], attribute: str) -> Image.Image:
-    """The sweep's crops with the α of each written under it."""
-    tile = strip.height
-    canvas = Image.new("RGB", (strip.width, tile + 24), "white")
+    """The sweep's crops (a row per face) with the α of each column written under them."""
+    tile = strip.width // len(alphas)
+    canvas = Image.new("RGB", (strip.width, strip.height + 24), "white")
     canvas.paste(strip, (0, 0))
     draw = ImageDraw.Draw(canvas)
     for i, alpha in enumerate(alphas):
         text = f"{attribute} {alpha:.2g}" if i == 0 else f"{alpha:.2g}"
-        draw.text((i * tile + 4, tile + 5), text, fill="black")
+        draw.text((i * tile + 4, strip.height + 5), text, fill="black")
     return canvas
 
 
@@ -448,17 +501,25 @@ def live_frame(
     model_name: str,
     frame: np.ndarray | None,
     *values: float,
+    detail: float | None = None,
     session: str = "",
     streams: Streams,
 ) -> tuple[str, str]:
-    """One camera frame edited with the sliders, the face tracked from the session's previous
-    frame; returned as an <img> (a data: URL, so no file is written per frame) and a note."""
+    """One camera frame edited with the sliders and "keep photo detail" (None: the model's
+    default), the largest face tracked from the session's previous frame; returned as an <img>
+    (a data: URL, so no file is written per frame) and a note."""
     if frame is None:
         return "", ""
     editor = library.editor(model_name)
     sliders = slider_values(library, model_name, values)
+    strength = editor.detail_strength(detail_value(detail))
     result = streams.edit(
-        session, model_name, lambda: FaceStream(editor.model, editor.aligner), frame, sliders
+        session,
+        model_name,
+        lambda: FaceStream(editor.model, editor.aligner),
+        frame,
+        sliders,
+        strength,
     )
     return live_image(result.image, result.edited), result.note
 
@@ -483,12 +544,19 @@ def live_stop(library: ModelLibrary, *, session: str = "", streams: Streams) -> 
 # ---- The page: layout, then wiring -----------------------------------------------------------
 
 
-def for_session(handler: Callable, library: ModelLibrary, **fixed: Any) -> Callable:
+def for_session(
+    handler: Callable, library: ModelLibrary, controls: Sequence[str] = (), **fixed: Any
+) -> Callable:
     """`handler` bound to the library, with the visitor's Gradio session passed in, so a photo
-    is only ever reached from the browser tab (or API client) that uploaded it."""
+    is only ever reached from the browser tab (or API client) that uploaded it. The event's
+    last inputs fill the handler's keyword parameters named in `controls` (those after the
+    sliders, such as `detail`)."""
 
     def call(request: gr.Request, *args: Any) -> Any:  # Gradio fills a first `gr.Request`
-        return handler(library, *args, session=request.session_hash or "", **fixed)
+        split = len(args) - len(controls)
+        named = dict(zip(controls, args[split:], strict=True))
+        session = request.session_hash or ""
+        return handler(library, *args[:split], session=session, **named, **fixed)
 
     call.__name__ = handler.__name__
     return user_errors(call)
@@ -511,6 +579,8 @@ class Page:
     crop: gr.Image
     photo_id: gr.Textbox
     sliders: list[gr.Slider]
+    detail: gr.Slider
+    faces: gr.CheckboxGroup
     edited_crop: gr.Image
     edited_photo: gr.Image
     download: gr.File
@@ -542,11 +612,11 @@ def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> Non
     cleared, the session's stream is freed; a closed tab's after `fader.stream.IDLE_SECONDS`."""
     webcam = page.webcam
     assert webcam is not None
-    frame = for_session(live_frame, library, streams=streams)
+    frame = for_session(live_frame, library, ("detail",), streams=streams)
     stop = for_session(live_stop, library, streams=streams)
     webcam.camera.stream(
         frame,
-        [page.model_name, webcam.camera, *page.sliders],
+        [page.model_name, webcam.camera, *page.sliders, page.detail],
         [webcam.edited, webcam.note],
         stream_every=LIVE_EVERY,
         time_limit=LIVE_SECONDS,
@@ -583,6 +653,22 @@ def layout(library: ModelLibrary) -> Page:
                 gr.Slider(*ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False)
                 for i in range(MAX_SLIDERS)
             ]
+            detail = gr.Slider(
+                0.0,
+                1.0,
+                value=0.0,
+                step=0.05,
+                label="Keep photo detail",
+                info="0: the model's output alone; 1: the photo's own detail kept (lower it "
+                "for strong edits, where the old shape shows through)",
+            )
+            faces = gr.CheckboxGroup(
+                face_labels(MAX_FACES),
+                value=face_labels(MAX_FACES),
+                type="index",
+                label="Faces to edit",
+                visible=False,
+            )
         with gr.Column(elem_id="result-column"):
             edited_crop = gr.Image(
                 label="Edited crop",
@@ -611,9 +697,9 @@ def layout(library: ModelLibrary) -> Page:
     for kind, paths in example_photos().items():
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
-        model_name, current_model, model_info, image, status, crop, photo_id, sliders, edited_crop,
-        edited_photo, download, sweep_attribute, sweep_steps, sweep_button, sweep_strip,
-        webcam=webcam,
+        model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
+        faces, edited_crop, edited_photo, download, sweep_attribute, sweep_steps, sweep_button,
+        sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
@@ -621,7 +707,7 @@ def model_page(page: Page) -> list:
     """What `switch_model` updates."""
     return [
         page.model_name, page.current_model, page.model_info, page.sweep_attribute,
-        *page.sliders, page.status,
+        *page.sliders, page.detail, page.status,
     ]  # fmt: skip
 
 
@@ -630,39 +716,41 @@ def wire(
 ) -> None:
     exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
     exports.mkdir(parents=True, exist_ok=True)
+    controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
     bound = {
-        name: for_session(handler, library)
-        for name, handler in [
-            ("encode", encode),
-            ("starting_sliders", starting_sliders),
-            ("edit", edit),
-            ("sweep", sweep),
-        ]
+        "encode": for_session(encode, library),
+        "starting_sliders": for_session(starting_sliders, library),
+        "face_choices": for_session(face_choices, library),
+        "edit": for_session(edit, library, controls),
+        "sweep": for_session(sweep, library, controls),
+        "export": for_session(export, library, controls, folder=exports),
     }
-    bound["export"] = for_session(export, library, folder=exports)
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
         """Downloads and conversions show their progress (tqdm) in the page."""
         return switch_model(library, model_name, current)
 
     switch = user_errors(switch)
-    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders]
+    controls_in = [page.detail, page.faces]
+    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, *controls_in]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
     encoded = [page.crop, page.status, page.photo_id]
     hidden = {"api_visibility": "private"}
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
 
     def then_show_edit(event: Any) -> None:
-        """After a photo is encoded: sliders to their start, the edit, its download (or, for a
-        refused photo, every output cleared)."""
-        event.then(
-            bound["starting_sliders"], [page.model_name, page.photo_id], page.sliders, **hidden
+        """After a photo is encoded: sliders to their start, the faces found, the edit, its
+        download (or, for a refused photo, every output cleared)."""
+        photo = [page.model_name, page.photo_id]
+        event.then(bound["starting_sliders"], photo, page.sliders, **hidden).then(
+            bound["face_choices"], photo, page.faces, **hidden
         ).then(bound["edit"], edit_inputs, edit_outputs, **hidden).then(
             bound["export"], edit_inputs, page.download, **hidden
         )
 
     # drags fire input (live) and release; keys, typing and reset fire change: all reach both
-    slider_moves = [s.input for s in page.sliders] + [s.release for s in page.sliders]
+    moved = [*page.sliders, page.detail]
+    slider_moves = [s.input for s in moved] + [s.release for s in moved] + [page.faces.input]
     gr.on(
         slider_moves,
         bound["edit"],
@@ -672,7 +760,7 @@ def wire(
         concurrency_limit=live_edits,
         **live,
     )
-    releases = [s.release for s in page.sliders] + [s.change for s in page.sliders]
+    releases = [s.release for s in moved] + [s.change for s in moved] + [page.faces.input]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(
         [page.image.input, page.image.change],
@@ -686,7 +774,7 @@ def wire(
     sweep_inputs = [page.model_name, page.image, page.photo_id, page.sweep_attribute]
     page.sweep_button.click(
         bound["sweep"],
-        [*sweep_inputs, page.sweep_steps, *page.sliders],
+        [*sweep_inputs, page.sweep_steps, *page.sliders, *controls_in],
         page.sweep_strip,
         api_name="sweep",
     )

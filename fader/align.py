@@ -216,12 +216,19 @@ def align_for_training(photo: PhotoSource, size: int, backend: str = "auto") -> 
         return None
 
 
-def paste_back(photo: PhotoSource, edited_crop: PhotoSource, aligned: AlignedFace) -> Image.Image:
+def paste_back(
+    photo: PhotoSource, edited_crop: PhotoSource, aligned: AlignedFace, detail: float = 0.0
+) -> Image.Image:
     """`photo` at full resolution with `edited_crop` blended over the face `aligned` came from.
 
     The crop is warped back with the kept transform and blended through a feathered ellipse;
     its colours are first shifted so the seam ring matches the original crop, which hides the
     global colour cast an autoencoder's reconstruction tends to have.
+
+    `edited_crop` holds `detail` (s) times the photo's crop, x, as the editor's
+    D(z, y) + s·(x − D(z, y₀)) does; that part is taken from the photo itself at its own
+    resolution instead, so at s = 1 what the decoder did not change keeps the photo's detail
+    finer than the crop's, and an unchanged crop leaves the photo as it was.
     """
     image = load_photo(photo)
     if image.size != aligned.photo_size:
@@ -234,9 +241,9 @@ def paste_back(photo: PhotoSource, edited_crop: PhotoSource, aligned: AlignedFac
     if edited.size != (size, size):
         edited = edited.resize((size, size), Image.Resampling.LANCZOS)
     mask = face_mask(size)
-    face = match_seam_colour(
-        np.asarray(edited, dtype=np.float32), np.asarray(aligned.crop, dtype=np.float32), mask
-    )
+    original = np.asarray(aligned.crop, dtype=np.float32)
+    face = match_seam_colour(np.asarray(edited, dtype=np.float32), original, mask)
+    face -= detail * original  # the photo's own pixels replace it below
     base = np.asarray(image)
     x0, y0, x1, y1 = _crop_footprint(aligned.forward, size, base.shape, margin=2)
     to_crop = _shift_origin(aligned.forward, x0, y0)
@@ -253,7 +260,7 @@ def paste_back(photo: PhotoSource, edited_crop: PhotoSource, aligned: AlignedFac
         mask, to_crop, region_size, flags=cv2.INTER_LINEAR | inverse_map, borderValue=0.0
     )[..., None]
     region = base[y0:y1, x0:x1].astype(np.float32)
-    region += alpha * (face - region)
+    region += alpha * (face - (1.0 - detail) * region)
     result = base.copy()
     result[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
     return Image.fromarray(result)

@@ -63,6 +63,9 @@ class FaderConfig:
     # The sliders' ends in the app: past [0, 1] the decoder extrapolates (the authors' models
     # record the range their interpolate.py used).
     slider_range: tuple[float, float] = ALPHA_RANGE
+    # "Keep photo detail" s in [0, 1] the editor starts at; None: by preprocessing (see
+    # `default_detail`).
+    detail: float | None = None
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +77,8 @@ class FaderConfig:
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
             raise ValueError(f"slider_range must be two finite numbers, low < high: {low, high}.")
         self.slider_range = (low, high)
+        if self.detail is not None and not 0.0 <= self.detail <= 1.0:
+            raise ValueError(f"detail must be between 0 and 1 (or null), not {self.detail}.")
         if self.preprocessing not in PREPROCESSING:
             raise ValueError(
                 f"Unknown preprocessing {self.preprocessing!r}; expected one of {PREPROCESSING}."
@@ -104,6 +109,15 @@ class FaderConfig:
     def aligns_faces(self) -> bool:
         """Whether photos reach this model through face alignment (CelebA-like face models)."""
         return self.preprocessing in (CELEBA, ALIGN)
+
+    @property
+    def default_detail(self) -> float:
+        """The config's `detail`, else on (1) for face models, whose decoder blurs what the photo
+        shows sharply, and off (0) for whole-image models such as digits, where the old digit's
+        strokes would survive a swap."""
+        if self.detail is not None:
+            return float(self.detail)
+        return 1.0 if self.aligns_faces else 0.0
 
 
 def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:

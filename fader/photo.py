@@ -153,10 +153,29 @@ def centre_square(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.Resampling.LANCZOS, centre_square_box(image.size))
 
 
-def paste_centre_square(photo: Image.Image, edited: Image.Image) -> Image.Image:
-    """Put an edited centre-square crop back at the photo's resolution."""
+def paste_centre_square(
+    photo: Image.Image, edited: Image.Image, crop: Image.Image, detail: float = 0.0
+) -> Image.Image:
+    """Put an edited centre-square crop back at the photo's resolution.
+
+    `edited` holds `detail` times the photo's `crop` (see `fader.align.paste_back`): that part
+    is taken from the photo's own square instead, at its resolution.
+    """
     box = centre_square_box(photo.size)
     side = box[2] - box[0]
+    change = np.asarray(edited, np.float32) - detail * np.asarray(crop, np.float32)
+    resized = np.stack(
+        [
+            np.asarray(
+                Image.fromarray(np.ascontiguousarray(change[..., c])).resize(
+                    (side, side), Image.Resampling.LANCZOS
+                )
+            )
+            for c in range(change.shape[-1])
+        ],
+        axis=-1,
+    )
+    square = resized + detail * np.asarray(photo.crop(box), np.float32)
     result = photo.copy()
-    result.paste(edited.resize((side, side), Image.Resampling.LANCZOS), box[:2])
+    result.paste(Image.fromarray(np.clip(np.rint(square), 0, 255).astype(np.uint8)), box[:2])
     return result

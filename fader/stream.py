@@ -10,8 +10,9 @@ when the track is lost (points not followed, or the re-fit far from them). A fra
 passes through unedited, with a note.
 
 Every frame is new pixels, so each is encoded and decoded (no latent is kept), with the
-editor's "keep photo detail" s: edited = D(z, y) + s·(x − D(z, y₀)), y₀ the sliders at 0, so at
-y = y₀ and s = 1 the frame comes back as it was. `edit_stream` is the loop for scripts;
+editor's "keep photo detail" s: edited = D(z, y) + s·(x − D(z, y₀)), y₀ the sliders at 0, the
+part s·x taken from the frame itself at paste-back, so at y = y₀ and s = 1 the frame comes back
+as it was. `edit_stream` is the loop for scripts;
 `FaceStream` edits one frame at a time for callers that receive frames one by one (the app), and
 `Streams` keeps one per session, dropped when the session stops or goes quiet.
 """
@@ -178,10 +179,15 @@ class FaceStream:
         )
 
     def edit(
-        self, frame: np.ndarray | Image.Image, values: Mapping[str, float], detail: float = 0.0
+        self,
+        frame: np.ndarray | Image.Image,
+        values: Mapping[str, float],
+        detail: float | None = None,
     ) -> EditedFrame:
-        """`frame` with the largest face edited to the slider `values`, keeping `detail` (s, 0…1)
-        of the photo's own detail; a frame without a face comes back as it was."""
+        """`frame` with the largest face edited to the slider `values`, keeping `detail` (s, 0…1;
+        None: the model's default) of the photo's own detail; a frame without a face comes back
+        as it was."""
+        detail = self.model.config.default_detail if detail is None else float(detail)
         if not 0.0 <= detail <= 1.0:
             raise ValueError(f"Keep photo detail must be between 0 and 1, not {detail}.")
         rgb = as_rgb(frame)
@@ -189,14 +195,14 @@ class FaceStream:
         if self.tracker is None:
             crop = centre_square(Image.fromarray(rgb), self.size)
             edited = self._decoded(crop, values, detail, seconds)
-            image = paste_centre_square(Image.fromarray(rgb), edited)
+            image = paste_centre_square(Image.fromarray(rgb), edited, crop, detail)
             return EditedFrame(np.asarray(image), True, False, "", seconds)
         face, detected = self.tracker.find(rgb, seconds)
         if face is None:
             return EditedFrame(rgb, False, detected, NO_FACE, seconds)
         edited = self._decoded(face.crop, values, detail, seconds)
         start = time.perf_counter()
-        image = np.asarray(paste_back(Image.fromarray(rgb), edited, face))
+        image = np.asarray(paste_back(Image.fromarray(rgb), edited, face, detail))
         seconds["paste_back"] = time.perf_counter() - start
         return EditedFrame(image, True, detected, "", seconds)
 
@@ -226,7 +232,7 @@ def edit_stream(
     frames: Iterable[np.ndarray | Image.Image],
     model: FaderNetwork,
     values: Mapping[str, float] | Callable[[], Mapping[str, float]],
-    detail: float = 0.0,
+    detail: float | None = None,
     aligner: str = "auto",
     detect_every: int = DETECT_EVERY,
 ) -> Iterator[EditedFrame]:
@@ -234,6 +240,7 @@ def edit_stream(
 
     `values` are the slider values, or a function read before every frame so a script can
     change the edit while the stream plays. Frames are RGB: PIL images or H×W×3 uint8 arrays.
+    `detail` is "keep photo detail" s (None: the model's default, 1 for face models).
     """
     stream = FaceStream(model, aligner, detect_every)
     for frame in frames:
@@ -262,7 +269,7 @@ class Streams:
         make: Callable[[], FaceStream],
         frame: np.ndarray | Image.Image,
         values: Mapping[str, float],
-        detail: float = 0.0,
+        detail: float | None = None,
     ) -> EditedFrame:
         """`frame` edited by the session's stream for `model_name` (made by `make` if new)."""
         key = (session, model_name)

@@ -21,8 +21,10 @@ from skimage import data as skimage_data
 import app
 from fader.model import FaderConfig, FaderNetwork
 from fader.models import ModelLibrary
+from tests.group_photo import changed, group_photo
 
 NEUTRAL = [0.0] * app.MAX_SLIDERS
+LARGEST = ["Face 1 (largest)"]  # the "Faces to edit" input after "Keep photo detail"
 
 
 def sliders(**values: float) -> list[float]:
@@ -188,6 +190,8 @@ def test_models_without_alignment_edit_any_picture(server, models, photos):
     assert "Centre square" in status
     _, photo, _ = client.predict(models["scene"], None, handle, *NEUTRAL, api_name="/edit")
     assert Image.open(photo).size == Image.open(photos["coffee"]).size
+    crop, _, _ = client.predict(models["scene"], None, handle, *NEUTRAL, 0.0, [], api_name="/edit")
+    assert crop, "no face to pick (the page's choice is empty): the picture is edited"
 
 
 def png(width: int, height: int, bit_depth: int, colour_type: int, pixels: bytes) -> bytes:
@@ -388,12 +392,52 @@ def test_slider_values_must_be_finite(server, models):
     photo_id = ""  # checked before any photo is looked at
     for api, extra in [("edit", []), ("export", []), ("sweep", ["Smiling", 3])]:
         values = [float("nan")] + [0.0] * (app.MAX_SLIDERS - 1)
-        kind, message = call_raw(url, api, [models["face"], None, photo_id, *extra, *values])
+        inputs = [models["face"], None, photo_id, *extra, *values, 1.0, LARGEST]
+        kind, message = call_raw(url, api, inputs)
+        assert kind == "event: error" and "finite" in str(message), (api, message)
+        inputs = [models["face"], None, photo_id, *extra, *NEUTRAL, float("nan"), LARGEST]
+        kind, message = call_raw(url, api, inputs)
         assert kind == "event: error" and "finite" in str(message), (api, message)
     kind, message = call_raw(
-        url, "sweep", [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL]
+        url,
+        "sweep",
+        [models["face"], None, photo_id, "Smiling", float("nan"), *NEUTRAL, 1.0, LARGEST],
     )
     assert kind == "event: error" and "finite" in str(message), message
+
+
+def test_keep_photo_detail_reaches_the_preview_and_the_download(server, models, photos):
+    """At the sliders' start, full detail gives back the photo itself; none, the model's
+    output (a random decoder's noise). The page starts at the model's default."""
+    client, _ = server
+    *_, detail_state, _ = client.predict(models["face"], models["scene"], api_name="/switch_model")
+    assert detail_state["value"] == 1.0, "face models keep the photo's detail"
+    *_, detail_state, _ = client.predict(models["scene"], models["face"], api_name="/switch_model")
+    assert detail_state["value"] == 0.0, "whole-image models do not"
+    astronaut = np.asarray(Image.open(photos["astronaut"]), float)
+    _, _, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    previews = {}
+    for detail, close in ((1.0, True), (0.0, False)):
+        _, preview, _ = client.predict(
+            models["face"], None, handle, *NEUTRAL, detail, api_name="/edit"
+        )
+        exported = client.predict(
+            models["face"], None, handle, *NEUTRAL, detail, api_name="/export"
+        )
+        previews[detail] = np.abs(np.asarray(Image.open(preview), float) - astronaut).mean(-1)
+        export_off = np.abs(np.asarray(Image.open(exported), float) - astronaut).mean()
+        assert (export_off < 1 / 255) == close, (detail, export_off)
+    face = previews[0.0] > 30  # where the random decoder's output was pasted
+    assert face.mean() > 0.02 and previews[1.0][face].mean() < 5, "the preview (a JPEG) too"
+    strips = [
+        np.asarray(Image.open(client.predict(
+            models["face"], None, handle, "Smiling", 3, *NEUTRAL, detail, api_name="/sweep"
+        )))
+        for detail in (0.0, 1.0)
+    ]  # fmt: skip
+    assert not np.array_equal(*strips), "the sweep follows the control too"
 
 
 def test_exports_live_in_gradios_cache_and_name_the_model_and_values(server, models, photos):
@@ -421,3 +465,33 @@ def test_a_face_photo_under_a_model_that_does_not_edit_faces_says_so(server, mod
         models["scene"], handle_file(photos["coffee"]), api_name="/encode"
     )
     assert photo_id and "Centre square" in status, "a picture without a face is edited"
+
+
+def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_path):
+    client, _ = server
+    path = tmp_path / "group.png"
+    group = group_photo()
+    group.save(path)
+    _, status, handle = client.predict(models["face"], handle_file(path), api_name="/encode")
+    assert "2 faces found" in status
+    library = ModelLibrary([models["face"]], aligner="dlib")
+    photo_id = library.editor(models["face"]).load(group)
+    choice = app.face_choices(library, models["face"], photo_id)
+    assert choice["choices"] == choice["value"] == ["Face 1 (largest)", "Face 2"]
+    assert choice["visible"], "the page shows the faces found"
+    hopper, astronaut = (face.box for face in library.editor(models["face"]).photo(photo_id).faces)
+    edited = {}
+    for name, picked in (("all", []), ("astronaut", [["Face 2"]])):
+        exported = client.predict(
+            models["face"], None, handle, *sliders(Smiling=2.0), 0.0, *picked, api_name="/export"
+        )
+        edited[name] = Image.open(exported).convert("RGB")
+    assert (
+        changed(edited["all"], group, hopper) > 5 and changed(edited["all"], group, astronaut) > 5
+    )
+    assert changed(edited["astronaut"], group, astronaut) > 5
+    assert changed(edited["astronaut"], group, hopper) == 0, "the face not picked is untouched"
+    strip = client.predict(
+        models["face"], None, handle, "Smiling", 3, *NEUTRAL, 0.0, api_name="/sweep"
+    )
+    assert Image.open(strip).size == (3 * 128, 2 * 128 + 24), "a row per face, 2× tiles"

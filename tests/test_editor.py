@@ -14,6 +14,7 @@ from fader.model import FaderConfig, FaderNetwork
 from fader.models import ModelLibrary, load_model
 from fader.photo_store import StoreLimits
 from fader.pixels import to_tensor
+from tests.group_photo import changed, group_photo
 
 
 def random_model(preprocessing: str, size: int = 64) -> FaderNetwork:
@@ -215,7 +216,7 @@ def test_a_photo_belongs_to_the_session_that_loaded_it():
     for thief, stolen in (("bob", alice), ("alice", bob), ("", alice)):
         with pytest.raises(ValueError, match="upload it again"):
             editor.edit(stolen, {}, session=thief)
-    assert editor.photo(alice, "alice").latent is editor.photo(bob, "bob").latent
+    assert editor.photo(alice, "alice").latents is editor.photo(bob, "bob").latents
 
 
 def test_load_a_then_b_then_edit_a_edits_a():
@@ -252,3 +253,111 @@ def test_one_heavy_session_cannot_evict_another_sessions_photo():
         editor.photos.held_bytes(f"attacker{a}") <= limits.bytes_per_session for a in range(4)
     )
     editor.edit(small, {"Smiling": 1.0}, session="visitor")
+
+
+def mean_difference(a: Image.Image, b: Image.Image) -> float:
+    return float(np.abs(np.asarray(a, float) - np.asarray(b, float)).mean())
+
+
+@pytest.mark.parametrize("preprocessing", ["celeba", "center"])
+def test_full_detail_at_the_starting_values_gives_back_the_photo(tmp_path: Path, preprocessing):
+    from fader.classifier import Classifier, ClassifierConfig
+
+    folder = tmp_path / "model"
+    random_model(preprocessing).save_pretrained(folder)
+    torch.manual_seed(2)  # y₀ is what a classifier reads, not only zeros
+    Classifier(ClassifierConfig(["Smiling", "Male"], False, image_size=64)).save(folder)
+    editor = ModelLibrary([str(folder)], aligner="dlib").editor(str(folder))
+    astronaut = Image.fromarray(skimage_data.astronaut())
+    photo_id = editor.load(astronaut)
+    prepared = editor.photo(photo_id)
+    start = prepared.slider_start
+    for full_resolution in (False, True):
+        kept = editor.edit(photo_id, start, full_resolution=full_resolution, detail=1.0)
+        assert mean_difference(kept.crop, prepared.crop) < 1 / 255
+        assert mean_difference(kept.photo, astronaut) < 1 / 255
+    plain = editor.edit(photo_id, start, full_resolution=True, detail=0.0)
+    assert mean_difference(plain.crop, prepared.crop) > 5, "a random decoder rebuilds nothing"
+    assert mean_difference(plain.photo, astronaut) > 0.5
+
+
+def test_detail_adds_the_photos_residual_to_the_decoder_output():
+    model = random_model("center")
+    editor = Editor(model)
+    photo_id = editor.load(photo(3))
+    crop = editor.photo(photo_id).crop
+    x = to_tensor(crop)
+    with torch.no_grad():
+        z = model.encode(x)
+        at_start = model.decode(z, model.slider_channels({}))
+        smiling = model.decode(z, model.slider_channels({"Smiling": 2.0}))
+    expected = smiling + 0.5 * (x - at_start)
+    pixels = expected[0].add(1).mul(127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+    edited = np.asarray(editor.edit(photo_id, {"Smiling": 2.0}, detail=0.5).crop, int)
+    assert np.abs(edited - pixels).max() <= 1
+    strip = editor.sweep(photo_id, "Smiling", 2.0, 3.0, steps=2, detail=0.5)
+    assert np.abs(np.asarray(strip, int)[:, :64] - pixels).max() <= 1
+
+
+def test_the_default_detail_comes_with_the_model(tmp_path: Path):
+    assert random_model("celeba").config.default_detail == 1.0, "on for faces"
+    assert random_model("center").config.default_detail == 0.0, "off for whole images"
+    model = random_model("center")
+    model.config.detail = 0.25
+    model.save_pretrained(tmp_path / "m")
+    loaded = load_model(str(tmp_path / "m"))
+    assert loaded.config.default_detail == 0.25
+    editor = Editor(loaded)
+    photo_id = editor.load(photo(4))
+    assert np.array_equal(
+        np.asarray(editor.edit(photo_id, {"Male": 1.0}).crop),
+        np.asarray(editor.edit(photo_id, {"Male": 1.0}, detail=0.25).crop),
+    )
+    for bad in (1.5, -0.1, float("nan")):
+        with pytest.raises(ValueError, match="Keep photo detail must be between 0"):
+            editor.edit(photo_id, {}, detail=bad)
+    with pytest.raises(ValueError, match="detail must be between 0 and 1"):
+        FaderConfig(attributes=["Smiling"], detail=2.0)
+
+
+def test_every_face_of_a_group_photo_is_encoded_once_in_one_batch(tmp_path: Path):
+    from fader.classifier import Classifier, ClassifierConfig
+
+    folder = tmp_path / "model"
+    random_model("celeba").save_pretrained(folder)
+    torch.manual_seed(3)
+    classifier = Classifier(ClassifierConfig(["Smiling", "Male"], False, image_size=64))
+    classifier.save(folder)
+    editor = ModelLibrary([str(folder)], aligner="dlib").editor(str(folder))
+    batches = []
+    editor.model.encoder.register_forward_hook(lambda _, inputs, __: batches.append(len(inputs[0])))
+    prepared = editor.photo(editor.load(group_photo()))
+    assert batches == [2], "both faces, one encoder batch"
+    assert len(prepared.crops) == len(prepared.faces) == 2 and len(prepared.latents) == 2
+    assert prepared.faces[0].box[0] > 600, "face 0 is the largest: Grace Hopper's"
+    assert prepared.face is prepared.faces[0] and prepared.crop is prepared.crops[0]
+    assert "2 faces found" in prepared.note
+    largest = classifier.read(to_tensor(prepared.crop))[0].tolist()
+    assert prepared.slider_start == {"Smiling": largest[0], "Male": largest[1]}, "the largest face"
+
+
+def test_editing_a_group_photo_changes_the_faces_picked_and_nothing_else():
+    editor = Editor(random_model("celeba"), aligner="dlib")
+    group = group_photo()
+    photo_id = editor.load(group)
+    hopper, astronaut = (face.box for face in editor.photo(photo_id).faces)
+    both = editor.edit(photo_id, {"Smiling": 2.0}, full_resolution=True, detail=0.0)
+    assert len(both.crops) == 2 and both.photo.size == group.size
+    assert changed(both.photo, group, hopper) > 5 and changed(both.photo, group, astronaut) > 5
+    for corner in ((0, 0, 60, 60), (1140, 640, 1200, 700), (540, 0, 600, 60)):
+        assert changed(both.photo, group, corner) == 0, "the background is untouched"
+    for faces, edited, kept in (([1], astronaut, hopper), ("largest", hopper, astronaut)):
+        one = editor.edit(photo_id, {"Smiling": 2.0}, full_resolution=True, detail=0.0, faces=faces)
+        assert len(one.crops) == 1
+        assert changed(one.photo, group, edited) > 5 and changed(one.photo, group, kept) == 0
+    assert editor.edit(photo_id, {}, detail=1.0).photo.size == editor.photo(photo_id).preview.size
+    strip = editor.sweep(photo_id, "Smiling", 0.0, 1.0, steps=3, faces=[0, 1])
+    assert strip.size == (3 * 64, 2 * 64), "one row per face"
+    for bad, message in (([2], "no face 2"), ([], "at least one face"), ("some", "faces must")):
+        with pytest.raises(ValueError, match=message):
+            editor.edit(photo_id, {}, faces=bad)
