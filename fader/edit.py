@@ -69,6 +69,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "maximum instead of the edited photo (photos only)",
     )
     parser.add_argument("--steps", type=int, default=7, help="crops in a --sweep strip (7)")
+    parser.add_argument(
+        "--detail",
+        type=float,
+        help="keep photo detail, 0 (the model's output alone) to 1 (all the photo's detail the "
+        "model does not rebuild; strong edits then show the old shape through). Default: the "
+        "model's (1 for face models, 0 for whole-image models such as digits). Photos only",
+    )
+    parser.add_argument(
+        "--faces",
+        choices=["all", "largest"],
+        default="all",
+        help="in a photo with several faces, edit every face (default) or the largest only",
+    )
     parser.add_argument("--out", type=Path, required=True, help="folder for the edited files")
     parser.add_argument(
         "--aligner", default="auto", choices=["auto", "dlib", "face_alignment"], help="landmarks"
@@ -187,10 +200,26 @@ def run(args: argparse.Namespace) -> Outcome:
                 start = editor.photo(photo_id).slider_start
                 if args.sweep is not None:
                     low, high = editor.model.config.slider_range
-                    image = editor.sweep(photo_id, sweep, low, high, args.steps, start | values)
+                    image = editor.sweep(
+                        photo_id,
+                        sweep,
+                        low,
+                        high,
+                        args.steps,
+                        start | values,
+                        detail=args.detail,
+                        faces=args.faces,
+                    )
                     target = names(path, ".png", f"-sweep-{sweep}")
                 else:
-                    image = editor.edit(photo_id, start | values, full_resolution=True).photo
+                    edited = editor.edit(
+                        photo_id,
+                        start | values,
+                        full_resolution=True,
+                        detail=args.detail,
+                        faces=args.faces,
+                    )
+                    image = edited.photo
                     target = names(path, ".png")
                 write_atomically(target, lambda t, image=image: image.save(t, format="PNG"))
             outcome.written.append(target)

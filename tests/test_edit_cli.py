@@ -236,3 +236,48 @@ def test_landmarks_are_smoothed_within_each_run_of_frames_with_a_face():
     moving = [steady + np.array([t, 0]) for t in range(20)]  # a face moving at constant speed
     inner = smooth_landmarks(moving)[6:14]  # frames with the whole window inside the run
     assert all(np.allclose(a, b) for a, b in zip(inner, moving[6:14], strict=True)), "followed"
+
+
+def test_detail_one_at_the_start_gives_the_photo_back_and_zero_the_models_output(tmp_path):
+    photo = tmp_path / "two.png"
+    Image.open(DIGITS / "two.png").convert("RGB").save(photo)
+    for detail in ("1", "0"):
+        out = tmp_path / f"detail-{detail}"
+        assert main([str(photo), "--model", "digits", "--detail", detail, "--out", str(out)]) == 0
+    kept = np.asarray(Image.open(tmp_path / "detail-1" / "two.png"), dtype=float)
+    rebuilt = np.asarray(Image.open(tmp_path / "detail-0" / "two.png"), dtype=float)
+    original = np.asarray(Image.open(photo), dtype=float)
+    assert np.abs(kept - original).mean() < 1, "no slider moved and all detail kept: the photo"
+    assert np.abs(rebuilt - original).mean() > 5, "the model's own reconstruction is blurrier"
+
+
+def test_faces_largest_edits_one_face_of_a_group_photo_and_all_edits_both(tmp_path):
+    from tests.group_photo import group_photo
+
+    photo = tmp_path / "group.png"
+    group_photo().save(photo)
+    model = save_model(tmp_path / "face", "celeba", ["Smiling", "Male"])
+    base = [
+        str(photo),
+        "--model",
+        model,
+        "--aligner",
+        "dlib",
+        "--set",
+        "Smiling=2",
+        "--detail",
+        "0",
+    ]
+    assert main([*base, "--faces", "all", "--out", str(tmp_path / "all")]) == 0
+    assert main([*base, "--faces", "largest", "--out", str(tmp_path / "largest")]) == 0
+    original = np.asarray(Image.open(photo), dtype=float)
+    changed = [
+        np.abs(np.asarray(Image.open(tmp_path / kind / "group.png"), dtype=float) - original)
+        .mean(2)
+        .astype(bool)
+        for kind in ("all", "largest")
+    ]
+    halves = [lambda m: m[:, : m.shape[1] // 2].sum(), lambda m: m[:, m.shape[1] // 2 :].sum()]
+    everywhere, one = ([half(mask) for half in halves] for mask in changed)
+    assert all(everywhere), "both faces edited"
+    assert sorted(bool(n) for n in one) == [False, True], "only the largest face edited"
