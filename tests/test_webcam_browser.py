@@ -90,6 +90,15 @@ def test_the_camera_stream_is_edited_as_it_plays_and_stops_cleanly(webcam_app, f
         try:
             page = browser.new_context(viewport=DESKTOP, permissions=["camera"]).new_page()
             page.goto(url, timeout=60_000)
+            # Detail 0: the (random) decoder's face replaces the camera's, so an edit shows. At
+            # the face model's default of 1 with the sliders at 0, a frame comes back unchanged.
+            page.get_by_text("edits faces").first.wait_for(timeout=60_000)  # the page loaded
+            detail = page.locator(
+                "#slider-column .block:has-text('Keep photo detail') input[type=number]"
+            )
+            detail.fill("0")
+            detail.press("Enter")
+            assert detail.input_value() == "0"
             page.get_by_text("Live webcam").first.click()
             page.get_by_text("Click to Access Webcam").click()
             page.evaluate(WATCH_FRAMES)
