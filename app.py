@@ -11,6 +11,7 @@ then wires the handlers to it. Everything the handlers call lives in `fader/`.
 import argparse
 import base64
 import binascii
+import io
 import logging
 import math
 import os
@@ -34,6 +35,7 @@ from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
 from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.photo import load_photo, too_large_message
+from fader.stream import FaceStream, Streams
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
 MAX_UPLOAD_BYTES = 25 * 2**20
@@ -487,6 +489,58 @@ def encode_examples(library: ModelLibrary, model_name: str) -> None:
             continue
 
 
+# ---- Live webcam: the camera stream edited as it plays -------------------------------------
+
+LIVE_EVERY = 0.05  # seconds between frames the browser sends (it skips one while a frame is out)
+LIVE_SECONDS = 600  # a stream ends after this long; the viewer starts it again with a click
+LIVE_QUALITY = 85  # JPEG quality of the frames sent back
+
+
+def live_frame(
+    library: ModelLibrary,
+    model_name: str,
+    frame: np.ndarray | None,
+    *values: float,
+    detail: float | None = None,
+    session: str = "",
+    streams: Streams,
+) -> tuple[str, str]:
+    """One camera frame edited with the sliders and "keep photo detail" (None: the model's
+    default), the largest face tracked from the session's previous frame; returned as an <img>
+    (a data: URL, so no file is written per frame) and a note."""
+    if frame is None:
+        return "", ""
+    editor = library.editor(model_name)
+    sliders = slider_values(library, model_name, values)
+    strength = editor.detail_strength(detail_value(detail))
+    result = streams.edit(
+        session,
+        model_name,
+        lambda: FaceStream(editor.model, editor.aligner),
+        frame,
+        sliders,
+        strength,
+    )
+    return live_image(result.image, result.edited), result.note
+
+
+def live_image(frame: np.ndarray, edited: bool) -> str:
+    """`frame` as an <img> of a JPEG data: URL; `data-edited` says whether a face was edited."""
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=LIVE_QUALITY)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return (
+        f'<img src="data:image/jpeg;base64,{data}" data-edited="{int(edited)}" '
+        'alt="The camera, edited" style="width: 100%">'
+    )
+
+
+def live_stop(library: ModelLibrary, *, session: str = "", streams: Streams) -> str:
+    """The stream ended (stopped, or its time was up): free what the session's stream held."""
+    streams.close(session)
+    return "Camera stopped."
+
+
 # ---- The page: layout, then wiring -----------------------------------------------------------
 
 
@@ -509,6 +563,13 @@ def for_session(
 
 
 @dataclass
+class LiveWebcam:
+    camera: gr.Image  # streaming input: frames as the browser captures them
+    edited: gr.HTML  # the edited frame as an <img>, no file per frame
+    note: gr.Markdown
+
+
+@dataclass
 class Page:
     model_name: gr.Dropdown
     current_model: gr.State  # the model the page shows: where a failed switch goes back to
@@ -527,6 +588,42 @@ class Page:
     sweep_steps: gr.Slider
     sweep_button: gr.Button
     sweep_strip: gr.Image
+    webcam: LiveWebcam | None = None
+
+
+def live_webcam_layout() -> LiveWebcam:
+    with gr.Accordion("Live webcam", open=False, elem_id="live-webcam"):
+        gr.Markdown(
+            "Start the camera: each frame is edited with the sliders above as it plays, the "
+            "face followed from frame to frame. Frames without a face are shown as they are."
+        )
+        with gr.Row():
+            camera = gr.Image(
+                sources=["webcam"], streaming=True, type="numpy", label="Camera",
+                elem_id="live-camera",
+            )  # fmt: skip
+            edited = gr.HTML(label="Edited live", elem_id="live-edited")
+        note = gr.Markdown(elem_id="live-note")
+    return LiveWebcam(camera, edited, note)
+
+
+def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> None:
+    """Each frame edited as it arrives. When the stream ends (stop, time up) or the camera is
+    cleared, the session's stream is freed; a closed tab's after `fader.stream.IDLE_SECONDS`."""
+    webcam = page.webcam
+    assert webcam is not None
+    frame = for_session(live_frame, library, ("detail",), streams=streams)
+    stop = for_session(live_stop, library, streams=streams)
+    webcam.camera.stream(
+        frame,
+        [page.model_name, webcam.camera, *page.sliders, page.detail],
+        [webcam.edited, webcam.note],
+        stream_every=LIVE_EVERY,
+        time_limit=LIVE_SECONDS,
+        show_progress="hidden",
+        api_name="live_frame",
+    ).then(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
+    webcam.camera.clear(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
 
 
 def layout(library: ModelLibrary) -> Page:
@@ -595,13 +692,14 @@ def layout(library: ModelLibrary) -> Page:
             sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
             sweep_button = gr.Button("Sweep")
         sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
+    webcam = live_webcam_layout()
     # A click sets the photo; its change event finds the latent `encode_examples` cached.
     for kind, paths in example_photos().items():
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
         model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
         faces, edited_crop, edited_photo, download, sweep_attribute, sweep_steps, sweep_button,
-        sweep_strip,
+        sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
@@ -613,7 +711,9 @@ def model_page(page: Page) -> list:
     ]  # fmt: skip
 
 
-def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
+def wire(
+    page: Page, library: ModelLibrary, live_edits: int, streams: Streams | None = None
+) -> None:
     exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
     exports.mkdir(parents=True, exist_ok=True)
     controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
@@ -682,18 +782,22 @@ def wire(page: Page, library: ModelLibrary, live_edits: int) -> None:
         switch, [page.model_name, page.current_model], model_page(page), api_name="switch_model"
     )
     then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
+    wire_live_webcam(page, library, Streams() if streams is None else streams)
 
 
-def build_demo(library: ModelLibrary, live_edits: int = LIVE_EDITS) -> gr.Blocks:
+def build_demo(
+    library: ModelLibrary, live_edits: int = LIVE_EDITS, streams: Streams | None = None
+) -> gr.Blocks:
     """The page for `library`'s models. `live_edits` slider moves are handled at once (their
-    decodes batched); 1 handles them one at a time, the baseline `bench/app_load.py` measures."""
+    decodes batched); 1 handles them one at a time, the baseline `bench/app_load.py` measures.
+    `streams` holds the live webcam's per-session trackers (a fresh one by default)."""
     encode_examples(library, library.names[0])  # and a model that cannot load fails here
     with gr.Blocks(
         title="Fader: edit photos by sliding attributes",
         delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME),
     ) as demo:
         page = layout(library)
-        wire(page, library, live_edits)
+        wire(page, library, live_edits, streams)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),
             page.model_name,

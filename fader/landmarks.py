@@ -60,6 +60,11 @@ class LandmarkBackend(Protocol):
 
     def __call__(self, rgb: np.ndarray) -> list[Face]: ...
 
+    def fit(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """68 landmarks for a face known to lie in `box` (no detection): how a tracker that
+        already knows where the face is re-fits its landmarks cheaply."""
+        ...
+
 
 class BackendUnavailable(ValueError):
     """The requested backend cannot run here; the message says how to fix it or what to use."""
@@ -162,14 +167,17 @@ class DlibLandmarks:
 
     def __call__(self, rgb: np.ndarray) -> list[Face]:
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        faces = []
-        for box, score in self._detector(gray):
-            rect = self._dlib.rectangle(*(round(v) for v in box))
-            with self._lock:
-                shape = self._predictor(gray, rect)
-            points = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
-            faces.append(Face(box, points, score))
-        return faces
+        return [Face(box, self._points(gray, box), score) for box, score in self._detector(gray)]
+
+    def fit(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """68 landmarks for a face known to lie in `box` (no detection, ~2 ms)."""
+        return self._points(rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), box)
+
+    def _points(self, gray: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        rect = self._dlib.rectangle(*(round(v) for v in box))
+        with self._lock:
+            shape = self._predictor(gray, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
 
 class FanLandmarks:
@@ -220,6 +228,12 @@ class FanLandmarks:
             Face(box, np.asarray(p, dtype=np.float64)[:, :2], score)
             for (box, score), p in zip(found, points, strict=True)
         ]
+
+    def fit(self, rgb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """68 landmarks for a face known to lie in `box` (no detection; FAN's ~0.3 s)."""
+        with self._lock:
+            (points,) = self._fan.get_landmarks_from_image(rgb, detected_faces=[box])
+        return np.asarray(points, dtype=np.float64)[:, :2]
 
 
 def _import_dlib():
