@@ -30,7 +30,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from fader.align import faces_in
-from fader.editor import MAX_FACES, Editor, preview_of
+from fader.editor import MAX_FACES, Editor, EditResult, preview_of
 from fader.heap import return_freed_memory
 from fader.model import ALPHA_RANGE
 from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
@@ -239,6 +239,32 @@ def photo_for(
         return editor.load(image, session)
 
 
+def edited(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    values: Sequence[float],
+    detail: float | None,
+    faces: Sequence[int] | None,
+    session: str,
+    full_resolution: bool,
+) -> tuple[EditResult, str, dict[str, float]] | None:
+    """What `edit` and `export` share: the inputs checked, the photo found, the edit made. None
+    when no photo was accepted."""
+    sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        return None
+    editor = library.editor(model_name)
+    faces = faces_present(editor, photo_id, session, faces)
+    result = editor.edit(
+        photo_id, sliders, session, full_resolution=full_resolution, detail=detail, faces=faces
+    )
+    return result, photo_id, sliders
+
+
 def edit(
     library: ModelLibrary,
     model_name: str,
@@ -251,14 +277,10 @@ def edit(
 ) -> tuple:
     """The live path: decoder only, pasted into the preview-sized photo. `detail` is "keep photo
     detail" (None: the model's default); `faces` the face numbers to edit (None: all)."""
-    sliders = slider_values(library, model_name, values)
-    detail = detail_value(detail)
-    photo_id = photo_for(library, model_name, image, photo_id, session)
-    if photo_id is None:
+    done = edited(library, model_name, image, photo_id, values, detail, faces, session, False)
+    if done is None:
         return None, None, ""
-    editor = library.editor(model_name)
-    faces = faces_present(editor, photo_id, session, faces)
-    result = editor.edit(photo_id, sliders, session, detail=detail, faces=faces)
+    result, photo_id, _ = done
     return shown(result.crop), result.photo, photo_id
 
 
@@ -274,16 +296,10 @@ def export(
     folder: Path | None = None,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
-    sliders = slider_values(library, model_name, values)
-    detail = detail_value(detail)
-    photo_id = photo_for(library, model_name, image, photo_id, session)
-    if photo_id is None:
+    done = edited(library, model_name, image, photo_id, values, detail, faces, session, True)
+    if done is None:
         return None
-    editor = library.editor(model_name)
-    faces = faces_present(editor, photo_id, session, faces)
-    result = editor.edit(
-        photo_id, sliders, session, full_resolution=True, detail=detail, faces=faces
-    )
+    result, _, sliders = done
     folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
     path = folder / download_name(model_name, sliders)
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release

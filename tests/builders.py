@@ -12,7 +12,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from PIL import Image, ImageDraw
+
+from fader.model import FaderConfig, FaderNetwork
 
 CELEBA_ATTRIBUTES = ["Eyeglasses", "Male", "Smiling"]
 
@@ -139,3 +142,19 @@ def make_hub_dataset(hub_cache: Path, repo: str, shards: dict[str, pa.Table]) ->
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(revision)
     return snapshot
+
+
+def save_model(folder: Path, preprocessing: str, attributes: list[str]) -> str:
+    """A small random Fader model folder (64², 4 layers): the app's tests need a model, not a
+    trained one."""
+    torch.manual_seed(0)
+    config = FaderConfig(
+        attributes=attributes,
+        image_size=64,
+        init_fm=8,
+        max_fm=64,
+        n_layers=4,
+        preprocessing=preprocessing,
+    )
+    FaderNetwork(config).save_pretrained(folder)
+    return str(folder)

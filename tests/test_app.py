@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 from skimage import data as skimage_data
 
 import app
-from fader.model import FaderConfig, FaderNetwork
 from fader.models import ModelLibrary
 from tests.group_photo import changed, group_photo
 
@@ -36,29 +34,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def save_model(folder: Path, preprocessing: str, attributes: list[str]) -> str:
-    torch.manual_seed(0)
-    config = FaderConfig(
-        attributes=attributes,
-        image_size=64,
-        init_fm=8,
-        max_fm=64,
-        n_layers=4,
-        preprocessing=preprocessing,
-    )
-    FaderNetwork(config).save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("models")
-    return {
-        "face": save_model(root / "face", "celeba", ["Smiling", "Male"]),
-        "scene": save_model(root / "scene", "center", ["day", "night", "dusk"]),
-    }
 
 
 @contextmanager

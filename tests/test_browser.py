@@ -15,7 +15,8 @@ from skimage import data as skimage_data
 
 import app
 from fader.models import ModelLibrary
-from tests.test_app import save_model, serve
+from tests.builders import save_model
+from tests.test_app import serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

@@ -18,7 +18,7 @@ from fader.models import BUNDLED_MODELS, ModelLibrary
 from fader.photo import centre_square
 from fader.pixels import to_tensor
 from fader.video import smooth_landmarks
-from tests.test_app import save_model
+from tests.builders import save_model
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "examples" / "digits"
 FPS, SIZE, FACE_FRAMES, BLANK_FRAMES = 12, (320, 240), 20, 4

@@ -22,7 +22,6 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from skimage import data as skimage_data
 
-from tests.test_app import save_model
 from tests.test_reliability import upload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,21 +112,19 @@ def assert_upload_cap_holds(url: str) -> None:
     assert small.status == 200, "under the cap an upload is taken"
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("models")
-    return {
-        "face": save_model(root / "face", "celeba", ["Smiling", "Male"]),
-        "scene": save_model(root / "scene", "center", ["day", "night", "dusk"]),
-    }
-
-
 def test_python_app_as_a_user_starts_it_serves_the_models_asked_for_with_its_settings(
     models, tmp_path
 ):
     port = free_port()
     args = ["--host", "127.0.0.1", "--port", str(port), "--threads", "1"]
-    args += ["--model", models["scene"], "--model", models["face"], "--aligner", "face_alignment"]
+    args += [
+        "--model",
+        models["scene"],
+        "--model",
+        models["face"],
+        "--aligner",
+        "face_alignment",
+    ]
     with running_app(args, app_environment(tmp_path), port) as url:
         assert listening_addresses(port) == {LOOPBACK}, "--host 127.0.0.1: loopback only"
         config = page_config(url)

@@ -9,8 +9,9 @@ import pytest
 from gradio_client import Client
 
 from fader.models import ModelLibrary, authors_choices, choice_label
+from tests.builders import save_model
 from tests.legacy_checkpoints import random_autoencoder, save_like_torch_0_3
-from tests.test_app import save_model, serve
+from tests.test_app import serve
 
 
 class Site(http.server.ThreadingHTTPServer):

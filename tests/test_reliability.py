@@ -35,8 +35,8 @@ import app
 from fader.editor import Editor
 from fader.model import FaderNetwork
 from fader.models import ModelLibrary
-from tests.builders import make_class_folders
-from tests.test_app import png, save_model, serve
+from tests.builders import make_class_folders, save_model
+from tests.test_app import png, serve
 from train.__main__ import main as train_main
 from train.checkpoint import read_checkpoint_info
 

@@ -10,8 +10,8 @@ from PIL import Image
 import app
 from fader.models import ModelLibrary
 from fader.stream import NO_FACE, Streams
+from tests.builders import save_model
 from tests.clips import clip, no_face
-from tests.test_app import save_model
 
 
 @pytest.fixture(scope="module")

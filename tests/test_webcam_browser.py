@@ -18,8 +18,9 @@ from PIL import Image
 import app
 from fader.models import ModelLibrary
 from fader.stream import NO_FACE, Streams
+from tests.builders import save_model
 from tests.clips import clip, write_y4m
-from tests.test_app import free_port, save_model
+from tests.test_app import free_port
 from tests.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, DESKTOP
 
 pytestmark = pytest.mark.skipif(
