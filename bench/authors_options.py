@@ -1,9 +1,9 @@
 """What two of the authors' trainer options do on the real digits (mnist5k), one short run each.
 
 1. `--lat-dis-step shared` (ours, the default) vs `authors` (a batch of its own, encoded in
-   eval mode): latent-discriminator accuracy (a 10-way reading of the class from z, chance
-   0.1: lower hides more) and swap accuracy, judged by a `python -m train.classifier` digit
-   classifier;
+   eval mode): latent-discriminator accuracy (10 yes/no readings, and the 10-way reading of the
+   class from z, chance 0.1: lower hides more) and swap accuracy, judged by a
+   `python -m train.classifier` digit classifier, on all 500 held-out digits;
 2. without vs with the patch discriminator (`--n-ptc-dis 1 --lambda-ptc-dis W`): held-out PSNR
    of reconstructions and their sharpness, the variance of the Laplacian (the originals' for
    reference), at equal steps.
@@ -11,7 +11,7 @@
 The runs use the bundled digits model's settings (assets/models/digits) but fewer steps and a
 shorter λ ramp. Prints one JSON object.
 
-    python bench/authors_options.py --steps 400 --out /tmp/authors
+    python bench/authors_options.py --steps 300 --out /tmp/authors
 """
 
 import argparse
@@ -24,11 +24,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fader.classifier import Classifier
 from fader.model import label_channels
 from fader.pixels import to_model_range
 from train.__main__ import main as train_main
 from train.checkpoint import open_run
 from train.classifier import main as classifier_main
+from train.data import held_out_batches
+from train.metrics import evaluate
 from train.release_digits import latent_class_accuracy
 from train.sources import TEST, VALIDATION
 
@@ -49,17 +52,22 @@ def laplacian_variance(images: torch.Tensor) -> float:
 
 
 @torch.inference_mode()
-def judge(run: Path, classifier: Path) -> dict[str, float]:
-    """The run's last evaluation (validation split), plus the 10-way latent class accuracy
-    and the sharpness of held-out reconstructions."""
+def judge(run: Path, classifier: Classifier) -> dict[str, float]:
+    """Reconstruction, latent-discriminator and swap accuracy (`train.metrics.evaluate`), the
+    10-way latent class accuracy and the sharpness of reconstructions, on all held-out digits
+    (validation and test splits: 500, where the trainer's evaluation saw 64)."""
     model, discriminator, data = open_run(run, None, None, None)
     rows = data.indices(VALIDATION, TEST)
+    columns = data.attribute_columns(model.attributes)
+    batches = held_out_batches(data, rows, columns, 100)
+    metrics = evaluate(
+        model, discriminator, batches, torch.device("cpu"), classifier, model.config.slider_range
+    )
     images = to_model_range(torch.from_numpy(data.read_images(rows)))
     labels = torch.from_numpy(data.labels[rows])
     z = model.encode(images)
     reconstruction = model.decode(z, label_channels(labels, model.config.attribute_sizes))
-    metrics = {k: v for k, v in model.config.metrics.items() if "/" not in k}
-    return metrics | {
+    return {k: v for k, v in metrics.items() if "/" not in k} | {
         "latent_class_accuracy": latent_class_accuracy(
             model, discriminator, images, labels.argmax(1)
         ),
@@ -70,7 +78,7 @@ def judge(run: Path, classifier: Path) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--lambda-ptc-dis", type=float, default=0.01)
     parser.add_argument("--out", type=Path, required=True, help="a folder for the runs")
     args = parser.parse_args()
@@ -93,7 +101,7 @@ def main() -> None:
         out = args.out / name
         if not (out / "checkpoint.safetensors").is_file():
             train_main([*DIGITS, *steps, *cache, *flags, "--out", str(out)])
-        results[name] = judge(out, classifier)
+        results[name] = judge(out, Classifier.from_folder(classifier))
     print(json.dumps(results, indent=1))
 
 

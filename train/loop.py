@@ -191,8 +191,17 @@ class Trainer:
             data, data.indices(TRAIN), self.columns, config.batch_size, config.seed, config.flip
         )
         # The authors' discriminator step reads a batch of its own: another seed's stream.
-        self.discriminator_stream = BatchStream(
-            data, data.indices(TRAIN), self.columns, config.batch_size, config.seed + 1, config.flip
+        self.discriminator_stream = (
+            BatchStream(
+                data,
+                data.indices(TRAIN),
+                self.columns,
+                config.batch_size,
+                config.seed + 1,
+                config.flip,
+            )
+            if config.lat_dis_step == AUTHORS
+            else None
         )
         self.held_out = data.indices(VALIDATION)[: config.eval_images]
         if len(self.held_out) == 0:
@@ -234,7 +243,7 @@ class Trainer:
         options = {}
         if self.critics is not None:
             options["ramp"] = lambda_schedule(step, 1.0, self.config.lambda_schedule)
-        if self.config.lat_dis_step == AUTHORS:
+        if self.discriminator_stream is not None:
             images, labels = self.discriminator_stream.batch(step)
             options["discriminator_batch"] = (
                 images.to(self.device, non_blocking=True),
