@@ -70,7 +70,15 @@ def model_card(
     notes = "\n\n".join(text for text in (DATASET_NOTES.get(layout), origin) if text)
     notes_block = f"\n{notes}\n" if notes else ""
     sample = f"![{sample_caption}]({sample_image})\n\n" if sample_image else ""
-    attribute_list = "\n".join(f"- `{name}`" for name in config.attributes)
+    attribute_list = "\n".join(
+        f"- `{name}`"
+        + (
+            f": one of {', '.join(f'`{v}`' for v in values)} (a slider group)"
+            if (values := config.categories_of(name))
+            else ""
+        )
+        for name in config.attributes
+    )
     low, high = config.slider_range
     return f"""---
 library_name: fader
@@ -110,7 +118,7 @@ from fader import FaderNetwork
 
 model = FaderNetwork.from_pretrained("{model_id}")
 x = torch.zeros(1, 3, {config.image_size}, {config.image_size})  # an image in [-1, 1]
-edited = model.decode(model.encode(x), model.slider_channels({{"{config.attributes[0]}": 1.0}}))
+edited = model.decode(model.encode(x), model.slider_channels({slider_example(config)}))
 ```
 
 ## Evaluation
@@ -127,6 +135,14 @@ Encoder channels {config.encoder_channels}, latent {"×".join(map(str, config.la
 | --- | --- |
 {settings}
 {appendix}"""
+
+
+def slider_example(config: FaderConfig) -> str:
+    """The card's `slider_channels` argument: the first attribute at 1 (a slider group: its
+    second value on)."""
+    name = config.attributes[0]
+    values = config.categories_of(name)
+    return f'{{"{name}": {{"{values[1]}": 1.0}}}}' if values else f'{{"{name}": 1.0}}'
 
 
 def with_model_id(card: str, model_id: str) -> str:

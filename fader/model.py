@@ -7,6 +7,8 @@ arXiv 1706.00409) and the authors' code (facebookresearch/FaderNetworks):
   (BatchNorm on all but the first, LeakyReLU 0.2), channels doubling from `init_fm` up to `max_fm`;
 - the decoder D mirrors it with transposed convolutions and receives the attributes as constant
   channels `[1-α, α]` at the input of *every* layer, so the attribute can never be forgotten;
+  an attribute with more than two values (the authors' `n_cat` > 2, e.g. a hair colour among
+  black, blond, brown, gray) gets one channel per value instead, one-hot in training;
 - the latent discriminator tries to read the attributes back from z; the encoder is trained to fool
   it, which pushes the attribute information out of z and into the decoder's y input.
 
@@ -66,6 +68,11 @@ class FaderConfig:
     # "Keep photo detail" s in [0, 1] the editor starts at; None: by preprocessing (see
     # `default_detail`).
     detail: float | None = None
+    # Attributes with more than two values: their values, in channel order ({"Hair": ["Black_Hair",
+    # "Blond_Hair", …]}). Every other attribute is binary, its channels [1-α, α].
+    categories: dict[str, list[str]] = field(default_factory=dict)
+    # Dropout on the decoder's three innermost layers in training (the authors' --dec_dropout).
+    decoder_dropout: float = 0.0
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -87,6 +94,15 @@ class FaderConfig:
             raise ValueError("A Fader model needs at least one attribute.")
         if len(set(self.attributes)) != len(self.attributes):
             raise ValueError(f"Attribute names must be unique, got {self.attributes}.")
+        for name, values in self.categories.items():
+            if name not in self.attributes or len(values) < 3 or len(set(values)) < len(values):
+                raise ValueError(
+                    f"Attribute {name!r} with values {values}: an attribute with several values "
+                    "must be one of the attributes and have three or more distinct values (with "
+                    "two it is a binary attribute)."
+                )
+        if not 0 <= self.decoder_dropout < 1:
+            raise ValueError(f"decoder_dropout must be in [0, 1); got {self.decoder_dropout}.")
         if self.n_layers < 1 or self.image_size % 2**self.n_layers:
             raise ValueError(
                 f"image_size {self.image_size} must be divisible by 2**n_layers "
@@ -104,6 +120,18 @@ class FaderConfig:
     @property
     def latent_shape(self) -> tuple[int, int, int]:
         return (self.encoder_channels[-1], self.latent_size, self.latent_size)
+
+    @property
+    def attribute_sizes(self) -> list[int]:
+        """How many values each attribute takes: 2 for a binary one, else its category count.
+        Each attribute has this many decoder channels and latent-discriminator logits."""
+        return [len(self.categories.get(name, ())) or 2 for name in self.attributes]
+
+    def categories_of(self, attribute: str) -> list[str] | None:
+        """The values of a several-valued attribute (its slider group), None for a binary one."""
+        if attribute not in self.attributes:
+            raise ValueError(f"Unknown attribute {attribute!r}; this model has {self.attributes}.")
+        return self.categories.get(attribute)
 
     @property
     def aligns_faces(self) -> bool:
@@ -126,6 +154,21 @@ def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:
     α outside [0, 1] is allowed on purpose: the authors extrapolate up to α = 2 or even 10.
     """
     return torch.stack([1 - alpha, alpha], dim=-1).flatten(1)
+
+
+def label_channels(labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """Training labels (B×n_attr: 0/1, or the value's index for an attribute of `sizes[i]` > 2
+    values) → the decoder's channels: `[1-y, y]` for a binary attribute, one-hot otherwise."""
+    if all(size == 2 for size in sizes):
+        return attribute_channels(labels)
+    parts = []
+    for i, size in enumerate(sizes):
+        if size == 2:
+            parts.append(attribute_channels(labels[:, i : i + 1]))
+        else:  # a comparison, not F.one_hot: that checks the values on the host (a CUDA sync)
+            values = torch.arange(size, device=labels.device, dtype=labels.dtype)
+            parts.append((labels[:, i : i + 1] == values).to(labels.dtype))
+    return torch.cat(parts, 1)
 
 
 def conv_block(c_in: int, c_out: int, batch_norm: bool, dropout: float = 0.0) -> nn.Sequential:
@@ -156,14 +199,22 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     def __init__(self, config: FaderConfig):
         super().__init__()
-        y_channels = 2 * len(config.attributes)
+        y_channels = sum(config.attribute_sizes)
         channels_in = config.encoder_channels[::-1]
         channels_out = [*channels_in[1:], config.image_channels]
         self.layers = nn.ModuleList()
         for i, (c_in, c_out) in enumerate(zip(channels_in, channels_out, strict=True)):
             last = i == len(channels_in) - 1
-            deconv = UpConv(c_in + y_channels, c_out, bias=last)
-            block = [deconv, nn.Tanh()] if last else [deconv, nn.BatchNorm2d(c_out), nn.ReLU(True)]
+            block: list[nn.Module] = [UpConv(c_in + y_channels, c_out, bias=last)]
+            if last:
+                block.append(nn.Tanh())
+            else:
+                block.append(nn.BatchNorm2d(c_out))
+                # The authors' dropout sits on the mirrors of the encoder's last three layers:
+                # the decoder's three innermost (lowest-resolution) ones, after BatchNorm.
+                if config.decoder_dropout and i < 3:
+                    block.append(nn.Dropout(config.decoder_dropout))
+                block.append(nn.ReLU(True))
             self.layers.append(nn.Sequential(*block))
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -188,7 +239,7 @@ def with_attribute_channels(h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class LatentDiscriminator(nn.Module):
     """Predicts the attributes from z: the encoder's next conv blocks down to 1×1, then an MLP.
 
-    Returns logits of shape B×2·n_attr, one pair (a softmax) per attribute.
+    Returns logits of shape B×Σ sizes, one softmax per attribute (a pair for a binary one).
     """
 
     def __init__(self, config: FaderConfig):
@@ -203,26 +254,50 @@ class LatentDiscriminator(nn.Module):
         self.proj = nn.Sequential(
             nn.Linear(channels, config.discriminator_hidden),
             nn.LeakyReLU(0.2, inplace=True),
-            nn.Linear(config.discriminator_hidden, 2 * len(config.attributes)),
+            nn.Linear(config.discriminator_hidden, sum(config.attribute_sizes)),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.proj(self.conv(z).flatten(1))
 
 
-def attribute_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def attribute_loss(
+    logits: torch.Tensor, targets: torch.Tensor, sizes: Sequence[int] | None = None
+) -> torch.Tensor:
     """Cross-entropy of each attribute's softmax, summed over attributes as the authors do.
 
-    `targets` holds 0/1 per attribute (B×n_attr); pass `1 - y` to train the encoder to fool.
+    `targets` holds each attribute's value (B×n_attr: 0/1, or an index below its size in
+    `sizes`; default all binary); pass flipped values to train the encoder to fool.
     """
     n_attr = targets.shape[1]
-    pairs = logits.view(-1, n_attr, 2).transpose(1, 2)
-    return F.cross_entropy(pairs, targets.long(), reduction="none").mean(0).sum()
+    if sizes is None or all(size == 2 for size in sizes):
+        pairs = logits.view(-1, n_attr, 2).transpose(1, 2)
+        return F.cross_entropy(pairs, targets.long(), reduction="none").mean(0).sum()
+    parts = logits.split(list(sizes), dim=1)
+    return sum(F.cross_entropy(part, targets[:, i].long()) for i, part in enumerate(parts))
 
 
-def attribute_predictions(logits: torch.Tensor) -> torch.Tensor:
-    """The attribute value (0/1) each softmax pair picks, B×n_attr."""
-    return logits.view(logits.shape[0], -1, 2).argmax(-1)
+def attribute_predictions(logits: torch.Tensor, sizes: Sequence[int] | None = None) -> torch.Tensor:
+    """The value each attribute's softmax picks (0/1, or the value's index), B×n_attr."""
+    if sizes is None or all(size == 2 for size in sizes):
+        return logits.view(logits.shape[0], -1, 2).argmax(-1)
+    return torch.stack([part.argmax(1) for part in logits.split(list(sizes), dim=1)], dim=1)
+
+
+def group_channels(
+    name: str, categories: list[str], value: Mapping[str, float] | Sequence[float] | None
+) -> list[float]:
+    """A slider group's channels: one value per category (see `FaderNetwork.slider_channels`)."""
+    if value is None:
+        return [1.0] + [0.0] * (len(categories) - 1)
+    if isinstance(value, Mapping):
+        unknown = set(value) - set(categories)
+        if unknown:
+            raise ValueError(f"{name} has no value(s) {sorted(unknown)}; it has {categories}.")
+        return [float(value.get(category, 0.0)) for category in categories]
+    if isinstance(value, int | float) or len(value) != len(categories):
+        raise ValueError(f"{name} takes one value per category of {categories}, got {value!r}.")
+    return [float(v) for v in value]
 
 
 class FaderNetwork(
@@ -254,32 +329,49 @@ class FaderNetwork(
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
-        """`attributes` is the B×2·n_attr tensor of `[1-α, α]` pairs (see `attribute_channels`)."""
+        """`attributes` is the B×Σ sizes tensor of decoder channels: `[1-α, α]` per binary
+        attribute (see `attribute_channels`), one value per category for the others."""
         return self.decoder(z, attributes)
 
     def forward(self, x: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x), attributes)
 
     def slider_channels(
-        self, values: Mapping[str, float] | Sequence[float], batch_size: int = 1
+        self,
+        values: Mapping[str, float | Mapping[str, float]] | Sequence[float | Sequence[float]],
+        batch_size: int = 1,
     ) -> torch.Tensor:
-        """Slider values (by attribute name, or in attribute order) → decoder input `[1-α, α]`."""
+        """Slider values (by attribute name, or in attribute order) → the decoder's channels.
+
+        A binary attribute takes one α (→ `[1-α, α]`, 0 when not given). An attribute with
+        several values (`config.categories_of(name)`) is a slider group: it takes one value per
+        category (a mapping category → value, missing ones 0, or a sequence in category order),
+        used as its channels as they are; not given, its first category is on (as α = 0 is for
+        a binary one).
+        """
         if isinstance(values, Mapping):
             unknown = set(values) - set(self.attributes)
             if unknown:
                 raise ValueError(
                     f"Unknown attribute(s) {sorted(unknown)}; this model has {self.attributes}."
                 )
-            alpha = [float(values.get(name, 0.0)) for name in self.attributes]
+            given = [values.get(name) for name in self.attributes]
         else:
-            alpha = [float(v) for v in values]
-            if len(alpha) != len(self.attributes):
+            given = list(values)
+            if len(given) != len(self.attributes):
                 raise ValueError(
                     f"Expected {len(self.attributes)} slider values for {self.attributes}, "
-                    f"got {len(alpha)}."
+                    f"got {len(given)}."
                 )
+        parts = []
+        for name, value in zip(self.attributes, given, strict=True):
+            categories = self.config.categories_of(name)
+            if categories is None:
+                parts.append(attribute_channels(torch.tensor([[float(value or 0.0)]])))
+            else:
+                parts.append(torch.tensor([group_channels(name, categories, value)]))
         device = next(self.parameters()).device
-        return attribute_channels(torch.tensor([alpha] * batch_size, device=device))
+        return torch.cat(parts, 1).expand(batch_size, -1).contiguous().to(device)
 
     @classmethod
     def from_pretrained(

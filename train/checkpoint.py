@@ -150,7 +150,8 @@ def open_run(
     run: Path, data: Path | None, labels: Path | None, cache_dir: Path | None
 ) -> tuple[FaderNetwork, LatentDiscriminator | None, PreparedData]:
     """A run's model, its latent discriminator (from the checkpoint, if there is one) and its
-    preprocessed data (read from the cache the run made, unless flags name other paths)."""
+    preprocessed data as the model reads it (`PreparedData.for_model`; from the cache the run
+    made, unless flags name other paths)."""
     model = FaderNetwork.from_pretrained(run)
     checkpoint = run / CHECKPOINT_NAME
     discriminator, saved_run = None, {}
@@ -162,4 +163,5 @@ def open_run(
     data_path, labels_path, cache_dir = saved_data_paths(saved_run, data, labels, cache_dir)
     source = open_source(data_path, labels_path, cache_dir)
     align = model.config.preprocessing == ALIGN
-    return model, discriminator, prepare(source, model.config.image_size, cache_dir, align=align)
+    data = prepare(source, model.config.image_size, cache_dir, align=align)
+    return model, discriminator, data.for_model(model.config.attributes, model.config.categories)[0]

@@ -11,10 +11,14 @@ from typing import Any
 from fader.environment import user_cache_dir
 
 # The FaderConfig fields a preset and the flags --image-size, --init-fm, --max-fm, --n-layers
-# set. A resumed run takes its whole FaderConfig from the checkpoint instead.
-ARCHITECTURE = ("image_size", "init_fm", "max_fm", "n_layers")
+# (and --dec-dropout) set. A resumed run takes its whole FaderConfig from the checkpoint instead.
+ARCHITECTURE = ("image_size", "init_fm", "max_fm", "n_layers", "decoder_dropout")
 
 NOT_RECORDED = {"recorded": False}
+# The authors' optional settings: recorded only when a run changes them, so the card of a run
+# that uses none of them reads as it did before they existed.
+RECORDED_IF_SET = {"recorded": "if set"}
+SHARED, AUTHORS = "shared", "authors"  # --lat-dis-step: which batch the discriminator trains on
 
 
 @dataclass
@@ -34,6 +38,13 @@ class TrainConfig:
     lambda_schedule: int = 500_000  # steps over which λ_dis ramps linearly from 0
     clip_grad_norm: float = 5.0
     flip: bool = True  # random horizontal flips, as the authors do for faces; off for digits, text
+    # The authors' options (`train.critics`, `train.step`), off by default as in their train.py:
+    n_ptc_dis: int = field(default=0, metadata=RECORDED_IF_SET)  # patch-discriminator updates
+    lambda_ptc_dis: float = field(default=0.0, metadata=RECORDED_IF_SET)
+    smooth_label: float = field(default=0.2, metadata=RECORDED_IF_SET)  # patch targets 1-s / s
+    n_clf_dis: int = field(default=0, metadata=RECORDED_IF_SET)  # classifier updates per step
+    lambda_clf_dis: float = field(default=0.0, metadata=RECORDED_IF_SET)
+    lat_dis_step: str = field(default=SHARED, metadata=RECORDED_IF_SET)  # or AUTHORS
     eval_every: int = field(default=2_000, metadata=NOT_RECORDED)
     save_every: int = field(default=10_000, metadata=NOT_RECORDED)
     # validation images used for each evaluation
@@ -57,10 +68,36 @@ class TrainConfig:
             raise ValueError(f"--lr must be a positive number such as 2e-4; got {self.lr}.")
         if not (0 <= self.beta1 < 1 and self.clip_grad_norm > 0):
             raise ValueError(f"beta1 must be in [0, 1) and clip_grad_norm positive: {self}.")
+        require_at_least(0, n_ptc_dis=self.n_ptc_dis, n_clf_dis=self.n_clf_dis)
+        require_at_least(0, lambda_ptc_dis=self.lambda_ptc_dis, lambda_clf_dis=self.lambda_clf_dis)
+        for critic in ("ptc", "clf"):
+            updates, weight = (
+                getattr(self, f"n_{critic}_dis"),
+                getattr(self, f"lambda_{critic}_dis"),
+            )
+            if bool(updates) != bool(weight):
+                raise ValueError(
+                    f"--n-{critic}-dis and --lambda-{critic}-dis go together: the discriminator "
+                    "trains only with updates and the decoder heeds it only with a weight. Give "
+                    f"both (e.g. --n-{critic}-dis 1 --lambda-{critic}-dis 0.01), or neither."
+                )
+        if not 0 <= self.smooth_label < 0.5:
+            raise ValueError(f"--smooth-label must be in [0, 0.5); got {self.smooth_label}.")
+        if self.lat_dis_step not in (SHARED, AUTHORS):
+            raise ValueError(f"--lat-dis-step must be {SHARED} or {AUTHORS}.")
 
     def recorded(self) -> dict[str, Any]:
         """The settings that go into the model's config.json (see the class docstring)."""
-        kept = {f.name for f in fields(self) if f.metadata.get("recorded", True)}
+        defaults = TrainConfig()
+        kept = {
+            f.name
+            for f in fields(self)
+            if f.metadata.get("recorded", True) is True
+            or (
+                f.metadata.get("recorded") == "if set"
+                and getattr(self, f.name) != getattr(defaults, f.name)
+            )
+        }
         return {name: value for name, value in asdict(self).items() if name in kept}
 
 

@@ -16,7 +16,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +28,7 @@ from tqdm import tqdm
 from fader.photo import centre_square, load_photo
 from train.config import default_cache_dir
 from train.hub import ParquetImage, parquet_images
-from train.sources import Source
+from train.sources import EXCLUDED, Source
 from train.staging import remove_abandoned, staging_folder
 
 CACHE_VERSION = 1
@@ -52,6 +52,28 @@ class PreparedData:
 
     def attribute_columns(self, names: list[str]) -> np.ndarray:
         return np.asarray([self.attributes.index(name) for name in names])
+
+    def for_model(
+        self, attributes: list[str], categories: dict[str, list[str]]
+    ) -> tuple["PreparedData", int]:
+        """The data as a model with these attributes reads it, and how many rows it leaves out.
+
+        Labels become one value per model attribute: a binary one's 0/1, and for one with
+        several values (`categories`) the index of the value whose attribute is on. A row with
+        none or more than one of them on has no such value and is left out of every split.
+        """
+        labels = np.empty((len(self.labels), len(attributes)), dtype=np.float32)
+        usable = np.ones(len(self.labels), dtype=bool)
+        for i, name in enumerate(attributes):
+            if name not in categories:
+                labels[:, i] = self.labels[:, self.attributes.index(name)]
+                continue
+            on = self.labels[:, self.attribute_columns(categories[name])] > 0.5
+            usable &= on.sum(1) == 1
+            labels[:, i] = on.argmax(1)
+        split = np.where(usable, self.split, EXCLUDED).astype(np.int8)
+        grouped = replace(self, labels=labels, attributes=list(attributes), split=split)
+        return grouped, int((~usable).sum())
 
     def read_images(self, rows: np.ndarray) -> np.ndarray:
         """The images at `rows` (B×3×S×S uint8), read from the file rather than the memory map.

@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         model, discriminator, data = open_run(args.run, args.data, args.labels, args.cache_dir)
         classifier = Classifier.from_folder(args.classifier) if args.classifier else None
         if classifier is not None:
-            check_classifier(classifier, model.attributes, model.config.image_size)
+            check_classifier(classifier, model.config)
         rows = data.indices(TEST if args.split == "test" else VALIDATION)[: args.images]
         if len(rows) == 0:
             raise ValueError(f"The {args.split} split of this data is empty.")

@@ -16,11 +16,19 @@ import torch
 from tqdm import tqdm
 
 from fader.card import model_card
-from fader.classifier import Classifier
+from fader.classifier import Classifier, ClassifierConfig
 from fader.folder import SAMPLE_GRID_NAME, write_model_folder
 from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork, LatentDiscriminator
 from train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from train.config import TrainConfig, lambda_schedule
+from train.config import AUTHORS, TrainConfig, lambda_schedule
+from train.critics import (
+    CLASSIFIER,
+    PATCH,
+    ImageCritics,
+    PatchDiscriminator,
+    classifier_columns,
+    classifier_config,
+)
 from train.cuda_graph import GraphedTrainingStep
 from train.data import BatchStream, PreparedData, held_out_batches
 from train.metrics import evaluate, sample_grid
@@ -62,17 +70,31 @@ def step_for_device(
     optimizers: dict[str, torch.optim.Optimizer],
     clip: float,
     device: torch.device,
-) -> Callable[[torch.Tensor, torch.Tensor, float], dict[str, torch.Tensor]]:
-    """`training_step` as `device` runs it fastest, taking (images, labels, λ_dis): on CUDA in
-    bf16 with TF32 and cuDNN's autotuner, replayed from a CUDA graph (`train.cuda_graph`); on
-    CPU as it is."""
+    critics: ImageCritics | None = None,
+    authors_discriminator_step: bool = False,
+) -> Callable[..., dict[str, torch.Tensor]]:
+    """`training_step` as `device` runs it fastest, taking (images, labels, λ_dis) and its
+    keyword options: on CUDA in bf16 with TF32 and cuDNN's autotuner, replayed from a CUDA
+    graph (`train.cuda_graph`); on CPU as it is.
+
+    The authors' image-space critics and their discriminator step are run eagerly on CUDA: the
+    graph has been checked bit-exact against eager steps (bench/cuda_graph_exactness.py) for
+    the paper's step only, and theirs add whole networks, optimizers and a second batch to it.
+    """
     use_fast_cuda_math(device)
     networks = (model, discriminator, optimizers)
     precision = autocast_dtype(device)
-    if device.type == "cuda":
+    options = {"critics": critics} if critics is not None else {}
+    if device.type == "cuda" and not options and not authors_discriminator_step:
         return GraphedTrainingStep(*networks, clip, precision)
-    return lambda images, labels, lam: training_step(
-        *networks, images, labels, lam, clip, precision
+    if device.type == "cuda":
+        log.info(
+            "Training steps run eagerly, not as a CUDA graph: the graph is verified for the "
+            "paper's step only, not with the patch/classifier discriminators or "
+            "--lat-dis-step authors."
+        )
+    return lambda images, labels, lam, **extra: training_step(
+        *networks, images, labels, lam, clip, precision, **options, **extra
     )
 
 
@@ -120,13 +142,15 @@ class Trainer:
         push: Callable[[int], None] | None = None,
         push_every: int = 0,
         classifier: Classifier | None = None,
+        classifier_discriminator: Classifier | None = None,
     ):
         """Build the networks, or restore them from `out`'s checkpoint when resuming.
 
         `run_info` (data paths, preset) is kept in the checkpoint only, so `--resume` can find
         the data again while the exported model carries no local paths. `push(step)` publishes
         the exported model every `push_every` steps (the final push is the caller's). With a
-        `classifier`, each evaluation also measures swap accuracy.
+        `classifier`, each evaluation also measures swap accuracy. `classifier_discriminator`
+        is where the classifier discriminator starts (`--clf-dis-reload`) instead of afresh.
         """
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
         self.push, self.push_every = push, push_every
@@ -140,6 +164,10 @@ class Trainer:
             "autoencoder": adam(self.model, config),
             "discriminator": adam(self.discriminator, config),
         }
+        self.critics = self.build_critics(model_config, classifier_discriminator)
+        if self.critics is not None:
+            self.modules |= self.critics.networks()
+            self.optimizers |= {n: adam(m, config) for n, m in self.critics.networks().items()}
         self.checkpoint = out / CHECKPOINT_NAME
         self.first_step = 0  # the step this process starts at: 0, or the checkpoint's on resume
         if resume:
@@ -149,18 +177,79 @@ class Trainer:
                     group["lr"], group["betas"] = config.lr, (config.beta1, 0.999)
                     group["capturable"] = self.device.type == "cuda"  # the run may change device
         self.train_step = step_for_device(
-            self.model, self.discriminator, self.optimizers, config.clip_grad_norm, self.device
+            self.model,
+            self.discriminator,
+            self.optimizers,
+            config.clip_grad_norm,
+            self.device,
+            self.critics,
+            config.lat_dis_step == AUTHORS,
         )
 
         self.columns = data.attribute_columns(model_config.attributes)
         self.stream = BatchStream(
             data, data.indices(TRAIN), self.columns, config.batch_size, config.seed, config.flip
         )
+        # The authors' discriminator step reads a batch of its own: another seed's stream.
+        self.discriminator_stream = (
+            BatchStream(
+                data,
+                data.indices(TRAIN),
+                self.columns,
+                config.batch_size,
+                config.seed + 1,
+                config.flip,
+            )
+            if config.lat_dis_step == AUTHORS
+            else None
+        )
         self.held_out = data.indices(VALIDATION)[: config.eval_images]
         if len(self.held_out) == 0:
             log.warning("No validation images: evaluating on training images.")
             self.held_out = data.indices(TRAIN)[: config.eval_images]
         self.grid: torch.Tensor | None = None
+
+    def build_critics(
+        self, model_config: FaderConfig, reloaded: Classifier | None
+    ) -> ImageCritics | None:
+        """The authors' image-space discriminators the settings ask for (`train.critics`).
+
+        The classifier discriminator's config goes into the checkpoint's run info, so a resumed
+        run rebuilds it before loading its weights."""
+        config = self.config
+        if not (config.n_ptc_dis or config.n_clf_dis):
+            return None
+        patch = PatchDiscriminator(model_config) if config.n_ptc_dis else None
+        classifier = None
+        if config.n_clf_dis:
+            saved = self.run_info.get(CLASSIFIER)
+            classifier = reloaded or Classifier(
+                ClassifierConfig(**saved) if saved else classifier_config(model_config)
+            )
+            self.run_info[CLASSIFIER] = asdict(classifier.config)
+        return ImageCritics(
+            patch=patch and training_layout(patch, self.device),
+            classifier=classifier and training_layout(classifier, self.device),
+            columns=classifier_columns(classifier.config.attributes, model_config)
+            if classifier
+            else [],
+            updates={PATCH: config.n_ptc_dis, CLASSIFIER: config.n_clf_dis},
+            weights={PATCH: config.lambda_ptc_dis, CLASSIFIER: config.lambda_clf_dis},
+            smooth_label=config.smooth_label,
+        )
+
+    def step_options(self, step: int) -> dict:
+        """The keyword options of this step: the critics' λ ramp, the authors' second batch."""
+        options = {}
+        if self.critics is not None:
+            options["ramp"] = lambda_schedule(step, 1.0, self.config.lambda_schedule)
+        if self.discriminator_stream is not None:
+            images, labels = self.discriminator_stream.batch(step)
+            options["discriminator_batch"] = (
+                images.to(self.device, non_blocking=True),
+                labels.to(self.device, non_blocking=True),
+            )
+        return options
 
     @property
     def model_config(self) -> FaderConfig:
@@ -241,6 +330,7 @@ class Trainer:
                     images.to(self.device, non_blocking=True),
                     labels.to(self.device, non_blocking=True),
                     lam,
+                    **self.step_options(step),
                 )
                 values = {name: loss.item() for name, loss in losses.items()}
                 if not all(math.isfinite(v) for v in values.values()):

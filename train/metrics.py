@@ -12,29 +12,22 @@ on a finished run.
 """
 
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 from torch import nn
 
 from fader.classifier import Classifier
-from fader.model import FaderNetwork, attribute_channels, attribute_predictions
+from fader.model import (
+    FaderConfig,
+    FaderNetwork,
+    attribute_channels,
+    attribute_predictions,
+    label_channels,
+)
 from fader.pixels import to_model_range
-
-
-@contextmanager
-def evaluating(*networks: nn.Module | None) -> Iterator[None]:
-    """The networks in eval mode (BatchNorm statistics, no dropout), then back as they were."""
-    present = [net for net in networks if net is not None]
-    modes = [net.training for net in present]
-    for net in present:
-        net.eval()
-    try:
-        yield
-    finally:
-        for net, mode in zip(present, modes, strict=True):
-            net.train(mode)
+from train.critics import classifier_columns
+from train.modes import evaluating
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -55,17 +48,18 @@ def evaluate(
     """Reconstruction MSE/PSNR, latent-discriminator accuracy (mean and per attribute) when
     the discriminator is given, and the classifier's verdicts when a classifier is."""
     squared_error, psnr_sum, correct, count = 0.0, 0.0, 0, 0
-    swaps = SwapTally(model.attributes)
+    sizes = model.config.attribute_sizes
+    swaps = SwapTally(model.config)
     with evaluating(model, discriminator):
         for images, labels in batches:
             x = to_model_range(images.to(device))
             y = labels.to(device)
             z = model.encode(x)
-            reconstruction = model.decode(z, attribute_channels(y))
+            reconstruction = model.decode(z, label_channels(y, sizes))
             squared_error += (reconstruction - x).pow(2).flatten(1).mean(1).sum().item()
             psnr_sum += psnr(reconstruction, x).sum().item()
             if discriminator is not None:
-                read = attribute_predictions(discriminator(z)) == y.long()
+                read = attribute_predictions(discriminator(z), sizes) == y.long()
                 correct = correct + read.sum(0).cpu()
             if classifier is not None:
                 swaps.add(model, classifier, x, z, y, alpha_range)
@@ -81,46 +75,68 @@ def evaluate(
     return metrics | swaps.metrics()
 
 
-def check_classifier(classifier: Classifier, attributes: list[str], image_size: int) -> None:
+def check_classifier(classifier: Classifier, config: FaderConfig) -> None:
     """Refuse, before any work, a judge that cannot read this model's images."""
-    classifier_columns(classifier, attributes)
-    if classifier.config.image_size != image_size:
+    classifier_columns(classifier.config.attributes, config)
+    if classifier.config.image_size != config.image_size:
         raise ValueError(
             f"The classifier reads {classifier.config.image_size}² images and the model makes "
-            f"{image_size}²: train the classifier with --image-size {image_size}."
+            f"{config.image_size}²: train the classifier with --image-size {config.image_size}."
         )
 
 
-def classifier_columns(classifier: Classifier, attributes: list[str]) -> list[int]:
-    """Where each of the model's attributes is in the classifier's output."""
-    missing = [a for a in attributes if a not in classifier.config.attributes]
-    if missing:
-        raise ValueError(
-            f"The classifier does not read {missing} (it reads {classifier.config.attributes}): "
-            "train one on the model's attributes with python -m train.classifier."
-        )
-    return [classifier.config.attributes.index(a) for a in attributes]
+def classifier_readings(
+    classifier: Classifier, x: torch.Tensor, columns: list[list[int]], sizes: list[int]
+) -> torch.Tensor:
+    """What the classifier reads of each model attribute (B×n_attr): a binary one's 0/1, and
+    for one with several values the value whose "on" probability is highest."""
+    read = classifier.read(x)
+    p = classifier.probabilities(x) if any(size > 2 for size in sizes) else None
+    values = [
+        read[:, where[0]] if size == 2 else p[:, where].argmax(1).to(read.dtype)
+        for where, size in zip(columns, sizes, strict=True)
+    ]
+    return torch.stack(values, dim=1)
 
 
 def swap_targets(
-    labels: torch.Tensor, exclusive: bool, off: float, on: float
+    labels: torch.Tensor, sizes: list[int], exclusive: bool, off: float, on: float
 ) -> Iterator[tuple[int, int, torch.Tensor]]:
-    """Every swap the metric makes: (attribute, target value 0/1, α for the whole batch).
+    """Every swap the metric makes: (attribute, target value, decoder channels for the batch).
 
-    Independent attributes are set to `off` or `on` one at a time, the others kept; exclusive
-    ones (classes) are swapped by switching one class on and all the others off.
+    Binary attributes are set to α = `off` or `on` one at a time, the others kept; exclusive
+    ones (classes) are swapped by switching one class on and all the others off. An attribute
+    with k values is set to each value in turn: `on` on its channel, the rest sharing 1 − `on`
+    (at `on` = 1 the one-hot it trained on; as `[1-α, α]` is for k = 2).
     """
-    n, n_attr = labels.shape
-    for attribute in range(n_attr):
+    kept = label_channels(labels, sizes)
+    starts = np.cumsum([0, *sizes]).tolist()
+    for attribute, size in enumerate(sizes):
+        begin = starts[attribute]
+        if size > 2:
+            for target in range(size):
+                channels = kept.clone()
+                channels[:, begin : begin + size] = (1 - on) / (size - 1)
+                channels[:, begin + target] = on
+                yield attribute, target, channels
+            continue
         if exclusive:
-            alpha = torch.zeros(n, n_attr, device=labels.device)
-            alpha[:, attribute] = on
-            yield attribute, 1, alpha
+            channels = kept.clone()
+            for other, other_size in enumerate(sizes):
+                if other_size == 2:
+                    channels[:, starts[other] : starts[other] + 2] = pair(kept, 0.0)
+            channels[:, begin : begin + 2] = pair(kept, on)
+            yield attribute, 1, channels
             continue
         for target, value in ((0, off), (1, on)):
-            alpha = labels.float().clone()
-            alpha[:, attribute] = value
-            yield attribute, target, alpha
+            channels = kept.clone()
+            channels[:, begin : begin + 2] = pair(kept, value)
+            yield attribute, target, channels
+
+
+def pair(like: torch.Tensor, alpha: float) -> torch.Tensor:
+    """A binary attribute's `[1-α, α]`, on `like`'s device, as `attribute_channels` makes it."""
+    return attribute_channels(like.new_tensor([[alpha]]))
 
 
 class SwapTally:
@@ -131,8 +147,8 @@ class SwapTally:
     ends of the app's slider range instead of 0 and 1.
     """
 
-    def __init__(self, attributes: list[str]):
-        self.attributes = attributes
+    def __init__(self, config: FaderConfig):
+        self.config = config
         self.counts: dict[str, list[int]] = {}
 
     def count(self, key: str, hits: torch.Tensor, mask: torch.Tensor | None = None) -> None:
@@ -150,21 +166,31 @@ class SwapTally:
         y: torch.Tensor,
         alpha_range: tuple[float, float],
     ) -> None:
-        columns = classifier_columns(classifier, model.attributes)
+        sizes = self.config.attribute_sizes
+        columns = classifier_columns(classifier.config.attributes, self.config)
         exclusive = classifier.config.exclusive
-        read = classifier.read(x)[:, columns] == y
+        read = classifier_readings(classifier, x, columns, sizes) == y
         self.count("classifier_accuracy", read.all(1) if exclusive else read)
         ranges = {"": (0.0, 1.0), "_extended": alpha_range}
         for suffix, (off, on) in ranges.items():
-            for attribute, target, alpha in swap_targets(y, exclusive, off, on):
-                decoded = model.decode(z, attribute_channels(alpha))
-                hits = classifier.read(decoded)[:, columns[attribute]] == target
+            for attribute, target, channels in swap_targets(y, sizes, exclusive, off, on):
+                decoded = model.decode(z, channels)
+                hits = classifier_readings(classifier, decoded, columns, sizes)[:, attribute]
+                hits = hits == target
                 real = y[:, attribute] != target
                 self.count(f"swap_accuracy{suffix}", hits, real)
                 if not suffix:
                     self.count("swap_accuracy_all_targets", hits)
-                    name = self.attributes[attribute] + ("" if exclusive else f"={target}")
+                    name = self.swap_name(attribute, target, exclusive)
                     self.count(f"swap_accuracy/{name}", hits, real)
+
+    def swap_name(self, attribute: int, target: int, exclusive: bool) -> str:
+        """`Smiling=1`, `Hair=Blond_Hair`; a class of exclusive data by its name alone."""
+        name = self.config.attributes[attribute]
+        values = self.config.categories_of(name)
+        if values is not None:
+            return f"{name}={values[target]}"
+        return name if exclusive else f"{name}={target}"
 
     def metrics(self) -> dict[str, float]:
         return {key: hits / total for key, (hits, total) in self.counts.items() if total}
@@ -172,7 +198,8 @@ class SwapTally:
 
 @torch.inference_mode()
 def sample_grid(model: FaderNetwork, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One row per image: original, reconstruction, then each attribute flipped (0↔1).
+    """One row per image: original, reconstruction, then each attribute flipped (0↔1; an
+    attribute with several values moved on to its next value).
 
     Returned as a 3×H×W float grid in [0, 1], ready for TensorBoard or `save_image`.
     """
@@ -181,12 +208,13 @@ def sample_grid(model: FaderNetwork, images: torch.Tensor, labels: torch.Tensor)
     device = next(model.parameters()).device
     x = to_model_range(images.to(device))
     y = labels.to(device)
+    sizes = model.config.attribute_sizes
     with evaluating(model):
         z = model.encode(x)
-        columns = [x, model.decode(z, attribute_channels(y))]
-        for attribute in range(y.shape[1]):
+        columns = [x, model.decode(z, label_channels(y, sizes))]
+        for attribute, size in enumerate(sizes):
             flipped = y.clone()
-            flipped[:, attribute] = 1 - flipped[:, attribute]
-            columns.append(model.decode(z, attribute_channels(flipped)))
+            flipped[:, attribute] = (flipped[:, attribute] + 1) % size
+            columns.append(model.decode(z, label_channels(flipped, sizes)))
     tiles = torch.stack(columns, dim=1).flatten(0, 1)
     return make_grid(tiles.float().cpu(), nrow=len(columns), normalize=True, value_range=(-1, 1))

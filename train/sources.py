@@ -23,6 +23,7 @@ from train.mnist import DIGIT_NAMES, MNIST5K, materialise_mnist5k
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 TRAIN, VALIDATION, TEST = 0, 1, 2
+EXCLUDED = -1  # a row the model cannot be given a label for (see PreparedData.for_model)
 # How a source's files and labels are laid out: on disk, or in a Hub dataset's parquet files.
 CELEBA_FILES, CSV, FOLDERS, HUB = "celeba", "csv", "folders", "hub"
 CELEBA = "celeba"  # the dataset's name, whichever layout it came in
@@ -273,3 +274,38 @@ def select_attributes(source: Source, requested: list[str] | None) -> list[str]:
     if len(set(chosen)) != len(chosen):
         raise ValueError(f"--attrs names an attribute twice: {requested}.")
     return chosen
+
+
+def select_model_attributes(
+    source: Source, requested: list[str] | None
+) -> tuple[list[str], dict[str, list[str]]]:
+    """`--attrs` for a Fader model: the attributes, and the values of those that have more than
+    two. `NAME=V1,V2,V3` makes one attribute NAME whose values are the source's attributes V1,
+    V2, V3 (e.g. `Hair=Black_Hair,Blond_Hair,Brown_Hair,Gray_Hair` on CelebA, or
+    `Digit=zero,one,two` on class folders): an image has the value whose attribute is on."""
+    if not any("=" in spec for spec in requested or []):
+        return select_attributes(source, requested), {}
+    attributes, categories = [], {}
+    for spec in requested:
+        if "=" not in spec:
+            attributes += select_attributes(source, [spec])
+            continue
+        name, _, values = spec.partition("=")
+        listed = [v for v in values.split(",") if v]
+        if not name or len(listed) < 3:
+            raise ValueError(
+                f"--attrs {spec}: an attribute with several values is NAME=V1,V2,V3 (three or "
+                "more of the dataset's attributes, comma-separated, no spaces); for two values "
+                "train a binary attribute, e.g. --attrs Male."
+            )
+        if name.lower() in {a.lower() for a in source.attributes}:
+            raise ValueError(
+                f"--attrs {spec}: {name} is already one of the dataset's attributes; name the "
+                "group otherwise (e.g. Hair for Black_Hair,Blond_Hair,…)."
+            )
+        attributes.append(name)
+        categories[name] = select_attributes(source, listed)
+    used = [v for a in attributes for v in categories.get(a, [a])]
+    if len(set(used)) != len(used) or len(set(attributes)) != len(attributes):
+        raise ValueError(f"--attrs names an attribute twice: {requested}.")
+    return attributes, categories

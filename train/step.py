@@ -7,19 +7,27 @@ Both use Adam (lr 2e-4, β1 0.5) and gradient-norm clipping at 5.
 
 Both updates share one forward pass of the encoder: the discriminator trains on z.detach(), then
 the autoencoder's loss reads the same z through the just-updated discriminator. The authors
-encoded a separate batch for the discriminator; sharing it is the usual alternating GAN update
-and saves an encoder pass per step.
+encoded a separate batch for the discriminator, with the autoencoder in eval mode (BatchNorm's
+running statistics); that is `--lat-dis-step authors` (`discriminator_batch`). Sharing it is the
+usual alternating GAN update, saves an encoder pass per step, and trains the discriminator on
+the very latents (train-mode statistics) the encoder is then judged on.
+
+The authors' optional image-space critics (`train.critics`: patch and classifier discriminators)
+update between the two, as in their `train.py`, and add their terms to the autoencoder's loss.
 """
 
+from collections.abc import Sequence
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fader.model import FaderNetwork, LatentDiscriminator, attribute_channels, attribute_loss
+from fader.model import FaderNetwork, LatentDiscriminator, attribute_loss, label_channels
 from fader.pixels import to_model_range
 from train.config import TrainConfig
+from train.critics import ImageCritics
+from train.modes import evaluating
 
 
 def adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:
@@ -55,6 +63,17 @@ def use_fast_cuda_math(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+def flipped_labels(labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+    """The attributes the encoder must make the latent discriminator read: 1 − y for a binary
+    attribute; for one with k > 2 values another value drawn uniformly (y + 1…k−1 mod k), as
+    the authors' `get_attr_loss(…, flip=True)`."""
+    if all(size == 2 for size in sizes):
+        return 1 - labels
+    k = torch.tensor(list(sizes), device=labels.device, dtype=labels.dtype)
+    shift = 1 + (torch.rand(labels.shape, device=labels.device) * (k - 1)).floor()
+    return torch.where(k == 2, 1 - labels, (labels + shift) % k)
+
+
 def training_step(
     model: FaderNetwork,
     discriminator: LatentDiscriminator,
@@ -64,12 +83,20 @@ def training_step(
     lambda_dis: float | torch.Tensor,
     clip: float,
     precision: torch.dtype | None = None,
+    *,
+    critics: ImageCritics | None = None,
+    ramp: float = 1.0,
+    discriminator_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One discriminator update and one autoencoder update on a batch of uint8 images.
 
     With `precision` (see `autocast_dtype`) the forward passes run under autocast in it.
     `lambda_dis` may be a tensor, so that a CUDA graph of the step reads its current value.
+    Options of the authors' trainer: `critics` (updated, then weighted by their λ × `ramp`, the
+    λ schedule's fraction so far), and `discriminator_batch`, a separate (images, labels) batch
+    the latent discriminator trains on, encoded in eval mode (their `lat_dis_step`).
     """
+    sizes = model.config.attribute_sizes
     forward_in = partial(
         torch.autocast,
         images.device.type,
@@ -78,25 +105,38 @@ def training_step(
         cache_enabled=False,  # each weight is cast once a pass anyway; CUDA graphs need it off
     )
     with forward_in():
+        if discriminator_batch is not None:  # first: BatchNorm's statistics before this step's
+            dis_z = encoded_in_eval_mode(model, discriminator_batch[0])  # batch moves them
         x = to_model_range(images.contiguous(memory_format=torch.channels_last))
         z = model.encode(x)
 
         # 1. The discriminator reads the true attributes from z (the encoder is not updated).
+        if discriminator_batch is None:
+            dis_z, dis_labels = z.detach(), labels
+        else:
+            dis_labels = discriminator_batch[1]
         discriminator.train()
-        dis_loss = attribute_loss(discriminator(z.detach()), labels)
+        dis_loss = attribute_loss(discriminator(dis_z), dis_labels, sizes)
     optimizers["discriminator"].zero_grad(set_to_none=True)
     dis_loss.backward()
     nn.utils.clip_grad_norm_(discriminator.parameters(), clip)
     optimizers["discriminator"].step()
+    critic_losses = (
+        {} if critics is None else critics.train(model, x, labels, optimizers, clip, forward_in)
+    )
 
     # 2. Reconstruct from (z, y) and push the discriminator toward the flipped attributes.
     with forward_in():
-        reconstruction_loss = F.mse_loss(model.decode(z, attribute_channels(labels)), x)
+        reconstruction_loss = F.mse_loss(model.decode(z, label_channels(labels, sizes)), x)
         discriminator.eval()  # no dropout when it judges the encoder, as in the authors' code
         discriminator.requires_grad_(False)  # its weights get no gradient from this loss
-        adversarial_loss = attribute_loss(discriminator(z), 1 - labels)
+        adversarial_loss = attribute_loss(discriminator(z), flipped_labels(labels, sizes), sizes)
         discriminator.requires_grad_(True)
         loss = reconstruction_loss + lambda_dis * adversarial_loss
+        if critics is not None:
+            critic_loss, decoder_terms = critics.decoder_loss(model, z, labels, ramp)
+            loss = loss + critic_loss
+            critic_losses |= decoder_terms
     optimizers["autoencoder"].zero_grad(set_to_none=True)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -105,6 +145,14 @@ def training_step(
         "reconstruction": reconstruction_loss,
         "discriminator": dis_loss,
         "adversarial": adversarial_loss,
+        **critic_losses,
     }
     # Detached, so a caller holding them does not keep this step's autograd graph alive.
     return {name: loss.detach() for name, loss in losses.items()}
+
+
+def encoded_in_eval_mode(model: FaderNetwork, images: torch.Tensor) -> torch.Tensor:
+    """z of a uint8 batch with BatchNorm's running statistics and no autograd graph, as the
+    authors' `lat_dis_step` encodes the discriminator's batch."""
+    with evaluating(model), torch.no_grad():
+        return model.encode(to_model_range(images.contiguous(memory_format=torch.channels_last)))
