@@ -177,9 +177,47 @@ def detail_value(detail: float | None) -> float | None:
     return None if detail is None else finite([detail], "Keep photo detail")[0]
 
 
+SliderKey = tuple[str, str | None]  # (attribute, its value for a slider group, else None)
+
+
+def slider_keys(editor: Editor) -> list[SliderKey]:
+    """One slider per binary attribute, one per value of an attribute with several (a group,
+    such as hair colour: black, blond, brown, gray)."""
+    keys: list[SliderKey] = []
+    for name in editor.attributes:
+        categories = editor.model.config.categories_of(name)
+        keys += [(name, c) for c in categories] if categories else [(name, None)]
+    if len(keys) > MAX_SLIDERS:
+        raise ValueError(f"This model needs {len(keys)} sliders; the app shows {MAX_SLIDERS}.")
+    return keys
+
+
+def slider_label(key: SliderKey) -> str:
+    name, category = key
+    return (
+        plain_words(name) if category is None else f"{plain_words(name)}: {plain_words(category)}"
+    )
+
+
 def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
-    names = library.editor(model_name).attributes
-    return dict(zip(names, finite(values), strict=False))
+    """The sliders' numbers as the editor takes them: a float per binary attribute, a dict of
+    its values' numbers per slider group."""
+    keys = slider_keys(library.editor(model_name))
+    by_attribute: dict[str, Any] = {}
+    for (name, category), value in zip(keys, finite(values), strict=False):
+        if category is None:
+            by_attribute[name] = value
+        else:
+            by_attribute.setdefault(name, {})[category] = value
+    return by_attribute
+
+
+def flat_values(sliders: dict) -> dict[str, float]:
+    """`{"Smiling": 1, "Hair": {"Blond_Hair": 1}}` → `{"Smiling": 1, "Blond_Hair": 1}`."""
+    flat: dict[str, float] = {}
+    for name, value in sliders.items():
+        flat |= value if isinstance(value, dict) else {name: value}
+    return flat
 
 
 def encode(
@@ -207,7 +245,9 @@ def encode(
         return_freed_memory()  # the decoded upload's pages, back to the system
     prepared = editor.photo(photo_id, session)
     how = f"Face aligned with {prepared.face.backend}." if prepared.face else "Centre square."
-    read = [plain_words(name) for name, value in prepared.slider_start.items() if value]
+    read = [
+        plain_words(name) for name, value in flat_values(prepared.slider_start).items() if value
+    ]
     judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
     return shown(prepared.crop), " ".join(filter(None, [how, judged, prepared.note])), photo_id
 
@@ -217,8 +257,11 @@ def starting_sliders(
 ) -> list:
     """Sliders at what the model's classifier reads from the photo (0 without one)."""
     editor = library.editor(model_name)
-    start = editor.photo(photo_id, session).slider_start if photo_id else {}
-    values = [start.get(name, 0.0) for name in editor.attributes]
+    start = editor.photo(photo_id, session).slider_start if photo_id else editor.neutral_start()
+    values = [
+        start[name] if category is None else start[name][category]
+        for name, category in slider_keys(editor)
+    ]
     return [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
 
 
@@ -309,7 +352,7 @@ def export(
 def download_name(model_name: str, sliders: dict[str, float]) -> str:
     """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes."""
     model = re.sub(r"[^A-Za-z0-9]+", "-", Path(model_name).name).strip("-")[:40] or "model"
-    values = "_".join(f"{name}={value:g}" for name, value in sliders.items() if value)
+    values = "_".join(f"{name}={value:g}" for name, value in flat_values(sliders).items() if value)
     return (
         re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{values or 'unchanged'}")[:120] + ".png"
     )
@@ -370,15 +413,20 @@ def faces_present(
     return [i for i in faces if i < count]
 
 
+def sweep_choices(editor: Editor) -> list[str]:
+    """The attributes a sweep can run along: the binary ones (a group has no single α)."""
+    return [plain_words(name) for name, category in slider_keys(editor) if category is None]
+
+
 def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
     """Labels, ranges and visibility of the fixed slider pool for this model."""
     editor = library.editor(model_name)
     low, high = editor.model.config.slider_range
-    names = editor.attributes
+    keys = slider_keys(editor)
     return [
         {
-            "visible": i < len(names),
-            "label": plain_words(names[i]) if i < len(names) else f"attribute {i}",
+            "visible": i < len(keys),
+            "label": slider_label(keys[i]) if i < len(keys) else f"attribute {i}",
             "minimum": low,
             "maximum": high,
             "value": 0.0,
@@ -437,10 +485,10 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
         unchanged = [gr.update()] * (3 + MAX_SLIDERS)
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
-    choices = [plain_words(a) for a in editor.attributes]
+    choices = sweep_choices(editor)
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
     info = model_description(library, model_name)
-    sweep = gr.update(choices=choices, value=choices[0])
+    sweep = gr.update(choices=choices, value=choices[0] if choices else None)
     detail = gr.update(value=editor.model.config.default_detail)
     return [gr.update(value=model_name), model_name, info, sweep, *sliders, detail, gr.update()]
 
@@ -701,9 +749,9 @@ def layout(library: ModelLibrary) -> Page:
             )
     with gr.Accordion("Sweep one attribute", open=False):
         with gr.Row():
-            names = [plain_words(a) for a in first.attributes]
+            names = sweep_choices(first)
             sweep_attribute = gr.Dropdown(
-                names, value=names[0], label="Attribute", allow_custom_value=True
+                names, value=names[0] if names else None, label="Attribute", allow_custom_value=True
             )
             sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
             sweep_button = gr.Button("Sweep")

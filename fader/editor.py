@@ -49,7 +49,9 @@ class PreparedPhoto:
     faces: tuple[AlignedFace, ...]  # the alignments, for paste-back; () for whole-image models
     preview_faces: tuple[AlignedFace, ...]  # the same alignments on `preview`
     note: str  # what the user should know ("3 faces found: …")
-    slider_start: dict[str, float]  # what the classifier reads from the largest face, else 0
+    # what the classifier reads from the largest face, else neutral; a slider group's values
+    # as a dict of its categories
+    slider_start: dict[str, float | dict[str, float]]
 
     @property
     def crop(self) -> Image.Image:
@@ -168,14 +170,15 @@ class Editor:
             crops = (centre_square(photo, size),)
         x = torch.cat([to_tensor(crop) for crop in crops])
         x = x.contiguous(memory_format=torch.channels_last)
-        start = dict.fromkeys(self.attributes, 0.0)
+        start = self.neutral_start()
         if self.classifier is not None:
             read = self.classifier.read(x[:1])[0].tolist()
-            start |= {
-                name: value
-                for name, value in zip(self.classifier.config.attributes, read, strict=True)
-                if name in start
-            }
+            for name, value in zip(self.classifier.config.attributes, read, strict=True):
+                group = self.group_of(name)
+                if name in start:
+                    start[name] = value
+                elif group is not None:
+                    start[group] = dict.fromkeys(start[group], 0.0) | {name: value}
         with torch.inference_mode():  # every face in one batch, each once
             latents = self.model.encode(x)
             y0 = self.model.slider_channels(start, batch_size=len(crops))
@@ -207,6 +210,22 @@ class Editor:
                 f"there is no face {missing[0]}."
             )
         return numbers
+
+    def neutral_start(self) -> dict[str, float | dict[str, float]]:
+        """Slider values without a classifier: 0 for a binary attribute, the first value on for
+        an attribute with several (as `FaderNetwork.slider_channels` reads a missing one)."""
+        config = self.model.config
+        return {
+            name: {c: float(i == 0) for i, c in enumerate(categories)}
+            if (categories := config.categories_of(name))
+            else 0.0
+            for name in self.attributes
+        }
+
+    def group_of(self, category: str) -> str | None:
+        """The several-valued attribute whose values include `category`, if any."""
+        groups = self.model.config.categories.items()
+        return next((name for name, values in groups if category in values), None)
 
     def detail_strength(self, detail: float | None = None) -> float:
         """`detail` checked, or the model's default "keep photo detail" when None."""

@@ -12,12 +12,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 from skimage import data as skimage_data
 
 import app
+from fader.model import FaderConfig, FaderNetwork
 from fader.models import ModelLibrary
 from tests.group_photo import changed, group_photo
 
@@ -470,3 +472,49 @@ def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_p
         models["face"], None, handle, "Smiling", 3, *NEUTRAL, 0.0, api_name="/sweep"
     )
     assert Image.open(strip).size == (3 * 128, 2 * 128 + 24), "a row per face, 2× tiles"
+
+
+def test_an_attribute_with_several_values_is_a_group_of_sliders(tmp_path, photos):
+    torch.manual_seed(0)
+    hair = ["Black_Hair", "Blond_Hair", "Gray_Hair"]
+    config = FaderConfig(
+        attributes=["Hair", "Smiling"],
+        categories={"Hair": hair},
+        image_size=64,
+        init_fm=8,
+        max_fm=64,
+        n_layers=4,
+        preprocessing="center",
+    )
+    FaderNetwork(config).save_pretrained(tmp_path / "hair")
+    model = str(tmp_path / "hair")
+    library = ModelLibrary([model])
+    settings = app.slider_settings(library, model)
+    assert [s["label"] for s in settings[:4]] == [
+        "Hair: Black hair",
+        "Hair: Blond hair",
+        "Hair: Gray hair",
+        "Smiling",
+    ]
+    assert [s["visible"] for s in settings[3:5]] == [True, False]
+    with serve(library) as url:
+        client = Client(url, verbose=False)
+        _, status, photo_id = client.predict(
+            model, handle_file(photos["coffee"]), api_name="/encode"
+        )
+        assert photo_id, status
+        crops = {}
+        for blond in (0.0, 1.0):
+            values = [1 - blond, blond, 0.0, 0.5] + [0.0] * (app.MAX_SLIDERS - 4)
+            crop, _, _ = client.predict(model, None, photo_id, *values, api_name="/edit")
+            crops[blond] = np.asarray(Image.open(crop))
+        path = client.predict(model, None, photo_id, *values, api_name="/export")
+    assert not np.array_equal(crops[0.0], crops[1.0]), "the group's values reach the decoder"
+    editor = library.editor(model)
+    reference = editor.load(photos["coffee"], session="reference")
+    expected = editor.edit(
+        reference, {"Hair": {"Blond_Hair": 1.0}, "Smiling": 0.5}, session="reference"
+    ).crop
+    shown = crops[1.0][:: crops[1.0].shape[0] // 64, :: crops[1.0].shape[1] // 64]
+    assert np.abs(shown.astype(int) - np.asarray(expected, dtype=int)).max() <= 1
+    assert "Blond_Hair=1_Smiling=0.5" in Path(path).name
