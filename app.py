@@ -690,6 +690,23 @@ def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> Non
     webcam.camera.clear(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
 
 
+def face_picker(**kwargs: Any) -> gr.CheckboxGroup:
+    """ "Faces to edit", checked against every face label the page can show rather than the
+    shown photo's: a slider move sent while a new photo's faces are being listed still carries
+    the old photo's ticks, which Gradio would refuse with an error on the page; `faces_present`
+    drops the faces a photo does not have. (Wrapped, not subclassed: Gradio's front end renders
+    components by class name.)"""
+    labels = face_labels(MAX_FACES)
+    picker = gr.CheckboxGroup(labels, value=labels, type="index", **kwargs)
+    preprocess = picker.preprocess  # bound to this instance: its choices are every label
+
+    def known(payload: list) -> list:
+        return preprocess([tick for tick in payload or [] if tick in labels])
+
+    picker.preprocess = known
+    return picker
+
+
 def layout(library: ModelLibrary) -> Page:
     first = library.editor(library.names[0])
     gr.Markdown(
@@ -726,13 +743,7 @@ def layout(library: ModelLibrary) -> Page:
                 info="0: the model's output alone; 1: the photo's own detail kept (lower it "
                 "for strong edits, where the old shape shows through)",
             )
-            faces = gr.CheckboxGroup(
-                face_labels(MAX_FACES),
-                value=face_labels(MAX_FACES),
-                type="index",
-                label="Faces to edit",
-                visible=False,
-            )
+            faces = face_picker(label="Faces to edit", visible=False)
         with gr.Column(elem_id="result-column"):
             edited_crop = gr.Image(
                 label="Edited crop",
