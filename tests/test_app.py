@@ -211,10 +211,10 @@ def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(
     assert crop is None and photo_id == "", "nothing is kept of a refused photo"
     assert re.search(message, status, re.IGNORECASE), status
     assert "Error" not in status and "Traceback" not in status, "plain words, no internals"
-    _, _, handle = client.predict(
+    crop, status, handle = client.predict(
         models["face"], handle_file(photos["astronaut"]), api_name="/encode"
     )
-    assert handle
+    assert handle and "Face aligned" in status and Image.open(crop).size == (192, 192)
 
 
 def test_unusual_image_modes_are_read(server, models, tmp_path):
@@ -229,12 +229,15 @@ def test_unusual_image_modes_are_read(server, models, tmp_path):
     gif = tmp_path / "animated.gif"
     astronaut.save(gif, save_all=True, append_images=[Image.new("RGB", astronaut.size)])
     for path in (rgba, cmyk, gray, gif):
-        _, _, handle = client.predict(models["face"], handle_file(path), api_name="/encode")
-        assert handle, path.name
-    _, _, handle = client.predict(
+        crop, status, handle = client.predict(models["face"], handle_file(path), api_name="/encode")
+        assert handle and "Face aligned" in status, path.name
+        pixels = np.asarray(Image.open(crop).convert("RGB"), dtype=float)
+        assert pixels.shape == (192, 192, 3) and pixels.std() > 10, "a face, not a blank crop"
+    crop, status, handle = client.predict(
         models["scene"], handle_file(sixteen_bit_png(tmp_path / "deep.png")), api_name="/encode"
     )
-    assert handle
+    rows = np.asarray(Image.open(crop).convert("L"), dtype=float).mean(1)
+    assert handle and rows[-1] > rows[0], "the 16-bit ramp (dark top, light bottom) survives"
 
 
 def test_slider_events_without_a_photo_do_nothing_harmful(server, models):
@@ -250,7 +253,9 @@ def test_page_is_served(server):
 
     _, url = server
     with urllib.request.urlopen(url, timeout=30) as response:
-        assert response.status == 200 and b"Fader" in response.read()
+        page = response.read().decode()
+    assert response.status == 200
+    assert "Fader: edit photos by sliding attributes" in page, "the page's own title, not a stub"
 
 
 def test_png_bytes_are_what_the_page_receives(server, models, photos):
