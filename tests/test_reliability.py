@@ -5,6 +5,7 @@ Bounded on purpose: the load test is 20 clients × 50 slider moves on a 64×64 m
 training runs are a few hundred tiny steps.
 """
 
+import gc
 import io
 import json
 import os
@@ -33,6 +34,7 @@ from skimage import data as skimage_data
 
 import app
 from fader.editor import Editor
+from fader.heap import return_freed_memory
 from fader.model import FaderNetwork
 from fader.models import ModelLibrary
 from tests.builders import make_class_folders, save_model
@@ -60,7 +62,11 @@ def server(models: dict[str, str]) -> Iterator[str]:
 
 
 def rss_mb() -> float:
-    """Resident memory of this process (the server runs in it), from /proc."""
+    """Resident memory of this process (the server runs in it), from /proc, after the heap has
+    handed its free pages back: what is held, not what glibc's per-thread arenas keep cached
+    (20 client threads and the server's handlers each have one here)."""
+    gc.collect()
+    return_freed_memory()
     status = Path("/proc/self/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
