@@ -15,6 +15,7 @@ from fader.classifier import Classifier
 from fader.model import FaderConfig, FaderNetwork, LatentDiscriminator, attribute_channels
 from fader.pixels import to_model_range
 from tests.builders import make_class_folders
+from tests.test_training import assert_refused_before_any_work
 from train.__main__ import main, parse_args
 from train.classifier import main as classifier_main
 from train.config import TrainConfig
@@ -302,14 +303,7 @@ BAD_FLAGS = [
 
 
 def test_bad_authors_options_are_refused_before_any_work(tmp_path: Path, capsys):
-    data = make_class_folders(tmp_path / "daynight", per_class=3)
-    out, cache = tmp_path / "run", tmp_path / "cache"
-    common = ["--data", data, "--preset", "tiny", "--out", out, "--cache-dir", cache]
-    for flags, message in BAD_FLAGS:
-        assert run_cli(*common, *flags) == 2, flags
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and message in err, (flags, err)
-        assert not out.exists() and not cache.exists(), flags
+    assert_refused_before_any_work(tmp_path, capsys, BAD_FLAGS)
 
 
 def test_help_documents_the_authors_options(capsys):

@@ -366,16 +366,21 @@ BAD_FLAGS = [
 ]
 
 
-def test_every_bad_flag_is_refused_with_a_message_before_any_work(tmp_path: Path, capsys):
-    """Nothing is read, preprocessed or written: the run folder and the cache never appear."""
+def assert_refused_before_any_work(tmp_path: Path, capsys, bad_flags: list) -> None:
+    """Each (flags, message): exit 2 with that message, and nothing read, preprocessed or
+    written: the run folder and the cache never appear."""
     data = make_class_folders(tmp_path / "daynight", per_class=3)
     out, cache = tmp_path / "run", tmp_path / "cache"
     common = ["--data", data, "--preset", "tiny", "--out", out, "--cache-dir", cache]
-    for flags, message in BAD_FLAGS:
+    for flags, message in bad_flags:
         assert run_cli(*common, *flags) == 2, flags
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err, (flags, err)
         assert not out.exists() and not cache.exists(), flags
+
+
+def test_every_bad_flag_is_refused_with_a_message_before_any_work(tmp_path: Path, capsys):
+    assert_refused_before_any_work(tmp_path, capsys, BAD_FLAGS)
 
 
 def test_a_labels_csv_cannot_name_files_outside_the_data_folder(tmp_path: Path, capsys):
