@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import torch
@@ -50,10 +51,13 @@ def serve(library: ModelLibrary) -> Iterator[str]:
         quiet=True,
         **app.LAUNCH,
     )
+    server = demo.server
     try:
         yield url
     finally:
-        demo.close()
+        demo.close()  # waits 5 s at most; the shutdown then deletes this server's cache files,
+        if server is not None:  # which may have the same paths (same content) as the next
+            server.thread.join(120)  # test's: it must not overlap it
 
 
 @pytest.fixture(scope="module")
@@ -338,6 +342,18 @@ def test_another_sessions_photo_id_is_refused_like_an_unknown_one(server, models
     assert own_id != photo_id, "the same photo, another id: sharing the work, not the access"
 
 
+def retried(call, *args, **kwargs):
+    """`call`, again up to twice when the connection itself broke: twelve clients fetching one
+    photo's identical outputs at once on 2 cores have had a download cut short (httpx's
+    RemoteProtocolError) about once in ten runs. What is checked is which edit arrives."""
+    for attempt in range(3):
+        try:
+            return call(*args, **kwargs)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+
+
 def test_parallel_exports_of_one_photo_each_get_their_own_edit(server, models, photos):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -349,12 +365,17 @@ def test_parallel_exports_of_one_photo_each_get_their_own_edit(server, models, p
 
     def export(client_number: int) -> tuple[float, bytes, str]:
         client = Client(url, verbose=False)
-        _, _, photo_id = client.predict(
-            models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+        _, _, photo_id = retried(
+            client.predict, models["face"], handle_file(photos["astronaut"]), api_name="/encode"
         )
         smiling = client_number / 2 - 1
-        path = client.predict(
-            models["face"], None, photo_id, *sliders(Smiling=smiling), api_name="/export"
+        path = retried(
+            client.predict,
+            models["face"],
+            None,
+            photo_id,
+            *sliders(Smiling=smiling),
+            api_name="/export",
         )
         return smiling, np.asarray(Image.open(path)).tobytes(), Path(path).name
 
