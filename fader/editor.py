@@ -27,7 +27,7 @@ from PIL import Image
 from fader.align import AlignedFace, faces_in, largest_face, paste_back, rescaled
 from fader.batching import DecodeBatcher
 from fader.classifier import Classifier
-from fader.model import FaderNetwork
+from fader.model import FaderConfig, FaderNetwork
 from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
 from fader.photo_store import PhotoStore, StoreLimits
 from fader.pixels import to_images, to_tensor
@@ -92,6 +92,18 @@ def preview_of(photo: Image.Image) -> Image.Image:
     preview = photo.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return preview
+
+
+def detail_strength(config: FaderConfig, detail: float | None) -> float:
+    """`detail` checked, or the model's default "keep photo detail" when None: one rule for
+    photos (`Editor`) and camera frames (`fader.stream`)."""
+    strength = config.default_detail if detail is None else float(detail)
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(
+            f"Keep photo detail must be between 0 and 1 (0: the model's output alone; 1: all the "
+            f"photo's detail the model does not rebuild), not {detail}."
+        )
+    return strength
 
 
 def content_key(photo: Image.Image) -> str:
@@ -228,14 +240,7 @@ class Editor:
         return next((name for name, values in groups if category in values), None)
 
     def detail_strength(self, detail: float | None = None) -> float:
-        """`detail` checked, or the model's default "keep photo detail" when None."""
-        strength = self.model.config.default_detail if detail is None else float(detail)
-        if not 0.0 <= strength <= 1.0:
-            raise ValueError(
-                f"Keep photo detail must be between 0 (the model's output alone) and 1 (all the "
-                f"photo's detail the model does not rebuild), not {detail}."
-            )
-        return strength
+        return detail_strength(self.model.config, detail)
 
     def _decode_batch(self, latent: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # on whichever request's thread leads the batch

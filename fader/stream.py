@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 
 from fader.align import AlignedFace, aligned_on, apply_affine, faces_in, paste_back
+from fader.editor import detail_strength
 from fader.landmarks import get_backend
 from fader.model import FaderNetwork
 from fader.photo import centre_square, paste_centre_square
@@ -187,9 +188,7 @@ class FaceStream:
         """`frame` with the largest face edited to the slider `values`, keeping `detail` (s, 0…1;
         None: the model's default) of the photo's own detail; a frame without a face comes back
         as it was."""
-        detail = self.model.config.default_detail if detail is None else float(detail)
-        if not 0.0 <= detail <= 1.0:
-            raise ValueError(f"Keep photo detail must be between 0 and 1, not {detail}.")
+        detail = detail_strength(self.model.config, detail)
         rgb = as_rgb(frame)
         seconds: dict[str, float] = {}
         if self.tracker is None:
