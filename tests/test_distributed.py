@@ -35,43 +35,47 @@ GLOBAL_BATCH = 8
 STEPS = 6
 
 
-class PerHalfBatchNorm(nn.Module):
+class PerHalfBatchNorm(nn.BatchNorm2d):
     """BatchNorm as two gloo processes apply it to a batch: each half normalised with its own
     statistics in training, or its own running statistics in eval mode; one weight and bias.
     Each training pass starts the second half's running statistics from the first's, as DDP
-    gives every process those of process 0 at each forward pass."""
+    gives every process those of process 0 at each forward pass. Its saved state is a plain
+    BatchNorm's: the first half's, as process 0 saves."""
 
-    def __init__(self, norm: nn.BatchNorm2d):
-        super().__init__()
-        self.norm = norm  # the first half's, as process 0 keeps them
-        self.register_buffer("second_mean", norm.running_mean.clone())
-        self.register_buffer("second_var", norm.running_var.clone())
+    @classmethod
+    def of(cls, norm: nn.BatchNorm2d) -> "PerHalfBatchNorm":
+        half = cls(norm.num_features, norm.eps, norm.momentum)
+        half.weight, half.bias = norm.weight, norm.bias  # the optimizer's own parameters
+        half.running_mean, half.running_var = norm.running_mean, norm.running_var
+        half.num_batches_tracked = norm.num_batches_tracked
+        half.register_buffer("second_mean", norm.running_mean.clone(), persistent=False)
+        half.register_buffer("second_var", norm.running_var.clone(), persistent=False)
+        return half.train(norm.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if len(x) % 2:  # an evaluation batch: not part of the comparison
-            return self.norm(x)
+            return super().forward(x)
         first, second = x.chunk(2)
-        norm = self.norm
         if self.training:
-            self.second_mean.copy_(norm.running_mean)
-            self.second_var.copy_(norm.running_var)
+            self.second_mean.copy_(self.running_mean)
+            self.second_var.copy_(self.running_var)
         second = F.batch_norm(
             second,
             self.second_mean,
             self.second_var,
-            norm.weight,
-            norm.bias,
+            self.weight,
+            self.bias,
             self.training,
-            norm.momentum,
-            norm.eps,
+            self.momentum,
+            self.eps,
         )
-        return torch.cat([norm(first), second])
+        return torch.cat([super().forward(first), second])
 
 
 def normalise_per_half(module: nn.Module) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, PerHalfBatchNorm(child))
+            setattr(module, name, PerHalfBatchNorm.of(child))
         else:
             normalise_per_half(child)
 

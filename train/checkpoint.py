@@ -54,6 +54,18 @@ def save_checkpoint(
 ) -> None:
     """Write everything a resumed run needs; `info` holds JSON-ready configs. `rng_states` are
     the random generators of the processes that trained together (default: this one's)."""
+    write_checkpoint(path, *checkpoint_contents(modules, optimizers, step, info, rng_states))
+
+
+def checkpoint_contents(
+    modules: dict[str, nn.Module],
+    optimizers: dict[str, torch.optim.Optimizer],
+    step: int,
+    info: dict[str, Any],
+    rng_states: list[torch.Tensor] | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A copy in host memory of what `save_checkpoint` writes (tensors, metadata): training may
+    go on while another thread writes it (`write_checkpoint`)."""
     tensors: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
         tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
@@ -65,6 +77,13 @@ def save_checkpoint(
         tensors[rng_key(rank)] = state
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     metadata = {"step": str(step), "info": json.dumps(info), "optimizer_groups": json.dumps(groups)}
+    return tensors, metadata
+
+
+def write_checkpoint(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]
+) -> None:
+    """Write a checkpoint's contents to a temporary file, then put it in place in one rename."""
     temporary = path.with_name(path.name + ".tmp")
     try:
         try:

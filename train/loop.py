@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from copy import deepcopy
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,13 @@ from fader.card import model_card
 from fader.classifier import Classifier, ClassifierConfig
 from fader.folder import SAMPLE_GRID_NAME, write_model_folder
 from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork, LatentDiscriminator
-from train.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from train.checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_contents,
+    load_checkpoint,
+    module_state,
+    write_checkpoint,
+)
 from train.config import AUTHORS, TrainConfig, lambda_schedule
 from train.critics import (
     CLASSIFIER,
@@ -43,6 +50,7 @@ from train.step import (
     training_step,
     use_fast_cuda_math,
 )
+from train.writes import BackgroundWriter
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -155,6 +163,16 @@ def export_model(model: FaderNetwork, out: Path, grid: torch.Tensor | None) -> N
     write_model_folder(out, model, card, sample_grid=grid)
 
 
+def exported_copy(model: FaderNetwork, checkpoint: dict[str, torch.Tensor]) -> FaderNetwork:
+    """The model as the checkpoint copy holds it (host memory, its config as it is now), for a
+    thread to export while the model itself trains on. Built on the meta device: no weights are
+    initialised only to be replaced."""
+    with torch.device("meta"):
+        copy = FaderNetwork(deepcopy(model.config))
+    copy.load_state_dict(module_state(checkpoint, "model"), assign=True)
+    return copy.eval()
+
+
 class Trainer:
     """The state of one run (networks, optimizers, data, logs) and what happens to it each step."""
 
@@ -262,6 +280,7 @@ class Trainer:
             log.warning("No validation images: evaluating on training images.")
             self.held_out = data.indices(TRAIN)[: config.eval_images]
         self.grid: torch.Tensor | None = None
+        self.writes = BackgroundWriter()
 
     def build_critics(
         self, model_config: FaderConfig, reloaded: Classifier | None
@@ -330,7 +349,7 @@ class Trainer:
             writer.add_scalar(f"validation/{name}", value, step)
         writer.add_image("samples", self.grid, step)
         (self.out / "samples").mkdir(exist_ok=True)
-        save_image(self.grid, self.out / "samples" / f"step_{step:07d}.png")
+        self.writes.submit(save_image, self.grid, self.out / "samples" / f"step_{step:07d}.png")
         log.info(
             "step %d: validation MSE %.4f, PSNR %.2f dB, latent-discriminator accuracy %.3f%s",
             step,
@@ -346,14 +365,20 @@ class Trainer:
         rng_states = gather_states(torch.get_rng_state(), self.processes)
         if not self.processes.main:
             return
+        # The previous checkpoint is on disk first (a failure to write it is raised here), so
+        # at most one copy waits in memory.
+        self.writes.wait()
         self.model_config.training["steps_done"] = step
         info = {
             "fader_config": asdict(self.model_config),
             "train_config": asdict(self.config),
             "run": self.run_info,
         }
-        save_checkpoint(self.checkpoint, self.modules, self.optimizers, step, info, rng_states)
-        export_model(self.model, self.out, self.grid)
+        tensors, metadata = checkpoint_contents(
+            self.modules, self.optimizers, step, info, rng_states
+        )
+        self.writes.submit(write_checkpoint, self.checkpoint, tensors, metadata)
+        self.writes.submit(export_model, exported_copy(self.model, tensors), self.out, self.grid)
 
     def push_due(self, step: int) -> bool:
         """`--push-every N`: a commit every N steps; the caller pushes the finished model. The
@@ -386,7 +411,7 @@ class Trainer:
         self.model.train()
         losses, clock = RunningLosses(), Throughput(first, config.steps, config.batch_size)
         batches = self.stream.batches(first, config.steps, self.device)
-        with StopOnSignal() as stop, progress, writer or nullcontext():
+        with StopOnSignal() as stop, progress, writer or nullcontext(), self.writes:
             for step, (images, labels) in enumerate(batches, start=first):
                 lam = lambda_schedule(step, config.lambda_dis, config.lambda_schedule)
                 losses.add(self.train_step(images, labels, lam, **self.step_options(step)))
@@ -427,6 +452,7 @@ class Trainer:
                 if saving or pushing or stopping:  # a pushed model is always a resumable one
                     self.save(done)
                 if pushing and self.push is not None:
+                    self.writes.wait()  # the folder it publishes is on disk
                     self.push(done)
                 if stopping:
                     raise TrainingInterrupted(
