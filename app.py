@@ -9,6 +9,7 @@ then wires the handlers to it. Everything the handlers call lives in `fader/`.
 """
 
 import argparse
+import asyncio
 import base64
 import binascii
 import io
@@ -678,6 +679,20 @@ def for_session(
     return user_errors(call)
 
 
+def limited(handler: Callable, slots: int) -> Callable:
+    """`handler` for an event outside Gradio's queue (`queue=False`: one POST, no join and no
+    event stream) that still runs at most `slots` at once, as the queue's `concurrency_limit`
+    would: the others wait their turn on the event loop, holding no thread."""
+    turns = asyncio.Semaphore(slots)
+
+    @wraps(handler)  # Gradio reads the wrapped signature: it still passes the `gr.Request`
+    async def call(*args: Any) -> Any:
+        async with turns:
+            return await asyncio.to_thread(handler, *args)
+
+    return call
+
+
 @dataclass
 class LiveWebcam:
     camera: gr.Image  # streaming input: frames as the browser captures them
@@ -881,12 +896,15 @@ def wire(
     # change and release: the edit follows input and release, the download release and change.
     moved = [*page.sliders, page.detail]
     slider_moves = [s.input for s in moved] + [s.release for s in moved] + [page.faces.input]
-    edits = {"concurrency_limit": live_edits, "concurrency_id": "edit"}  # page and API share it
-    gr.on(slider_moves, bound["live_edit"], edit_inputs, edit_outputs, **edits, **live, **hidden)
-    # The API's edit returns files (the crop and the preview) to its clients; nothing in the
-    # page triggers it.
+    # Outside the queue: a move is one POST answered with the edit (the queue's join request
+    # and event stream cost more than the decoder); `limited` keeps `live_edits` at once.
+    moving = limited(bound["live_edit"], live_edits)
+    gr.on(slider_moves, moving, edit_inputs, edit_outputs, queue=False, **live, **hidden)
+    # The API's edit returns files (the crop and the preview) to its clients, through the queue;
+    # nothing in the page triggers it.
     api_outputs = [*page.edit_files, page.photo_id]
-    gr.on([], bound["edit"], edit_inputs, api_outputs, api_name="edit", **edits)
+    api = {"api_name": "edit", "concurrency_limit": live_edits}
+    gr.on([], bound["edit"], edit_inputs, api_outputs, **api)
     releases = [s.release for s in moved] + [s.change for s in moved] + [page.faces.input]
     gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
     uploaded = gr.on(

@@ -262,6 +262,11 @@ def main() -> None:
         "breakdown_p50_ms": {
             part: round(statistics.median(ms), 1) if ms else None for part, ms in parts.items()
         },
+        # means add up: to the mean of mouse_up_to_painted over the drags followed
+        "breakdown_mean_ms": {
+            part: round(statistics.fmean(ms), 1) if ms else None for part, ms in parts.items()
+        },
+        "mean_felt_ms": round(statistics.fmean(felt), 1),
         "breakdown_parts": PARTS,
         "load_average_1min": round(os.getloadavg()[0], 2),
         "handler": summary(handler),
