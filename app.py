@@ -44,6 +44,7 @@ MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
+EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
@@ -679,16 +680,31 @@ def for_session(
     return user_errors(call)
 
 
-def limited(handler: Callable, slots: int) -> Callable:
+def limited(handler: Callable, slots: int, wait: float = 0.0) -> Callable:
     """`handler` for an event outside Gradio's queue (`queue=False`: one POST, no join and no
     event stream) that still runs at most `slots` at once, as the queue's `concurrency_limit`
-    would: the others wait their turn on the event loop, holding no thread."""
+    would: the others wait their turn on the event loop, holding no thread. `wait` seconds pass
+    first, holding nothing."""
     turns = asyncio.Semaphore(slots)
 
     @wraps(handler)  # Gradio reads the wrapped signature: it still passes the `gr.Request`
     async def call(*args: Any) -> Any:
+        await asyncio.sleep(wait)
         async with turns:
             return await asyncio.to_thread(handler, *args)
+
+    return call
+
+
+def photo_kept(export: Callable) -> Callable:
+    """`export` for slider moves: one with no photo leaves the download as it is (answered
+    late, it must not clear the download of a photo uploaded meanwhile; a refused photo's is
+    cleared by the upload's own export)."""
+
+    @wraps(export)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        path = export(*args, **kwargs)
+        return gr.skip() if path is None else path
 
     return call
 
@@ -868,6 +884,7 @@ def wire(
         "live_edit": for_session(live_edit, library, controls),
         "sweep": for_session(sweep, library, controls),
         "export": for_session(export, library, controls, folder=exports),
+        "export_move": for_session(photo_kept(export), library, controls, folder=exports),
     }
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
@@ -899,14 +916,22 @@ def wire(
     # Outside the queue: a move is one POST answered with the edit (the queue's join request
     # and event stream cost more than the decoder); `limited` keeps `live_edits` at once.
     moving = limited(bound["live_edit"], live_edits)
-    gr.on(slider_moves, moving, edit_inputs, edit_outputs, queue=False, **live, **hidden)
+    page_edit = {"api_name": "live_edit", "queue": False, **live, **hidden}
+    gr.on(slider_moves, moving, edit_inputs, edit_outputs, **page_edit)
     # The API's edit returns files (the crop and the preview) to its clients, through the queue;
     # nothing in the page triggers it.
     api_outputs = [*page.edit_files, page.photo_id]
     api = {"api_name": "edit", "concurrency_limit": live_edits}
     gr.on([], bound["edit"], edit_inputs, api_outputs, **api)
+    # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
+    # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
+    # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
+    # values are still the ones exported (always_last).
     releases = [s.release for s in moved] + [s.change for s in moved] + [page.faces.input]
-    gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
+    exporting = limited(bound["export_move"], QUEUE_CONCURRENCY, wait=EXPORT_WAIT)
+    page_export = {"api_name": "export_move", "queue": False, **live, **hidden}
+    gr.on(releases, exporting, edit_inputs, page.download, **page_export)
+    gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # API: at once
     uploaded = gr.on(
         [page.image.input, page.image.change],
         bound["encode"],
