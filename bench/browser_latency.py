@@ -2,13 +2,15 @@
 
 Serves the app on 127.0.0.1 (the bundled digits model by default, or a random-weight 256² face
 architecture with `--face`), uploads a photo, then drags a slider DRAGS times. For each drag the
-page itself records mouse-up (a pointerup listener) and the moment the new crop is decoded and
-painted (a MutationObserver on the crop's <img>, then `img.decode()` and the next animation
-frame), and, between them, the page's own timeline of the edit that was painted: its
-`queue/join` request sent and answered, the event stream's `process_starts` and
-`process_completed` messages (Gradio's front end reads them through `fetch`, wrapped here before
-the page loads), the <img> given its new src, the image file fetched (Resource Timing; nothing
-when the crop comes inline as a data: URL), decoded and painted. Each part's p50 is reported.
+page itself records mouse-up (a pointerup listener) and the moment the crop for the slider's
+final value is first decoded and painted (a MutationObserver on the crop's <img>, then
+`img.decode()` and the next animation frame; later repaints of the same picture are reported
+apart, as `mouse_up_to_last_repaint`), and, between them, the page's own timeline of the edit
+that brought it: its request sent and answered (`queue/join`, or the one POST of an event
+outside the queue), the event stream's `process_starts` and `process_completed` messages
+(Gradio's front end reads them through `fetch`, wrapped here before the page loads), the <img>
+given its new src, the image file fetched (Resource Timing; nothing when the crop comes inline
+as a data: URL), decoded and painted. Each part's p50 and mean are reported.
 Beside it, in the same run, the handler's own time for the same move (`app.edit` called
 directly), so the difference is what the queue, the event stream, image encoding and the
 browser cost. Prints one JSON object.
@@ -111,12 +113,13 @@ WATCH = """() => {
 
 # The parts of one move, in the order they happen; each is the time since the previous mark.
 PARTS = {
-    "waiting_to_send": "until the edit's queue/join is sent (the page holds an event while the "
+    "waiting_to_send": "until the edit's request is sent (the page holds an event while the "
     "previous one of the same kind runs: trigger_mode always_last)",
-    "join": "queue/join answered",
-    "queue": "until process_starts arrives on the event stream",
-    "handler_and_outputs": "until process_completed arrives (preprocess, handler, postprocess, "
-    "the message itself)",
+    "join": "queue/join answered (0 for an event outside the queue)",
+    "queue": "until process_starts arrives on the event stream (0 outside the queue)",
+    "handler_and_outputs": "until the result arrives: process_completed on the event stream, or "
+    "the answer to the one POST of an event outside the queue (preprocess, handler, "
+    "postprocess, transfer)",
     "front_end": "until the <img> gets its new src",
     "image_fetch": "the image file fetched (0 for an inline data: URL)",
     "decode": "the <img> decoded",
