@@ -9,6 +9,7 @@ then wires the handlers to it. Everything the handlers call lives in `fader/`.
 """
 
 import argparse
+import asyncio
 import base64
 import binascii
 import io
@@ -43,6 +44,7 @@ MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
+EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
@@ -327,6 +329,26 @@ def edit(
     return shown(result.crop), result.photo, photo_id
 
 
+def live_edit(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
+    session: str = "",
+) -> tuple[str, str, str]:
+    """`edit` as the page shows it while a slider moves: the crop and the preview as <img>s
+    whose pictures travel inside the event's own message, so no file is written and the browser
+    makes no second request before it can paint ("" clears them)."""
+    done = edited(library, model_name, image, photo_id, values, detail, faces, session, False)
+    if done is None:
+        return "", "", ""
+    result, photo_id, _ = done
+    return inline_crop(result.crop), inline_photo(result.photo), photo_id
+
+
 def export(
     library: ModelLibrary,
     model_name: str,
@@ -507,15 +529,49 @@ def shows_a_face(photo: str) -> bool:
 
 
 SHOWN_SIDE = 192  # crops smaller than this are enlarged for the page, pixel for pixel
+PREVIEW_QUALITY = 85  # JPEG quality of the edited photo's preview in the page
+
+
+def enlargement(width: int) -> int:
+    """The whole factor a crop `width` pixels wide is enlarged by to be readable (1: none)."""
+    return 1 if width >= SHOWN_SIDE else -(-SHOWN_SIDE // width)
 
 
 def shown(image: Image.Image | None) -> Image.Image | None:
     """A small model's crop enlarged by a whole factor with nearest neighbour: readable, and
     every pixel still the model's own (no blur made up by the browser's scaling)."""
-    if image is None or image.width >= SHOWN_SIDE:
+    factor = 1 if image is None else enlargement(image.width)
+    if image is None or factor == 1:
         return image
-    factor = -(-SHOWN_SIDE // image.width)
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def data_url(image: Image.Image, format: str, **options: Any) -> str:
+    """`image` encoded as a `data:` URL, to send inside an event's message."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{format.lower()};base64,{data}"
+
+
+def inline_crop(crop: Image.Image) -> str:
+    """The edited crop as an <img> of a PNG at the model's own size (lossless, a few hundred
+    bytes for the digits), enlarged by the browser as `shown` enlarges it: by a whole factor,
+    without smoothing (`image-rendering: pixelated`)."""
+    factor = enlargement(crop.width)
+    return (
+        f'<img src="{data_url(crop, "PNG", compress_level=1)}" alt="The edited crop" '
+        f'width="{crop.width * factor}" height="{crop.height * factor}" '
+        'style="image-rendering: pixelated; max-width: 100%; height: auto; object-fit: contain">'
+    )
+
+
+def inline_photo(photo: Image.Image) -> str:
+    """The edited photo's preview (at most 768 px a side) as an <img> of a JPEG."""
+    return (
+        f'<img src="{data_url(photo, "JPEG", quality=PREVIEW_QUALITY)}" '
+        'alt="The edited photo (preview)" style="max-width: 100%; object-fit: contain">'
+    )
 
 
 def labelled_strip(strip: Image.Image, alphas: Sequence[float], attribute: str) -> Image.Image:
@@ -590,11 +646,9 @@ def live_frame(
 
 def live_image(frame: np.ndarray, edited: bool) -> str:
     """`frame` as an <img> of a JPEG data: URL; `data-edited` says whether a face was edited."""
-    buffer = io.BytesIO()
-    Image.fromarray(frame).save(buffer, format="JPEG", quality=LIVE_QUALITY)
-    data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return (
-        f'<img src="data:image/jpeg;base64,{data}" data-edited="{int(edited)}" '
+        f'<img src="{data_url(Image.fromarray(frame), "JPEG", quality=LIVE_QUALITY)}" '
+        f'data-edited="{int(edited)}" '
         'alt="The camera, edited" style="width: 100%">'
     )
 
@@ -626,6 +680,35 @@ def for_session(
     return user_errors(call)
 
 
+def limited(handler: Callable, slots: int, wait: float = 0.0) -> Callable:
+    """`handler` for an event outside Gradio's queue (`queue=False`: one POST, no join and no
+    event stream) that still runs at most `slots` at once, as the queue's `concurrency_limit`
+    would: the others wait their turn on the event loop, holding no thread. `wait` seconds pass
+    first, holding nothing."""
+    turns = asyncio.Semaphore(slots)
+
+    @wraps(handler)  # Gradio reads the wrapped signature: it still passes the `gr.Request`
+    async def call(*args: Any) -> Any:
+        await asyncio.sleep(wait)
+        async with turns:
+            return await asyncio.to_thread(handler, *args)
+
+    return call
+
+
+def photo_kept(export: Callable) -> Callable:
+    """`export` for slider moves: one with no photo leaves the download as it is (answered
+    late, it must not clear the download of a photo uploaded meanwhile; a refused photo's is
+    cleared by the upload's own export)."""
+
+    @wraps(export)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        path = export(*args, **kwargs)
+        return gr.skip() if path is None else path
+
+    return call
+
+
 @dataclass
 class LiveWebcam:
     camera: gr.Image  # streaming input: frames as the browser captures them
@@ -645,8 +728,9 @@ class Page:
     sliders: list[gr.Slider]
     detail: gr.Slider
     faces: gr.CheckboxGroup
-    edited_crop: gr.Image
-    edited_photo: gr.Image
+    edited_crop: gr.HTML  # the live edit, its pictures inline (`live_edit`)
+    edited_photo: gr.HTML
+    edit_files: list[gr.Image]  # never shown: the `/edit` API's crop and preview, as files
     download: gr.File
     sweep_attribute: gr.Dropdown
     sweep_steps: gr.Slider
@@ -745,19 +829,19 @@ def layout(library: ModelLibrary) -> Page:
             )
             faces = face_picker(label="Faces to edit", visible=False)
         with gr.Column(elem_id="result-column"):
-            edited_crop = gr.Image(
-                label="Edited crop",
-                format="png",
-                interactive=False,
-                height=200,
-                elem_id="edited-crop",
+            edited_crop = gr.HTML(
+                label="Edited crop", show_label=True, container=True, elem_id="edited-crop"
             )
-            edited_photo = gr.Image(
+            edited_photo = gr.HTML(
                 label="Edited photo (preview)",
-                format="jpeg",
-                interactive=False,
+                show_label=True,
+                container=True,
                 elem_id="edited-photo",
             )
+            edit_files = [
+                gr.Image(format="png", interactive=False, visible=False),
+                gr.Image(format="jpeg", interactive=False, visible=False),
+            ]
     with gr.Accordion("Sweep one attribute", open=False):
         with gr.Row():
             names = sweep_choices(first)
@@ -773,8 +857,8 @@ def layout(library: ModelLibrary) -> Page:
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
         model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
-        faces, edited_crop, edited_photo, download, sweep_attribute, sweep_steps, sweep_button,
-        sweep_strip, webcam=webcam,
+        faces, edited_crop, edited_photo, edit_files, download, sweep_attribute, sweep_steps,
+        sweep_button, sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
@@ -797,8 +881,10 @@ def wire(
         "starting_sliders": for_session(starting_sliders, library),
         "face_choices": for_session(face_choices, library),
         "edit": for_session(edit, library, controls),
+        "live_edit": for_session(live_edit, library, controls),
         "sweep": for_session(sweep, library, controls),
         "export": for_session(export, library, controls, folder=exports),
+        "export_move": for_session(photo_kept(export), library, controls, folder=exports),
     }
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
@@ -808,7 +894,7 @@ def wire(
     switch = user_errors(switch)
     controls_in = [page.detail, page.faces]
     edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, *controls_in]
-    edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]
+    edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]  # what the page shows
     encoded = [page.crop, page.status, page.photo_id]
     hidden = {"api_visibility": "private"}
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
@@ -819,24 +905,33 @@ def wire(
         photo = [page.model_name, page.photo_id]
         event.then(bound["starting_sliders"], photo, page.sliders, **hidden).then(
             bound["face_choices"], photo, page.faces, **hidden
-        ).then(bound["edit"], edit_inputs, edit_outputs, **hidden).then(
+        ).then(bound["live_edit"], edit_inputs, edit_outputs, **hidden).then(
             bound["export"], edit_inputs, page.download, **hidden
         )
 
-    # drags fire input (live) and release; keys, typing and reset fire change: all reach both
+    # A drag fires input (live) and release, keys and typing input and change, the reset button
+    # change and release: the edit follows input and release, the download release and change.
     moved = [*page.sliders, page.detail]
     slider_moves = [s.input for s in moved] + [s.release for s in moved] + [page.faces.input]
-    gr.on(
-        slider_moves,
-        bound["edit"],
-        edit_inputs,
-        edit_outputs,
-        api_name="edit",
-        concurrency_limit=live_edits,
-        **live,
-    )
+    # Outside the queue: a move is one POST answered with the edit (the queue's join request
+    # and event stream cost more than the decoder); `limited` keeps `live_edits` at once.
+    moving = limited(bound["live_edit"], live_edits)
+    page_edit = {"api_name": "live_edit", "queue": False, **live, **hidden}
+    gr.on(slider_moves, moving, edit_inputs, edit_outputs, **page_edit)
+    # The API's edit returns files (the crop and the preview) to its clients, through the queue;
+    # nothing in the page triggers it.
+    api_outputs = [*page.edit_files, page.photo_id]
+    api = {"api_name": "edit", "concurrency_limit": live_edits}
+    gr.on([], bound["edit"], edit_inputs, api_outputs, **api)
+    # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
+    # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
+    # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
+    # values are still the ones exported (always_last).
     releases = [s.release for s in moved] + [s.change for s in moved] + [page.faces.input]
-    gr.on(releases, bound["export"], edit_inputs, page.download, api_name="export", **live)
+    exporting = limited(bound["export_move"], QUEUE_CONCURRENCY, wait=EXPORT_WAIT)
+    page_export = {"api_name": "export_move", "queue": False, **live, **hidden}
+    gr.on(releases, exporting, edit_inputs, page.download, **page_export)
+    gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # API: at once
     uploaded = gr.on(
         [page.image.input, page.image.change],
         bound["encode"],

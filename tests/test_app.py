@@ -1,10 +1,14 @@
 """The real Gradio server on 127.0.0.1, driven through gradio_client as API users would."""
 
+import asyncio
+import base64
 import io
 import os
 import re
 import socket
 import struct
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -340,6 +344,58 @@ def test_another_sessions_photo_id_is_refused_like_an_unknown_one(server, models
         models["face"], handle_file(photos["astronaut"]), api_name="/encode"
     )
     assert own_id != photo_id, "the same photo, another id: sharing the work, not the access"
+
+
+def live_move(url: str, session: str, model: str, photo_id: str, values: list[float]) -> dict:
+    """A slider move as the page sends it: one POST outside the queue, to the edit that answers
+    with its pictures inline."""
+    config = httpx.get(f"{url}config").json()
+    fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == "live_edit")
+    body = {"data": [model, None, photo_id, *values, 1.0, LARGEST], "fn_index": fn_index}
+    response = httpx.post(f"{url}gradio_api/run/predict", json=body | {"session_hash": session})
+    return response.json()
+
+
+def test_the_pages_live_edit_answers_inline_and_only_to_the_photos_session(server, models, photos):
+    client, url = server
+    _, _, photo_id = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    values = sliders(Smiling=1.5)
+    crop_file, _, _ = client.predict(
+        models["face"], None, photo_id, *values, 1.0, LARGEST, api_name="/edit"
+    )
+    crop_html, photo_html, same_id = live_move(
+        url, client.session_hash, models["face"], photo_id, values
+    )["data"]
+    assert same_id == photo_id and 'src="data:image/jpeg;base64,' in photo_html
+    src = crop_html.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
+    inline = Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")
+    enlarged = Image.open(crop_file).convert("RGB")
+    assert np.array_equal(np.asarray(app.shown(inline)), np.asarray(enlarged)), "/edit's crop"
+    refused = live_move(url, "another-tab", models["face"], photo_id, values)
+    assert "no longer loaded" in str(refused.get("error")), refused
+
+
+def test_live_edits_outside_the_queue_run_at_most_their_limit_at_once():
+    running, most = [0], [0]
+    lock = threading.Lock()
+
+    def move(i: int) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for the other moves to arrive meanwhile
+        with lock:
+            running[0] -= 1
+        return i
+
+    async def eight_moves() -> list[int]:
+        return await asyncio.gather(*(limited(i) for i in range(8)))
+
+    limited = app.limited(move, 3)
+    assert asyncio.run(eight_moves()) == list(range(8)), "each move gets its own answer"
+    assert most[0] == 3
 
 
 def retried(call, *args, **kwargs):

@@ -4,11 +4,14 @@ Needs Debian's Chromium at /usr/bin/chromium (`.ci/run` installs it) and the `pl
 package; Playwright's own browser download is never used.
 """
 
+import base64
+import io
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from skimage import data as skimage_data
@@ -236,3 +239,53 @@ def test_on_a_phone_the_edit_stays_in_view_while_a_slider_is_dragged(page_url, p
         page.screenshot(path=str(ARTIFACTS / "app-phone.png"))
         labels = page.locator("#slider-column").get_by_text("-2", exact=True)
         assert labels.first.is_visible(), "the slider's end labels are shown"
+
+
+def inline_picture(src: str) -> Image.Image:
+    """The picture a `data:` URL carries."""
+    header, _, data = src.partition(",")
+    assert header.startswith("data:image/") and header.endswith(";base64"), header[:40]
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def shown_difference(painted: Image.Image, expected: Image.Image) -> float:
+    """Mean difference per pixel between a screenshot and the picture it should show, at the
+    best alignment (an element at a fractional position is captured one pixel larger)."""
+    w, h = expected.size
+    target = np.asarray(expected.convert("RGB"), int)
+    shots = np.asarray(painted, int)
+    return min(
+        np.abs(shots[dy : dy + h, dx : dx + w] - target).mean()
+        for dy in range(shots.shape[0] - h + 1)
+        for dx in range(shots.shape[1] - w + 1)
+    )
+
+
+def test_the_crop_shown_inline_is_the_edit_for_the_sliders_values(face_app, photos):
+    url, library = face_app
+    name = library.names[0]
+    with opened(url) as page:
+        before = upload_and_wait_for_the_edit(page, photos["astronaut"])
+        drag(page, page.locator("#slider-column input[type=range]").first, 0.4, 0.9)
+        page.wait_for_function(
+            "before => document.querySelector('#edited-crop img').src !== before",
+            arg=before,
+            timeout=30_000,
+        )
+        page.wait_for_timeout(1500)  # the release's edit, if any, has landed
+        numbers = page.locator("#slider-column input[type=number]")
+        smiling, male, detail = (float(numbers.nth(i).input_value()) for i in range(3))
+        img = page.locator("#edited-crop img")
+        sent = inline_picture(img.get_attribute("src"))
+        painted = Image.open(io.BytesIO(img.screenshot())).convert("RGB")
+    assert smiling > 1, "the drag moved the slider"
+    editor = library.editor(name)
+    photo_id = editor.load(photos["astronaut"], session="test")
+    values = [smiling, male] + [0.0] * (app.MAX_SLIDERS - 2)
+    expected, _, _ = app.edit(library, name, None, photo_id, *values, detail=detail, session="test")
+    crop = editor.edit(photo_id, {"Smiling": smiling, "Male": male}, "test", detail=detail).crop
+    assert sent.size == crop.size, "sent at the model's size, enlarged by the browser"
+    assert np.array_equal(np.asarray(sent.convert("RGB")), np.asarray(crop)), "lossless"
+    assert abs(painted.width - expected.width) <= 1, "enlarged by the same whole factor"
+    assert shown_difference(painted, expected) < 5, "enlarged pixel for pixel (smoothed: ~20)"
+    assert inline_picture(before).tobytes() != sent.tobytes(), "the drag changed the edit"
