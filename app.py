@@ -414,13 +414,20 @@ def face_labels(count: int) -> list[str]:
     return [f"Face {i + 1}{' (largest)' if i == 0 else ''}" for i in range(count)]
 
 
-def face_choices(library: ModelLibrary, model_name: str, photo_id: str, session: str = "") -> Any:
+def face_choices(
+    library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
+) -> tuple[Any, list[int]]:
     """The "Faces to edit" choice for the photo: every face found, all ticked; shown only when
-    there is more than one."""
+    there is more than one. Also the ticked face numbers, which the page's edits read."""
     editor = library.editor(model_name)
     count = len(editor.photo(photo_id, session).faces) if photo_id else 0
     labels = face_labels(count)
-    return gr.update(choices=labels, value=labels, visible=count > 1)
+    return gr.update(choices=labels, value=labels, visible=count > 1), list(range(count))
+
+
+def picked_faces(ticked: list[int]) -> list[int]:
+    """The faces the visitor ticked, kept where the page's edits read them (`Page.faces_ticked`)."""
+    return ticked
 
 
 def faces_present(
@@ -728,6 +735,7 @@ class Page:
     sliders: list[gr.Slider]
     detail: gr.Slider
     faces: gr.CheckboxGroup
+    faces_ticked: gr.State  # the ticked face numbers (None: all), as the page's edits read them
     edited_crop: gr.HTML  # the live edit, its pictures inline (`live_edit`)
     edited_photo: gr.HTML
     edit_files: list[gr.Image]  # never shown: the `/edit` API's crop and preview, as files
@@ -774,23 +782,6 @@ def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> Non
     webcam.camera.clear(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
 
 
-def face_picker(**kwargs: Any) -> gr.CheckboxGroup:
-    """ "Faces to edit", checked against every face label the page can show rather than the
-    shown photo's: a slider move sent while a new photo's faces are being listed still carries
-    the old photo's ticks, which Gradio would refuse with an error on the page; `faces_present`
-    drops the faces a photo does not have. (Wrapped, not subclassed: Gradio's front end renders
-    components by class name.)"""
-    labels = face_labels(MAX_FACES)
-    picker = gr.CheckboxGroup(labels, value=labels, type="index", **kwargs)
-    preprocess = picker.preprocess  # bound to this instance: its choices are every label
-
-    def known(payload: list) -> list:
-        return preprocess([tick for tick in payload or [] if tick in labels])
-
-    picker.preprocess = known
-    return picker
-
-
 def layout(library: ModelLibrary) -> Page:
     first = library.editor(library.names[0])
     gr.Markdown(
@@ -827,7 +818,15 @@ def layout(library: ModelLibrary) -> Page:
                 info="0: the model's output alone; 1: the photo's own detail kept (lower it "
                 "for strong edits, where the old shape shows through)",
             )
-            faces = face_picker(label="Faces to edit", visible=False)
+            labels = face_labels(MAX_FACES)  # the API's choices; the page shows the photo's
+            faces = gr.CheckboxGroup(
+                labels, value=labels, type="index", label="Faces to edit", visible=False
+            )
+            # What the page's edits read instead of the checkboxes: a move sent while a new
+            # photo's faces are listed would carry the old photo's ticks, which Gradio refuses
+            # against the new choices (an error on the page); `faces_present` drops the faces a
+            # photo does not have.
+            faces_ticked = gr.State(None)
         with gr.Column(elem_id="result-column"):
             edited_crop = gr.HTML(
                 label="Edited crop", show_label=True, container=True, elem_id="edited-crop"
@@ -857,8 +856,8 @@ def layout(library: ModelLibrary) -> Page:
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
         model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
-        faces, edited_crop, edited_photo, edit_files, download, sweep_attribute, sweep_steps,
-        sweep_button, sweep_strip, webcam=webcam,
+        faces, faces_ticked, edited_crop, edited_photo, edit_files, download, sweep_attribute,
+        sweep_steps, sweep_button, sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
@@ -894,6 +893,8 @@ def wire(
     switch = user_errors(switch)
     controls_in = [page.detail, page.faces]
     edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, *controls_in]
+    # The page's own edits read the ticked faces from the session (see `layout`).
+    page_inputs = [*edit_inputs[:-1], page.faces_ticked]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]  # what the page shows
     encoded = [page.crop, page.status, page.photo_id]
     hidden = {"api_visibility": "private"}
@@ -903,21 +904,22 @@ def wire(
         """After a photo is encoded: sliders to their start, the faces found, the edit, its
         download (or, for a refused photo, every output cleared)."""
         photo = [page.model_name, page.photo_id]
+        faces = [page.faces, page.faces_ticked]
         event.then(bound["starting_sliders"], photo, page.sliders, **hidden).then(
-            bound["face_choices"], photo, page.faces, **hidden
-        ).then(bound["live_edit"], edit_inputs, edit_outputs, **hidden).then(
-            bound["export"], edit_inputs, page.download, **hidden
+            bound["face_choices"], photo, faces, **hidden
+        ).then(bound["live_edit"], page_inputs, edit_outputs, **hidden).then(
+            bound["export"], page_inputs, page.download, **hidden
         )
 
     # A drag fires input (live) and release, keys and typing input and change, the reset button
     # change and release: the edit follows input and release, the download release and change.
     moved = [*page.sliders, page.detail]
-    slider_moves = [s.input for s in moved] + [s.release for s in moved] + [page.faces.input]
+    slider_moves = [s.input for s in moved] + [s.release for s in moved]
     # Outside the queue: a move is one POST answered with the edit (the queue's join request
     # and event stream cost more than the decoder); `limited` keeps `live_edits` at once.
     moving = limited(bound["live_edit"], live_edits)
     page_edit = {"api_name": "live_edit", "queue": False, **live, **hidden}
-    gr.on(slider_moves, moving, edit_inputs, edit_outputs, **page_edit)
+    gr.on(slider_moves, moving, page_inputs, edit_outputs, **page_edit)
     # The API's edit returns files (the crop and the preview) to its clients, through the queue;
     # nothing in the page triggers it.
     api_outputs = [*page.edit_files, page.photo_id]
@@ -927,10 +929,17 @@ def wire(
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
     # values are still the ones exported (always_last).
-    releases = [s.release for s in moved] + [s.change for s in moved] + [page.faces.input]
+    releases = [s.release for s in moved] + [s.change for s in moved]
     exporting = limited(bound["export_move"], QUEUE_CONCURRENCY, wait=EXPORT_WAIT)
     page_export = {"api_name": "export_move", "queue": False, **live, **hidden}
-    gr.on(releases, exporting, edit_inputs, page.download, **page_export)
+    gr.on(releases, exporting, page_inputs, page.download, **page_export)
+    # Ticking a face: kept for the page's edits first, then the edit and its download.
+    picked = page.faces.input(
+        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **hidden
+    )
+    picked.then(
+        moving, page_inputs, edit_outputs, api_name="live_edit_faces", queue=False, **hidden
+    ).then(bound["export"], page_inputs, page.download, api_name="export_faces", **hidden)
     gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # API: at once
     uploaded = gr.on(
         [page.image.input, page.image.change],

@@ -535,8 +535,9 @@ def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_p
     assert "2 faces found" in status
     library = ModelLibrary([models["face"]], aligner="dlib")
     photo_id = library.editor(models["face"]).load(group)
-    choice = app.face_choices(library, models["face"], photo_id)
+    choice, ticked = app.face_choices(library, models["face"], photo_id)
     assert choice["choices"] == choice["value"] == ["Face 1 (largest)", "Face 2"]
+    assert ticked == [0, 1], "the page's edits read every face"
     assert choice["visible"], "the page shows the faces found"
     hopper, astronaut = (face.box for face in library.editor(models["face"]).photo(photo_id).faces)
     edited = {}

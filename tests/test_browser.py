@@ -19,6 +19,7 @@ from skimage import data as skimage_data
 import app
 from fader.models import ModelLibrary
 from tests.builders import save_model
+from tests.group_photo import changed, group_photo
 from tests.test_app import serve
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -151,6 +152,8 @@ def test_bundled_digits_model_starts_at_the_digit_it_reads(digits_page_url: str)
         )
         assert [numbers.nth(i).input_value() for i in range(10)] == ["0"] * 3 + ["1"] + ["0"] * 6
         page.locator("#edited-crop img").wait_for(timeout=30_000)
+        page.wait_for_timeout(500)  # the upload's own edit and download have answered
+        assert page.locator(".toast-body").count() == 0, "no error on the way"
         page.screenshot(path=str(ARTIFACTS / "app-digits.png"), full_page=True)
 
 
@@ -219,6 +222,51 @@ def test_arrow_keys_reach_the_preview_and_the_download(page_url, photos):
         after(lambda: (number.fill("1.5"), number.press("Enter")), "Smiling=1.5")  # typed
         reset = page.locator("#slider-column button.reset-button").first
         after(reset.click, "unchanged")  # reset to 0
+
+
+def settled(page) -> str:
+    """The download's link once no later export replaces it (a slider's export answers 0.3 s
+    after its move; a drag sends several)."""
+    link = None
+    for _ in range(60):
+        current = page.locator("#download a").first.get_attribute("href")
+        if current == link:
+            return link
+        link = current
+        page.wait_for_timeout(1000)
+    raise AssertionError("the download kept changing")
+
+
+def test_in_a_group_photo_the_faces_ticked_are_the_ones_edited_without_an_error(face_app, tmp_path):
+    url, library = face_app
+    group = group_photo()
+    path = tmp_path / "group.png"
+    group.save(path)
+    with opened(url) as page:
+        page.get_by_text("Upload a photo, then slide attributes").wait_for(timeout=60_000)
+        page.set_input_files("input[type=file]", str(path))
+        page.get_by_text("2 faces found").wait_for(timeout=60_000)
+        faces = page.get_by_label("Face 2", exact=True)
+        faces.wait_for(timeout=30_000)
+        drag(page, page.locator("#slider-column input[type=range]").first, 0.4, 0.95)
+        page.locator("#download").get_by_text("Smiling=").wait_for(timeout=30_000)
+        settled(page)
+        shown = page.locator("#edited-photo img").get_attribute("src")
+        download = page.locator("#download a").first.get_attribute("href")
+        faces.uncheck()  # Grace Hopper, the larger face, is Face 1: the astronaut goes back
+        page.wait_for_function(
+            "([shown, download]) => document.querySelector('#edited-photo img').src !== shown"
+            " && document.querySelector('#download a').href !== download",
+            arg=[shown, download],
+            timeout=30_000,
+        )
+        link = settled(page)
+        assert page.locator(".toast-body").count() == 0, "no error on the way"
+        exported = Image.open(io.BytesIO(page.request.get(link).body())).convert("RGB")
+    editor = library.editor(library.names[0])
+    hopper, astronaut = (face.box for face in editor.photo(editor.load(group)).faces)
+    assert changed(exported, group, hopper) > 5, "the ticked face is edited"
+    assert changed(exported, group, astronaut) == 0, "the face not ticked is untouched"
 
 
 def test_on_a_phone_the_edit_stays_in_view_while_a_slider_is_dragged(page_url, photos):
