@@ -1,0 +1,288 @@
+"""Throughput (images/s) of the trainer itself, `python -m train`, beside the step it runs.
+
+`bench/train_throughput.py` times the training step alone, on one batch already in memory. A
+real run also reads and flips batches from the cache, logs losses, writes TensorBoard scalars,
+evaluates and checkpoints. This benchmark runs `python -m train` on a CelebA-layout dataset on
+disk for a fixed number of steps and reads the trainer's own figure from its train.log:
+
+    Trained steps A–B at R images/s
+
+(the wall time of the loop after its first few warm-up steps, evaluations and checkpoints
+included). Beside it, in the same run, the step benchmark's worker (ours, not the baseline)
+times single steps at the same preset and batch size: half of its steps before the training
+run and half after, so a machine that slows down during the run slows both. The ratio of the
+two is the share of the step's speed that the trainer keeps.
+
+The dataset: `tests.builders.make_celeba` (178×218 JPEGs drawn with the attributes they are
+labelled with, CelebA's attribute and partition files; always the same images for a given
+count), made once into --work and reused. Preprocessing is done once beforehand
+(`train.data.prepare`, in this process), into the cache the trainer's --cache-dir points at, so
+the timed run only reads the cache; its log must say it did.
+
+Evaluation and checkpoints: every run evaluates and checkpoints at its last step. A default run
+(`train.config.TrainConfig`) evaluates 512 validation images every 2,000 steps and checkpoints
+every 10,000. So the timed run evaluates and checkpoints only at its end (--eval-every and
+--save-every = --steps), on 512·steps/2,000 images (at least 1): the evaluation costs per step
+what a default run's does, apart from its fixed sample grid of 8 images. The final checkpoint
+cannot be spread that way: a run of N steps pays one every N steps instead of one every 10,000.
+`final_checkpoint_s` (from train.log's timestamps, between the last evaluation's line and the
+trainer's figure) says what it cost, so a reader can set it against the timed loop.
+
+Defaults: on CPU the paper preset at batch 32 for 24 steps (the step bench's preset, a
+paper-size model; about 1.3 s a step on 2 cores, so a few minutes in all; `tiny`, at 32×32, is
+dominated by per-step Python costs and says little about a real run). On CUDA 300 steps.
+
+Prints one JSON object (and writes it to --json PATH).
+
+    python bench/trainer_throughput.py                                  # CPU: paper, batch 32
+    python bench/trainer_throughput.py --device cuda --json bench/results/h200_trainer.json
+    python bench/trainer_throughput.py --preset tiny --batch-size 16 --steps 200 --images 500
+"""
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.train_throughput import serve_steps  # noqa: E402
+from tests.builders import make_celeba  # noqa: E402 — the CelebA layout the tests train on
+from train.config import PRESETS, TrainConfig  # noqa: E402
+from train.data import prepare  # noqa: E402
+from train.loop import resolve_device  # noqa: E402
+from train.sources import open_source  # noqa: E402
+
+TRAINED_LINE = re.compile(r"Trained steps (\d+)–(\d+) at ([\d.]+) images/s")
+EVALUATED_LINE = re.compile(r"step (\d+): validation MSE")
+LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"  # logging's asctime, the start of every train.log line
+DEFAULTS = {  # device type → steps, step-benchmark steps
+    "cpu": {"steps": 24, "rounds": 10},
+    "cuda": {"steps": 300, "rounds": 100},
+}
+
+
+def benchmark_dataset(work: Path, images: int) -> Path:
+    """A CelebA-layout folder of `images` JPEGs under `work`, made on first use.
+
+    It is built in a folder of its own and renamed into place when complete, so an interrupted
+    build is never taken for a dataset."""
+    folder = work / f"celeba-{images}"
+    if not folder.is_dir():
+        building = Path(tempfile.mkdtemp(prefix=f"{folder.name}.", dir=work))
+        try:
+            make_celeba(building / "data", n=images)
+            (building / "data").rename(folder)
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
+    return folder
+
+
+def evaluation_images(steps: int) -> int:
+    """Validation images for one evaluation at the end of `steps` steps, at a default run's
+    rate of `eval_images` per `eval_every` steps."""
+    default = TrainConfig()
+    return max(1, round(default.eval_images * steps / default.eval_every))
+
+
+def train_command(
+    data: Path, cache: Path, out: Path, preset: str, batch_size: int, steps: int, device: str
+) -> list[str]:
+    return [
+        sys.executable, "-m", "train", "--data", str(data), "--attrs", "Smiling", "Male",
+        "--preset", preset, "--batch-size", str(batch_size), "--steps", str(steps),
+        "--eval-every", str(steps), "--save-every", str(steps),
+        "--eval-images", str(evaluation_images(steps)),
+        "--device", device, "--cache-dir", str(cache), "--out", str(out),
+    ]  # fmt: skip
+
+
+def run_trainer(command: list[str], out: Path) -> dict:
+    """Run `python -m train`; its figure from train.log, and the process's own wall time."""
+    environment = {**os.environ, "FADER_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    start = time.perf_counter()
+    finished = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if finished.returncode:
+        raise RuntimeError(
+            f"python -m train exited with {finished.returncode}:\n{finished.stderr[-3000:]}"
+        )
+    log = (out / "train.log").read_text()
+    return {**read_train_log(log), "process_s": round(wall, 2)}
+
+
+def read_train_log(log: str) -> dict:
+    """The trainer's figure, and how long its final checkpoint took, from train.log's text."""
+    if "Using the preprocessed cache" not in log:
+        raise RuntimeError("The timed run built its cache instead of reusing the prepared one.")
+    trained = TRAINED_LINE.search(log)
+    if trained is None:
+        raise RuntimeError(
+            "train.log has no 'Trained steps A–B at R images/s' line: this version of "
+            "train/loop.py does not report its throughput, or --steps is within its warm-up."
+        )
+    first, last, rate = int(trained[1]), int(trained[2]), float(trained[3])
+    lines = log.splitlines()
+    ended = next(i for i, line in enumerate(lines) if TRAINED_LINE.search(line))
+    evaluated = [line for line in lines[:ended] if EVALUATED_LINE.search(line)]
+    checkpoint = (
+        (log_time(lines[ended]) - log_time(evaluated[-1])).total_seconds() if evaluated else None
+    )
+    return {
+        "timed_steps": [first, last],
+        "img_per_s": rate,
+        "final_checkpoint_s": checkpoint,
+    }
+
+
+def log_time(line: str) -> datetime:
+    return datetime.strptime(line[:23], LOG_TIME)
+
+
+class StepWorker:
+    """The step benchmark's worker for our step (`bench.train_throughput.serve_steps`), kept
+    ready between the timed steps before and after the training run."""
+
+    def __init__(self, preset: str, batch_size: int, device: str):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(
+            target=serve_steps, args=("fader", preset, batch_size, device, child)
+        )
+        self.process.start()
+        self.flop_per_step = self.connection.recv()
+        self.connection.recv()  # "ready": warmed up
+        self.seconds: list[float] = []
+
+    def time_steps(self, n: int) -> None:
+        for _ in range(n):
+            self.connection.send("step")
+            self.seconds.append(self.connection.recv())
+
+    def close(self) -> None:
+        self.connection.send(None)
+        self.process.join()
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.MULTILINE)
+        cpu = names[0] if names else cpu
+    facts = {
+        "torch": torch.__version__,
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        facts["gpu"] = torch.cuda.get_device_name(device)
+    return facts
+
+
+def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dict:
+    data = benchmark_dataset(work, args.images)
+    cache = work / "cache"
+    image_size = PRESETS[args.preset]["model"]["image_size"]
+    prepare(open_source(data), image_size, cache)  # the timed run must only read it
+    out = Path(tempfile.mkdtemp(prefix="run.", dir=work))
+    command = train_command(data, cache, out, args.preset, args.batch_size, args.steps, str(device))
+    worker = StepWorker(args.preset, args.batch_size, str(device))
+    try:
+        worker.time_steps(args.rounds // 2)
+        trainer = run_trainer(command, out)
+        worker.time_steps(args.rounds - args.rounds // 2)
+    finally:
+        worker.close()
+    shutil.rmtree(out)
+    step_rate = args.batch_size / statistics.median(worker.seconds)
+    return {
+        "benchmark": "trainer_throughput",
+        "device": str(device),
+        "preset": args.preset,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "images": args.images,
+        "eval_images": evaluation_images(args.steps),
+        "trainer_img_per_s": trainer["img_per_s"],
+        "step_img_per_s": step_rate,
+        "ratio": trainer["img_per_s"] / step_rate,
+        "trainer": trainer,
+        "step_seconds": [round(t, 4) for t in worker.seconds],
+        "step_gflop": worker.flop_per_step / 1e9,
+        "machine": machine(device),
+        "command": " ".join(["python", *command[1:]]),
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--steps", type=int, help="training steps (default: 24 on CPU, 300 on CUDA)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, help="timed steps of the step benchmark (default: 10 CPU, 100 CUDA)"
+    )
+    parser.add_argument("--images", type=int, default=3000, help="JPEGs in the dataset (3000)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "fader-trainer-throughput",
+        help="where the dataset and its cache are kept between runs (default: in the temp dir)",
+    )
+    parser.add_argument("--json", type=Path, help="also write the JSON object here")
+    return parser.parse_args(argv)
+
+
+def check(args: argparse.Namespace) -> None:
+    """Refuse settings that would fail later, after minutes of work."""
+    if args.images < 100:
+        raise ValueError(f"--images must be at least 100 (10% are validation); got {args.images}.")
+    if args.batch_size < 1 or args.steps < 1 or args.rounds < 2:
+        raise ValueError("--batch-size and --steps must be at least 1, --rounds at least 2.")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+        for name, value in DEFAULTS[device.type].items():
+            if getattr(args, name) is None:
+                setattr(args, name, value)
+        check(args)
+        args.work.mkdir(parents=True, exist_ok=True)
+        report = benchmark(args, device, args.work)
+    except (ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        partial = args.json.with_name(args.json.name + ".tmp")
+        partial.write_text(text + "\n")
+        partial.replace(args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
