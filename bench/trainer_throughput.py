@@ -7,8 +7,8 @@ disk for a fixed number of steps and reads the trainer's own figure from its tra
 
     Trained steps A–B at R images/s
 
-(the wall time of the loop after its first few warm-up steps, evaluations and checkpoints
-included). Beside it, in the same run, the step benchmark's worker (ours, not the baseline)
+(the wall time of the loop after its first few warm-up steps, evaluations and checkpoints along
+the way included). Beside it, in the same run, the step benchmark's worker (ours, not the baseline)
 times single steps at the same preset and batch size: half of its steps before the training
 run and half after, so a machine that slows down during the run slows both. The ratio of the
 two is the share of the step's speed that the trainer keeps.
@@ -19,18 +19,22 @@ count), made once into --work and reused. Preprocessing is done once beforehand
 (`train.data.prepare`, in this process), into the cache the trainer's --cache-dir points at, so
 the timed run only reads the cache; its log must say it did.
 
-Evaluation and checkpoints: every run evaluates and checkpoints at its last step. A default run
-(`train.config.TrainConfig`) evaluates 512 validation images every 2,000 steps and checkpoints
-every 10,000. So the timed run evaluates and checkpoints only at its end (--eval-every and
---save-every = --steps), on 512·steps/2,000 images (at least 1): the evaluation costs per step
-what a default run's does, apart from its fixed sample grid of 8 images. The final checkpoint
-cannot be spread that way: a run of N steps pays one every N steps instead of one every 10,000.
-`final_checkpoint_s` (from train.log's timestamps, between the last evaluation's line and the
-trainer's figure) says what it cost, so a reader can set it against the timed loop.
+Evaluations and checkpoints: the trainer's own intervals (an evaluation of 512 validation
+images every 2,000 steps, a checkpoint every 10,000), so a run of N steps pays inside its timed
+steps just what a default run pays in its first N. A run shorter than 2,000 steps therefore
+pays none there: its one evaluation and checkpoint come at its end, after the trainer's last
+reading of the clock. Scaling the intervals down to fit a short run would charge their fixed
+costs (a sample grid written as two PNGs, a whole checkpoint: 220 MB for the paper preset) tens
+of times over. What a checkpoint costs is read from train.log's timestamps (between the final
+evaluation's line and the trainer's figure): `final_checkpoint_s`, and `checkpoint_share`, its
+share of a default run's time at the measured rate (one per 10,000 steps). On CPU an evaluation
+every 2,000 steps is well under 1% of the time; on a GPU, --steps 2001 puts one inside the timed
+steps (the validation split holds 10% of --images).
 
 Defaults: on CPU the paper preset at batch 32 for 24 steps (the step bench's preset, a
-paper-size model; about 1.3 s a step on 2 cores, so a few minutes in all; `tiny`, at 32×32, is
-dominated by per-step Python costs and says little about a real run). On CUDA 300 steps.
+paper-size model; about 0.5 s a step on 2 cores, a few minutes in all with the dataset made and
+prepared; `tiny`, at 32×32, is dominated by per-step Python costs and says little about a real
+run). On CUDA 300 steps.
 
 Prints one JSON object (and writes it to --json PATH).
 
@@ -91,21 +95,12 @@ def benchmark_dataset(work: Path, images: int) -> Path:
     return folder
 
 
-def evaluation_images(steps: int) -> int:
-    """Validation images for one evaluation at the end of `steps` steps, at a default run's
-    rate of `eval_images` per `eval_every` steps."""
-    default = TrainConfig()
-    return max(1, round(default.eval_images * steps / default.eval_every))
-
-
 def train_command(
     data: Path, cache: Path, out: Path, preset: str, batch_size: int, steps: int, device: str
 ) -> list[str]:
     return [
         sys.executable, "-m", "train", "--data", str(data), "--attrs", "Smiling", "Male",
         "--preset", preset, "--batch-size", str(batch_size), "--steps", str(steps),
-        "--eval-every", str(steps), "--save-every", str(steps),
-        "--eval-images", str(evaluation_images(steps)),
         "--device", device, "--cache-dir", str(cache), "--out", str(out),
     ]  # fmt: skip
 
@@ -146,6 +141,15 @@ def read_train_log(log: str) -> dict:
         "img_per_s": rate,
         "final_checkpoint_s": checkpoint,
     }
+
+
+def checkpoint_share(trainer: dict, batch_size: int) -> float | None:
+    """The share of a default run's time its checkpoints take, at the trainer's rate."""
+    seconds = trainer["final_checkpoint_s"]
+    if seconds is None:
+        return None
+    between = TrainConfig().save_every * batch_size / trainer["img_per_s"]
+    return seconds / (between + seconds)
 
 
 def log_time(line: str) -> datetime:
@@ -208,7 +212,7 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
         worker.time_steps(args.rounds - args.rounds // 2)
     finally:
         worker.close()
-    shutil.rmtree(out)
+        shutil.rmtree(out)  # a checkpoint of hundreds of MB, each run
     step_rate = args.batch_size / statistics.median(worker.seconds)
     return {
         "benchmark": "trainer_throughput",
@@ -217,11 +221,11 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
         "batch_size": args.batch_size,
         "steps": args.steps,
         "images": args.images,
-        "eval_images": evaluation_images(args.steps),
         "trainer_img_per_s": trainer["img_per_s"],
         "step_img_per_s": step_rate,
         "ratio": trainer["img_per_s"] / step_rate,
         "trainer": trainer,
+        "checkpoint_share": checkpoint_share(trainer, args.batch_size),
         "step_seconds": [round(t, 4) for t in worker.seconds],
         "step_gflop": worker.flop_per_step / 1e9,
         "machine": machine(device),
