@@ -200,6 +200,24 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues(celeba_dir: Path, tmp_p
     assert read_checkpoint_info(out / "checkpoint.safetensors")[0] == step + 5
 
 
+def test_losses_are_read_every_log_every_steps_and_the_run_says_its_throughput(tmp_path: Path):
+    """Reading a loss waits for the GPU: it happens every --log-every steps (and once where the
+    throughput count starts, after the warm-up steps), each reading the mean since the last."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = make_class_folders(tmp_path / "daynight")
+    out = tmp_path / "run"
+    common = ["--cache-dir", tmp_path / "cache", "--workers", 1, "--preset", "tiny"]
+    assert run_cli("--data", data, "--steps", 20, "--log-every", 4, "--out", out, *common) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    read_at = [event.step for event in events.Scalars("train/reconstruction_loss")]
+    assert read_at == [4, 5, 8, 12, 16, 20]
+    assert re.search(
+        r"Trained steps 6–20 at [\d.]+ images/s \(1 process,", (out / "train.log").read_text()
+    )
+
+
 def test_a_diverging_resume_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     tmp_path: Path, capsys
 ):
@@ -212,7 +230,8 @@ def test_a_diverging_resume_stops_naming_the_step_and_keeps_the_last_good_checkp
     # holds the old one) and blow the losses up at once.
     assert run_cli("--out", out, "--resume", "--steps", 30, "--lr", 1e38) == 2
     assert re.search(
-        r"Loss became .*nan.* at step 5; stopped without saving", capsys.readouterr().err
+        r"Loss became .*nan.* between steps 5 and 10; stopped without saving",
+        capsys.readouterr().err,
     )
     assert (out / "checkpoint.safetensors").read_bytes() == good
     FaderNetwork.from_pretrained(out)
@@ -334,11 +353,12 @@ def test_a_resumed_run_keeps_its_whole_model_config_and_refuses_a_new_architectu
     # the authors' options are recorded only when a run sets them (their own test below)
     authors_options = {"n_ptc_dis", "lambda_ptc_dis", "smooth_label", "n_clf_dis"}
     authors_options |= {"lambda_clf_dis", "lat_dis_step"}
-    not_recorded = {"eval_every", "save_every", "eval_images", "device"}
+    not_recorded = {"log_every", "eval_every", "save_every", "eval_images", "device"}
     assert recorded == set(asdict(TrainConfig())) - not_recorded - authors_options
     assert after.training.keys() == recorded | {
-        "preset", "layout", "skipped_images", "train_images", "steps_done"
+        "preset", "layout", "skipped_images", "train_images", "processes", "steps_done"
     }  # fmt: skip
+    assert after.training["processes"] == 1
     assert after.training["lr"] == 1e-3 and after.training["steps_done"] == 6
     assert after.training["preset"] == "tiny" and after.training["layout"] == "folders"
 

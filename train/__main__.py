@@ -18,6 +18,7 @@ from train.celeba import locate_celeba
 from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info, saved_data_paths
 from train.config import (
     ARCHITECTURE,
+    AUTHORS,
     PRESETS,
     TrainConfig,
     check_architecture,
@@ -25,6 +26,15 @@ from train.config import (
     training_record,
 )
 from train.data import prepare
+from train.distributed import (
+    Processes,
+    broadcast_text,
+    check_batch_size,
+    from_environment,
+    start,
+    wait_for_main,
+)
+from train.distributed import stop as leave_processes
 from train.errors import WRITE_ERRORS, write_failure
 from train.loop import Trainer, TrainingDiverged, TrainingInterrupted, resolve_device
 from train.metrics import check_classifier
@@ -74,7 +84,12 @@ examples:
   python -m train --attrs Hair=Black_Hair,Blond_Hair,Brown_Hair,Gray_Hair Smiling
   python -m train --attrs Smiling --n-ptc-dis 1 --lambda-ptc-dis 0.01
   python -m train --out runs/smile_male --resume --steps 200000
+  torchrun --standalone --nproc_per_node 4 -m train --attrs Smiling Male --batch-size 128
   python -m train --data ~/data/celeba --attrs Smiling --out runs/smile --push-to-hub alice/smile
+
+Several GPUs: torchrun starts one process per GPU (DistributedDataParallel); --batch-size is the
+global batch, shared among them; process 0 alone writes files and logs (README: "On one GPU, or
+several").
 
 Every flag is checked before any work. A full disk or a folder that cannot be written stops the
 run with a message (also in train.log), keeping the last good checkpoint.
@@ -157,6 +172,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     optim.add_argument(
         "--lambda-schedule", type=int, help="steps over which λ ramps up from 0 (500000)"
+    )
+    optim.add_argument(
+        "--log-every",
+        type=int,
+        help="steps between readings of the losses: progress bar, TensorBoard, NaN check (10)",
     )
     optim.add_argument("--eval-every", type=int, help="steps between evaluations and sample grids")
     optim.add_argument("--save-every", type=int, help="steps between checkpoints")
@@ -379,6 +399,25 @@ def new_run_folder(attributes: list[str], parent: Path = RUNS) -> Path:
     raise AssertionError("unreachable")
 
 
+def check_several_processes(train: TrainConfig, processes: Processes) -> None:
+    """What a run of several processes cannot do, said before any work."""
+    check_batch_size(processes, train.batch_size)
+    if train.n_ptc_dis or train.n_clf_dis or train.lat_dis_step == AUTHORS:
+        raise ValueError(
+            "The authors' patch/classifier discriminators and --lat-dis-step authors train in "
+            "one process only: they decode and judge outside the autoencoder's forward pass, "
+            "whose gradients are the ones DistributedDataParallel synchronises. Run without "
+            "torchrun to use them."
+        )
+
+
+def setup_quiet_logging(processes: Processes) -> None:
+    """Processes other than 0 print only warnings and errors, each line naming its process."""
+    console = TqdmHandler()
+    console.setFormatter(logging.Formatter(f"[process {processes.rank}] %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[console], force=True)
+
+
 def setup_logging(out: Path) -> None:
     console = TqdmHandler()
     console.setFormatter(logging.Formatter("%(message)s"))
@@ -405,14 +444,17 @@ def report_error(message: str) -> None:
             handler.handle(record)
 
 
-def run(args: argparse.Namespace) -> None:
+def run(args: argparse.Namespace, processes: Processes) -> None:
     require_at_least(1, workers=args.workers, push_every=args.push_every)
     if args.push_to_hub:
         check_can_push(args.push_to_hub)  # no token or a bad repo id: say so now, not at the end
     elif args.private or args.push_every:
         raise ValueError("--private and --push-every need --push-to-hub REPO_ID.")
     plan = plan_run(args)
-    resolve_device(plan.train.device)  # a missing GPU is said now, not after preprocessing
+    device = resolve_device(plan.train.device, processes)  # said now, not after preprocessing
+    if processes.several:
+        check_several_processes(plan.train, processes)
+    start(processes, device)
     source = open_source(plan.data, plan.labels, plan.cache_dir)
     attributes, categories = (
         (plan.model["attributes"], plan.model.get("categories", {}))
@@ -433,12 +475,24 @@ def run(args: argparse.Namespace) -> None:
     if reloaded is not None:
         check_classifier(reloaded, model_config)
     # A folder of its own when --out is not given; args.out then names it for every later
-    # message (how to resume, where the model is).
-    args.out = args.out or new_run_folder(model["attributes"])
-    args.out.mkdir(parents=True, exist_ok=True)
-    setup_logging(args.out)
+    # message (how to resume, where the model is). Process 0 chooses it for all.
+    if processes.main:
+        args.out = args.out or new_run_folder(model["attributes"])
+        args.out.mkdir(parents=True, exist_ok=True)
+        setup_logging(args.out)
+    else:
+        setup_quiet_logging(processes)
+    args.out = Path(broadcast_text(str(args.out), processes))
     log = logging.getLogger("train")
     log.info("Run folder: %s", args.out)
+    if processes.several:
+        log.info(
+            "Training in %d processes (%s): each takes %d of every global batch of %d.",
+            processes.world_size,
+            "NCCL, BatchNorm synchronised" if device.type == "cuda" else "gloo, BatchNorm each",
+            plan.train.batch_size // processes.world_size,
+            plan.train.batch_size,
+        )
     if plan.found:
         log.info(plan.found)
     log.info(
@@ -449,7 +503,11 @@ def run(args: argparse.Namespace) -> None:
         len(source.files),
         model["attributes"],
     )
+    if not processes.main:  # process 0 builds the cache; the others then read it
+        wait_for_main(processes)
     data = prepare(source, model["image_size"], plan.cache_dir, args.workers, plan.align)
+    if processes.main:
+        wait_for_main(processes)
     if data.skipped:
         log.warning(
             "%d of %d images could not be read and were skipped (see %s/meta.json).",
@@ -474,6 +532,7 @@ def run(args: argparse.Namespace) -> None:
         source.dataset,
         data.skipped,
         len(data.indices(TRAIN)),
+        processes.world_size,
     )
     run_info = {  # kept in the checkpoint only, so the published model names no local path
         # a name such as mnist5k stays a name: it is found again wherever the cache is
@@ -483,6 +542,7 @@ def run(args: argparse.Namespace) -> None:
         "classifier": str(plan.classifier.resolve()) if plan.classifier else None,
     }
     push = pusher(args.out, args.push_to_hub, args.private) if args.push_to_hub else None
+    push = push if processes.main else None
     trainer = Trainer(
         model_config,
         plan.train,
@@ -494,6 +554,7 @@ def run(args: argparse.Namespace) -> None:
         args.push_every or 0,
         classifier,
         reloaded,
+        processes,
     )
     trainer.fit()
     log.info(
@@ -506,15 +567,21 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        return train_and_push(args)
+        processes = from_environment()
+    except ValueError as error:
+        report_error(str(error))
+        return 2
+    try:
+        return train_and_push(args, processes)
     finally:
         close_logging()
+        leave_processes()
 
 
-def train_and_push(args: argparse.Namespace) -> int:
-    """The run and its final push, as an exit code (see EXAMPLES)."""
+def train_and_push(args: argparse.Namespace, processes: Processes) -> int:
+    """The run and its final push (by process 0), as an exit code (see EXAMPLES)."""
     try:
-        run(args)
+        run(args, processes)
     except WRITE_ERRORS as error:  # a full disk, a read-only or unwritable folder
         checkpoint = args.out / CHECKPOINT_NAME
         kept = (
@@ -534,7 +601,7 @@ def train_and_push(args: argparse.Namespace) -> int:
     except (ValueError, TrainingDiverged) as error:
         report_error(str(error))
         return 2
-    return push_trained(args) if args.push_to_hub else 0
+    return push_trained(args) if args.push_to_hub and processes.main else 0
 
 
 def push_trained(args: argparse.Namespace) -> int:

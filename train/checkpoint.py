@@ -50,8 +50,10 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     step: int,
     info: dict[str, Any],
+    rng_states: list[torch.Tensor] | None = None,
 ) -> None:
-    """Write everything a resumed run needs; `info` holds JSON-ready configs."""
+    """Write everything a resumed run needs; `info` holds JSON-ready configs. `rng_states` are
+    the random generators of the processes that trained together (default: this one's)."""
     tensors: dict[str, torch.Tensor] = {}
     for name, module in modules.items():
         tensors.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
@@ -59,7 +61,8 @@ def save_checkpoint(
     for name, optimizer in optimizers.items():
         flat, groups[name] = flatten_optimizer(f"optimizer.{name}", optimizer)
         tensors.update(flat)
-    tensors["rng.torch"] = torch.get_rng_state()
+    for rank, state in enumerate(rng_states or [torch.get_rng_state()]):
+        tensors[rng_key(rank)] = state
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     metadata = {"step": str(step), "info": json.dumps(info), "optimizer_groups": json.dumps(groups)}
     temporary = path.with_name(path.name + ".tmp")
@@ -74,6 +77,12 @@ def save_checkpoint(
         temporary.unlink(missing_ok=True)  # the space goes back; the last good one stays
         raise
     os.replace(temporary, path)
+
+
+def rng_key(rank: int) -> str:
+    """Where process `rank`'s random-generator state is kept ("rng.torch" for process 0, as
+    checkpoints of one process always had it)."""
+    return "rng.torch" if rank == 0 else f"rng.torch.{rank}"
 
 
 def as_os_error(error: SafetensorError, path: Path) -> OSError:
@@ -100,8 +109,11 @@ def load_checkpoint(
     path: Path,
     modules: dict[str, nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
+    rank: int = 0,
 ) -> int:
-    """Restore modules, optimizers and the RNG in place; return the step to continue from."""
+    """Restore modules, optimizers and process `rank`'s RNG in place; return the step to
+    continue from. A process the checkpoint has no RNG state of (the run now has more
+    processes than it had) keeps its generator as it is: its dropout masks start afresh."""
     metadata = read_metadata(path)
     tensors = load_file(str(path))
     for name, module in modules.items():
@@ -110,7 +122,8 @@ def load_checkpoint(
     for name, optimizer in optimizers.items():
         optimizer.load_state_dict(unflatten_optimizer(f"optimizer.{name}", tensors, groups[name]))
         match_parameter_layout(optimizer)
-    torch.set_rng_state(tensors["rng.torch"])
+    if rng_key(rank) in tensors:
+        torch.set_rng_state(tensors[rng_key(rank)])
     return int(metadata["step"])
 
 

@@ -45,6 +45,9 @@ class TrainConfig:
     n_clf_dis: int = field(default=0, metadata=RECORDED_IF_SET)  # classifier updates per step
     lambda_clf_dis: float = field(default=0.0, metadata=RECORDED_IF_SET)
     lat_dis_step: str = field(default=SHARED, metadata=RECORDED_IF_SET)  # or AUTHORS
+    # steps between readings of the losses (progress bar, TensorBoard, the NaN check): a reading
+    # waits for the GPU to finish every step queued before it
+    log_every: int = field(default=10, metadata=NOT_RECORDED)
     eval_every: int = field(default=2_000, metadata=NOT_RECORDED)
     save_every: int = field(default=10_000, metadata=NOT_RECORDED)
     # validation images used for each evaluation
@@ -58,6 +61,7 @@ class TrainConfig:
             1,
             steps=self.steps,
             batch_size=self.batch_size,
+            log_every=self.log_every,
             eval_every=self.eval_every,
             save_every=self.save_every,
             eval_images=self.eval_images,
@@ -102,11 +106,18 @@ class TrainConfig:
 
 
 def training_record(
-    config: TrainConfig, preset: str, layout: str, dataset: str | None, skipped: int, images: int
+    config: TrainConfig,
+    preset: str,
+    layout: str,
+    dataset: str | None,
+    skipped: int,
+    images: int,
+    processes: int = 1,
 ) -> dict[str, Any]:
     """What a model's config.json says about its training, in one place: the recorded settings,
     the preset, how the data was read (`layout`), which named dataset it was (if any), how many
-    images were skipped as unreadable, and how many trained it. `steps_done` is added at each
+    images were skipped as unreadable, how many trained it, and in how many processes (torchrun;
+    with gloo each normalised its share of the batch on its own). `steps_done` is added at each
     checkpoint."""
     named = {"dataset": dataset} if dataset else {}
     return {
@@ -116,6 +127,7 @@ def training_record(
         **named,
         "skipped_images": skipped,
         "train_images": images,
+        "processes": processes,
     }
 
 

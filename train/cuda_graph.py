@@ -59,7 +59,9 @@ class GraphedTrainingStep:
             return self.eager_step_on_side_stream()
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):  # records the step without running it
+            # Records the step without running it. Meanwhile the batch-reading thread keeps
+            # pinning host memory, which the default ("global") mode forbids any thread to do.
+            with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
                 self.losses = self.step_on_inputs()
         self.graph.replay()
         return self.losses

@@ -8,6 +8,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,10 +31,18 @@ from train.critics import (
     classifier_config,
 )
 from train.cuda_graph import GraphedTrainingStep
-from train.data import BatchStream, PreparedData, held_out_batches
+from train.data import BatchStream, PreparedData, held_out_batches, resident_images
+from train.distributed import ONE_PROCESS, Processes, gather_states, replicate, total
 from train.metrics import evaluate, sample_grid
 from train.sources import TRAIN, VALIDATION
-from train.step import adam, autocast_dtype, training_layout, training_step, use_fast_cuda_math
+from train.step import (
+    Reconstruction,
+    adam,
+    autocast_dtype,
+    training_layout,
+    training_step,
+    use_fast_cuda_math,
+)
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -49,10 +58,22 @@ class TrainingInterrupted(RuntimeError):
     """Ctrl-C or SIGTERM: a checkpoint was saved and the run can be resumed."""
 
 
-def resolve_device(name: str) -> torch.device:
-    """`--device`'s value as a device this machine has, or a message saying what to pass."""
+WARMUP_STEPS = 5  # steps not counted in the throughput a run reports: allocator, autotuner, graph
+
+
+def resolve_device(name: str, processes: Processes = ONE_PROCESS) -> torch.device:
+    """`--device`'s value as a device this machine has, or a message saying what to pass.
+
+    With several processes on CUDA, each takes the GPU of its LOCAL_RANK, as torchrun intends."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if processes.several and name.startswith("cuda"):
+        if name != "cuda":
+            raise ValueError(
+                f"--device {name}: with torchrun each process uses the GPU of its LOCAL_RANK; "
+                "pass --device cuda (or leave it out) and choose GPUs with CUDA_VISIBLE_DEVICES."
+            )
+        name = f"cuda:{processes.local_rank}"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu.")
     try:
@@ -72,6 +93,7 @@ def step_for_device(
     device: torch.device,
     critics: ImageCritics | None = None,
     authors_discriminator_step: bool = False,
+    replicas: tuple[torch.nn.Module, torch.nn.Module] | None = None,
 ) -> Callable[..., dict[str, torch.Tensor]]:
     """`training_step` as `device` runs it fastest, taking (images, labels, λ_dis) and its
     keyword options: on CUDA in bf16 with TF32 and cuDNN's autotuner, replayed from a CUDA
@@ -80,18 +102,23 @@ def step_for_device(
     The authors' image-space critics and their discriminator step are run eagerly on CUDA: the
     graph has been checked bit-exact against eager steps (bench/cuda_graph_exactness.py) for
     the paper's step only, and theirs add whole networks, optimizers and a second batch to it.
+    So is a step of several processes (`replicas`): DistributedDataParallel starts its gradient
+    all-reduces from autograd hooks as the backward pass goes, which a replayed graph would
+    have to record with NCCL's collectives inside, and that has not been verified.
     """
     use_fast_cuda_math(device)
     networks = (model, discriminator, optimizers)
     precision = autocast_dtype(device)
     options = {"critics": critics} if critics is not None else {}
+    if replicas is not None:
+        options["replicas"] = replicas
     if device.type == "cuda" and not options and not authors_discriminator_step:
         return GraphedTrainingStep(*networks, clip, precision)
     if device.type == "cuda":
         log.info(
             "Training steps run eagerly, not as a CUDA graph: the graph is verified for the "
-            "paper's step only, not with the patch/classifier discriminators or "
-            "--lat-dis-step authors."
+            "paper's step in one process only, not with several processes, the "
+            "patch/classifier discriminators or --lat-dis-step authors."
         )
     return lambda images, labels, lam, **extra: training_step(
         *networks, images, labels, lam, clip, precision, **options, **extra
@@ -143,6 +170,7 @@ class Trainer:
         push_every: int = 0,
         classifier: Classifier | None = None,
         classifier_discriminator: Classifier | None = None,
+        processes: Processes = ONE_PROCESS,
     ):
         """Build the networks, or restore them from `out`'s checkpoint when resuming.
 
@@ -151,10 +179,12 @@ class Trainer:
         the exported model every `push_every` steps (the final push is the caller's). With a
         `classifier`, each evaluation also measures swap accuracy. `classifier_discriminator`
         is where the classifier discriminator starts (`--clf-dis-reload`) instead of afresh.
+        With several `processes` (`train.distributed`), each trains on its share of every
+        batch; `push` is then given to process 0 only, `push_every` to all.
         """
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
-        self.push, self.push_every = push, push_every
-        self.device = resolve_device(config.device)
+        self.push, self.push_every, self.processes = push, push_every, processes
+        self.device = resolve_device(config.device, processes)
         self.classifier = classifier.to(self.device) if classifier is not None else None
         torch.manual_seed(config.seed)
         self.model = training_layout(FaderNetwork(model_config), self.device)
@@ -171,11 +201,23 @@ class Trainer:
         self.checkpoint = out / CHECKPOINT_NAME
         self.first_step = 0  # the step this process starts at: 0, or the checkpoint's on resume
         if resume:
-            self.first_step = load_checkpoint(self.checkpoint, self.modules, self.optimizers)
+            self.first_step = load_checkpoint(
+                self.checkpoint, self.modules, self.optimizers, processes.rank
+            )
             for optimizer in self.optimizers.values():  # `--resume --lr …` must take effect:
                 for group in optimizer.param_groups:  # the saved groups hold the old values
                     group["lr"], group["betas"] = config.lr, (config.beta1, 0.999)
                     group["capturable"] = self.device.type == "cuda"  # the run may change device
+        elif processes.rank:  # the same initial weights in every process, their own dropout
+            torch.manual_seed(config.seed + 1000 * processes.rank)
+        replicas = (
+            (
+                replicate(Reconstruction(self.model), processes, self.device),
+                replicate(self.discriminator, processes, self.device),
+            )
+            if processes.several
+            else None
+        )
         self.train_step = step_for_device(
             self.model,
             self.discriminator,
@@ -184,11 +226,21 @@ class Trainer:
             self.device,
             self.critics,
             config.lat_dis_step == AUTHORS,
+            replicas,
         )
 
         self.columns = data.attribute_columns(model_config.attributes)
+        resident = resident_images(data, data.indices(TRAIN), self.device)
+        share = processes.share(config.batch_size)
         self.stream = BatchStream(
-            data, data.indices(TRAIN), self.columns, config.batch_size, config.seed, config.flip
+            data,
+            data.indices(TRAIN),
+            self.columns,
+            config.batch_size,
+            config.seed,
+            config.flip,
+            share,
+            resident,
         )
         # The authors' discriminator step reads a batch of its own: another seed's stream.
         self.discriminator_stream = (
@@ -199,6 +251,8 @@ class Trainer:
                 config.batch_size,
                 config.seed + 1,
                 config.flip,
+                share,
+                resident,
             )
             if config.lat_dis_step == AUTHORS
             else None
@@ -245,10 +299,7 @@ class Trainer:
             options["ramp"] = lambda_schedule(step, 1.0, self.config.lambda_schedule)
         if self.discriminator_stream is not None:
             images, labels = self.discriminator_stream.batch(step)
-            options["discriminator_batch"] = (
-                images.to(self.device, non_blocking=True),
-                labels.to(self.device, non_blocking=True),
-            )
+            options["discriminator_batch"] = (images.to(self.device), labels.to(self.device))
         return options
 
     @property
@@ -290,56 +341,74 @@ class Trainer:
         )
 
     def save(self, step: int) -> None:
-        """Checkpoint (for --resume) and the exported model folder, both written atomically."""
+        """Checkpoint (for --resume) and the exported model folder, both written atomically by
+        process 0, holding every process's random-generator state (their dropout masks)."""
+        rng_states = gather_states(torch.get_rng_state(), self.processes)
+        if not self.processes.main:
+            return
         self.model_config.training["steps_done"] = step
         info = {
             "fader_config": asdict(self.model_config),
             "train_config": asdict(self.config),
             "run": self.run_info,
         }
-        save_checkpoint(self.checkpoint, self.modules, self.optimizers, step, info)
+        save_checkpoint(self.checkpoint, self.modules, self.optimizers, step, info, rng_states)
         export_model(self.model, self.out, self.grid)
 
     def push_due(self, step: int) -> bool:
-        """`--push-every N`: a commit every N steps; the caller pushes the finished model."""
-        if self.push is None or self.push_every <= 0:
+        """`--push-every N`: a commit every N steps; the caller pushes the finished model. The
+        same answer in every process, so they all save there (only process 0 has `push`)."""
+        if not self.push_every:
             return False
         return step % self.push_every == 0 and step < self.config.steps
 
     def fit(self) -> FaderNetwork:
-        """Train from the current step to `config.steps`; return the model in eval mode."""
+        """Train from the current step to `config.steps`; return the model in eval mode.
+
+        The losses stay on the device between readings, every `log_every` steps (reading waits
+        for the GPU to finish its queued steps), and at every evaluation, checkpoint and push,
+        so nothing is ever saved from a step whose losses were not seen to be finite.
+        """
         from torch.utils.tensorboard import SummaryWriter  # loads TensorBoard: only to train
 
-        config, first = self.config, self.first_step
+        config, first, main = self.config, self.first_step, self.processes.main
         if first >= config.steps:
             log.info("The checkpoint is at step %d: --steps %d is done.", first, config.steps)
-            if not (self.out / WEIGHTS_NAME).is_file():
+            if main and not (self.out / WEIGHTS_NAME).is_file():
                 export_model(self.model, self.out, self.grid)
             return self.model.eval()
         if first:
             log.info("Resuming from step %d of %d.", first, config.steps)
-        speed = ImagesPerSecond()
-        progress = tqdm(total=config.steps, initial=first, desc="Training", unit="step")
-        writer = SummaryWriter(str(self.out / "tensorboard"))
+        progress = tqdm(
+            total=config.steps, initial=first, desc="Training", unit="step", disable=not main
+        )
+        writer = SummaryWriter(str(self.out / "tensorboard")) if main else None
         self.model.train()
-        batches = self.stream.prefetch(first, config.steps)
-        with StopOnSignal() as stop, writer, progress:
+        losses, clock = RunningLosses(), Throughput(first, config.steps, config.batch_size)
+        batches = self.stream.batches(first, config.steps, self.device)
+        with StopOnSignal() as stop, progress, writer or nullcontext():
             for step, (images, labels) in enumerate(batches, start=first):
                 lam = lambda_schedule(step, config.lambda_dis, config.lambda_schedule)
-                losses = self.train_step(
-                    images.to(self.device, non_blocking=True),
-                    labels.to(self.device, non_blocking=True),
-                    lam,
-                    **self.step_options(step),
-                )
-                values = {name: loss.item() for name, loss in losses.items()}
+                losses.add(self.train_step(images, labels, lam, **self.step_options(step)))
+                done = step + 1
+                progress.update()
+                evaluating = done % config.eval_every == 0 or done == config.steps
+                saving = done % config.save_every == 0 or done == config.steps
+                pushing = self.push_due(done)
+                scheduled = done % config.log_every == 0 or evaluating or saving or pushing
+                # A read is a collective with several processes: every one must reach it at the
+                # same steps, so a signal waits for the next scheduled read there.
+                alone_and_asked = not self.processes.several and stop.requested
+                if not (scheduled or clock.starts_at(done) or alone_and_asked):
+                    continue
+                values, stopping = losses.read(self.processes, stop.requested)
                 if not all(math.isfinite(v) for v in values.values()):
                     raise TrainingDiverged(
-                        f"Loss became {values} at step {step}; stopped without saving. "
-                        f"The last good checkpoint is {self.checkpoint}. Try a lower --lr."
+                        f"Loss became {values} between steps {clock.last_read} and {done}; "
+                        f"stopped without saving. The last good checkpoint is "
+                        f"{self.checkpoint}. Try a lower --lr."
                     )
-                done = step + 1
-                rate = speed.update(len(images))
+                rate = clock.read(done)
                 progress.set_postfix(
                     recon=f"{values['reconstruction']:.4f}",
                     dis=f"{values['discriminator']:.3f}",
@@ -347,36 +416,92 @@ class Trainer:
                     img_s=f"{rate:.1f}",
                     refresh=False,
                 )
-                progress.update()
-                for name, value in values.items():
-                    writer.add_scalar(f"train/{name}_loss", value, done)
-                writer.add_scalar("train/lambda_dis", lam, done)
-                writer.add_scalar("train/images_per_second", rate, done)
-                if done % config.eval_every == 0 or done == config.steps:
+                if writer is not None:
+                    for name, value in values.items():
+                        writer.add_scalar(f"train/{name}_loss", value, done)
+                    writer.add_scalar("train/lambda_dis", lam, done)
+                    writer.add_scalar("train/images_per_second", rate, done)
+                if evaluating and main:
                     self.evaluate(done, writer)
-                pushing = self.push_due(done) and not stop.requested
-                saving = done % config.save_every == 0 or done == config.steps or stop.requested
-                if saving or pushing:  # a pushed model is always a resumable checkpoint too
+                pushing = pushing and not stopping
+                if saving or pushing or stopping:  # a pushed model is always a resumable one
                     self.save(done)
-                if pushing:
+                if pushing and self.push is not None:
                     self.push(done)
-                if stop.requested:
+                if stopping:
                     raise TrainingInterrupted(
                         f"Stopped at step {done}; checkpoint saved to {self.checkpoint}."
                     )
+        log.info(clock.summary(self.processes))
         return self.model.eval()
 
 
-class ImagesPerSecond:
-    """A smoothed throughput figure for the progress bar."""
+class RunningLosses:
+    """Each step's losses summed where they were computed, until the loop reads them.
+
+    Reading a GPU tensor waits for every step queued before it; summing them there does not, so
+    a CUDA run reads every `log_every` steps and the GPU never idles between steps meanwhile.
+    """
 
     def __init__(self) -> None:
-        self.last = time.perf_counter()
-        self.rate: float | None = None
+        self.names: list[str] = []
+        self.sums: torch.Tensor | None = None
+        self.steps = 0
 
-    def update(self, images: int) -> float:
+    def add(self, losses: dict[str, torch.Tensor]) -> None:
+        stacked = torch.stack([loss.float() for loss in losses.values()])
+        self.sums = stacked if self.sums is None else self.sums + stacked
+        self.names, self.steps = list(losses), self.steps + 1
+
+    def read(self, processes: Processes, stop_requested: bool) -> tuple[dict[str, float], bool]:
+        """The mean of each loss since the last reading (over every process), and whether any
+        process was asked to stop, the same in all of them; then start summing afresh."""
+        assert self.sums is not None, "read before any step"
+        flags = torch.tensor([self.steps, float(stop_requested)], device=self.sums.device)
+        packed = total(torch.cat([self.sums, flags]), processes).tolist()
+        *sums, steps, stops = packed
+        self.sums, self.steps = None, 0
+        means = {name: value / steps for name, value in zip(self.names, sums, strict=True)}
+        return means, stops > 0
+
+
+class Throughput:
+    """Images per second of the training loop, timed between readings of the losses (each
+    waits for the device, so work merely queued is never counted as done).
+
+    The figure a run reports leaves out its first WARMUP_STEPS steps (memory allocation, cuDNN's
+    autotuner, recording the CUDA graph) when it has steps to spare; evaluations and checkpoints
+    along the way are in it, as a user waits for them too.
+    """
+
+    def __init__(self, first: int, stop: int, batch_size: int):
+        self.batch_size = batch_size
+        self.first_counted = first + WARMUP_STEPS if stop - first > 2 * WARMUP_STEPS else first
         now = time.perf_counter()
-        current = images / max(now - self.last, 1e-9)
-        self.last = now
-        self.rate = current if self.rate is None else 0.9 * self.rate + 0.1 * current
-        return self.rate
+        self.last_read, self.last_time = first, now
+        self.counted_since = now if self.first_counted == first else None
+        self.done = first
+
+    def starts_at(self, done: int) -> bool:
+        """Whether counting starts after step `done`: the loop reads (and waits) there."""
+        return done == self.first_counted and self.counted_since is None
+
+    def read(self, done: int) -> float:
+        """Record a reading after step `done`; return the images/s since the previous one."""
+        now = time.perf_counter()
+        rate = (done - self.last_read) * self.batch_size / max(now - self.last_time, 1e-9)
+        if done == self.first_counted and self.counted_since is None:
+            self.counted_since = now
+        self.last_read, self.last_time, self.done = done, now, done
+        return rate
+
+    def summary(self, processes: Processes) -> str:
+        """The line `bench/trainer_throughput.py` reads from train.log."""
+        steps = self.done - self.first_counted
+        seconds = max(self.last_time - (self.counted_since or self.last_time), 1e-9)
+        rate = steps * self.batch_size / seconds if steps else 0.0
+        return (
+            f"Trained steps {self.first_counted + 1}–{self.done} at {rate:.1f} images/s "
+            f"({processes.world_size} process{'es' if processes.several else ''}, "
+            f"global batch {self.batch_size})."
+        )

@@ -5,8 +5,8 @@
    predict the *flipped* attributes 1 − y, weighted by λ_dis, which ramps up from 0.
 Both use Adam (lr 2e-4, β1 0.5) and gradient-norm clipping at 5.
 
-Both updates share one forward pass of the encoder: the discriminator trains on z.detach(), then
-the autoencoder's loss reads the same z through the just-updated discriminator. The authors
+Both updates share one forward pass of the autoencoder: the discriminator trains on z.detach(),
+then the autoencoder's loss reads the same z through the just-updated discriminator. The authors
 encoded a separate batch for the discriminator, with the autoencoder in eval mode (BatchNorm's
 running statistics); that is `--lat-dis-step authors` (`discriminator_batch`). Sharing it is the
 usual alternating GAN update, saves an encoder pass per step, and trains the discriminator on
@@ -63,6 +63,22 @@ def use_fast_cuda_math(device: torch.device) -> None:
         torch.backends.cudnn.benchmark = True
 
 
+class Reconstruction(nn.Module):
+    """E and D in one forward pass, returning z = E(x) and D(z, y).
+
+    DistributedDataParallel synchronises the gradients of what a forward pass of the module it
+    wraps used, so with several processes (`train.distributed`) the whole autoencoder runs as one.
+    """
+
+    def __init__(self, model: FaderNetwork):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor, channels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.model.encode(x)
+        return z, self.model.decode(z, channels)
+
+
 def flipped_labels(labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
     """The attributes the encoder must make the latent discriminator read: 1 − y for a binary
     attribute; for one with k > 2 values another value drawn uniformly (y + 1…k−1 mod k), as
@@ -87,6 +103,7 @@ def training_step(
     critics: ImageCritics | None = None,
     ramp: float = 1.0,
     discriminator_batch: tuple[torch.Tensor, torch.Tensor] | None = None,
+    replicas: tuple[nn.Module, nn.Module] | None = None,
 ) -> dict[str, torch.Tensor]:
     """One discriminator update and one autoencoder update on a batch of uint8 images.
 
@@ -95,6 +112,8 @@ def training_step(
     Options of the authors' trainer: `critics` (updated, then weighted by their λ × `ramp`, the
     λ schedule's fraction so far), and `discriminator_batch`, a separate (images, labels) batch
     the latent discriminator trains on, encoded in eval mode (their `lat_dis_step`).
+    With several processes, `replicas` are the DistributedDataParallel `Reconstruction(model)`
+    and discriminator the gradient-making passes go through (`train.distributed.replicate`).
     """
     sizes = model.config.attribute_sizes
     forward_in = partial(
@@ -108,7 +127,9 @@ def training_step(
         if discriminator_batch is not None:  # first: BatchNorm's statistics before this step's
             dis_z = encoded_in_eval_mode(model, discriminator_batch[0])  # batch moves them
         x = to_model_range(images.contiguous(memory_format=torch.channels_last))
-        z = model.encode(x)
+        reconstruct, discriminate = replicas or (Reconstruction(model), discriminator)
+        # D(z, y) does not depend on the discriminator: decoded now, judged after its update.
+        z, decoded = reconstruct(x, label_channels(labels, sizes))
 
         # 1. The discriminator reads the true attributes from z (the encoder is not updated).
         if discriminator_batch is None:
@@ -116,7 +137,7 @@ def training_step(
         else:
             dis_labels = discriminator_batch[1]
         discriminator.train()
-        dis_loss = attribute_loss(discriminator(dis_z), dis_labels, sizes)
+        dis_loss = attribute_loss(discriminate(dis_z), dis_labels, sizes)
     optimizers["discriminator"].zero_grad(set_to_none=True)
     dis_loss.backward()
     nn.utils.clip_grad_norm_(discriminator.parameters(), clip)
@@ -127,7 +148,7 @@ def training_step(
 
     # 2. Reconstruct from (z, y) and push the discriminator toward the flipped attributes.
     with forward_in():
-        reconstruction_loss = F.mse_loss(model.decode(z, label_channels(labels, sizes)), x)
+        reconstruction_loss = F.mse_loss(decoded, x)
         discriminator.eval()  # no dropout when it judges the encoder, as in the authors' code
         discriminator.requires_grad_(False)  # its weights get no gradient from this loss
         adversarial_loss = attribute_loss(discriminator(z), flipped_labels(labels, sizes), sizes)
