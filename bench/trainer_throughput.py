@@ -7,11 +7,12 @@ disk for a fixed number of steps and reads the trainer's own figure from its tra
 
     Trained steps A–B at R images/s
 
-(the wall time of the loop after its first few warm-up steps, evaluations and checkpoints along
-the way included). Beside it, in the same run, the step benchmark's worker (ours, not the baseline)
-times single steps at the same preset and batch size: half of its steps before the training
-run and half after, so a machine that slows down during the run slows both. The ratio of the
-two is the share of the step's speed that the trainer keeps.
+(the wall time of the loop after its first few warm-up steps, evaluations and checkpoints
+along the way included), from --repeats runs (the median). Beside them, in the same run, the
+step benchmark's worker (ours, not the baseline) times single steps at the same preset and
+batch size, --rounds of them before each training run and after the last, so that both sample
+the machine over the same stretch of time. The ratio of the two is the share of the step's
+speed that the trainer keeps.
 
 The dataset: `tests.builders.make_celeba` (178×218 JPEGs drawn with the attributes they are
 labelled with, CelebA's attribute and partition files; always the same images for a given
@@ -31,10 +32,11 @@ share of a default run's time at the measured rate (one per 10,000 steps). On CP
 every 2,000 steps is well under 1% of the time; on a GPU, --steps 2001 puts one inside the timed
 steps (the validation split holds 10% of --images).
 
-Defaults: on CPU the paper preset at batch 32 for 24 steps (the step bench's preset, a
-paper-size model; about 0.5 s a step on 2 cores, a few minutes in all with the dataset made and
-prepared; `tiny`, at 32×32, is dominated by per-step Python costs and says little about a real
-run). On CUDA 300 steps.
+Defaults: on CPU the paper preset at batch 32, three runs of 20 steps (15 timed after the
+trainer's 5 warm-up steps; about 0.5 s a step on 2 cores, so about 30 s a run with its start,
+final evaluation and checkpoint, and a few minutes in all with the dataset made and prepared
+the first time). `tiny` (32×32, 8 ms steps) measures mostly the per-step costs around the step
+and says little about a real run. On CUDA three runs of 300 steps.
 
 Prints one JSON object (and writes it to --json PATH).
 
@@ -73,9 +75,9 @@ from train.sources import open_source  # noqa: E402
 TRAINED_LINE = re.compile(r"Trained steps (\d+)–(\d+) at ([\d.]+) images/s")
 EVALUATED_LINE = re.compile(r"step (\d+): validation MSE")
 LOG_TIME = "%Y-%m-%d %H:%M:%S,%f"  # logging's asctime, the start of every train.log line
-DEFAULTS = {  # device type → steps, step-benchmark steps
-    "cpu": {"steps": 24, "rounds": 10},
-    "cuda": {"steps": 300, "rounds": 100},
+DEFAULTS = {  # per device type: training steps, and step-benchmark steps around each run
+    "cpu": {"steps": 20, "rounds": 4},
+    "cuda": {"steps": 300, "rounds": 30},
 }
 
 
@@ -96,18 +98,19 @@ def benchmark_dataset(work: Path, images: int) -> Path:
 
 
 def train_command(
-    data: Path, cache: Path, out: Path, preset: str, batch_size: int, steps: int, device: str
+    args: argparse.Namespace, data: Path, cache: Path, out: Path, device: torch.device
 ) -> list[str]:
     return [
         sys.executable, "-m", "train", "--data", str(data), "--attrs", "Smiling", "Male",
-        "--preset", preset, "--batch-size", str(batch_size), "--steps", str(steps),
-        "--device", device, "--cache-dir", str(cache), "--out", str(out),
+        "--preset", args.preset, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+        "--device", str(device), "--cache-dir", str(cache), "--out", str(out),
     ]  # fmt: skip
 
 
 def run_trainer(command: list[str], out: Path) -> dict:
     """Run `python -m train`; its figure from train.log, and the process's own wall time."""
     environment = {**os.environ, "FADER_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    print("Training:", " ".join(command), file=sys.stderr)
     start = time.perf_counter()
     finished = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -143,12 +146,10 @@ def read_train_log(log: str) -> dict:
     }
 
 
-def checkpoint_share(trainer: dict, batch_size: int) -> float | None:
-    """The share of a default run's time its checkpoints take, at the trainer's rate."""
-    seconds = trainer["final_checkpoint_s"]
-    if seconds is None:
-        return None
-    between = TrainConfig().save_every * batch_size / trainer["img_per_s"]
+def checkpoint_share(seconds: float, rate: float, batch_size: int) -> float:
+    """The share of a default run's time its checkpoints take: one of `seconds` after every
+    `save_every` steps at `rate` images/s."""
+    between = TrainConfig().save_every * batch_size / rate
     return seconds / (between + seconds)
 
 
@@ -158,7 +159,7 @@ def log_time(line: str) -> datetime:
 
 class StepWorker:
     """The step benchmark's worker for our step (`bench.train_throughput.serve_steps`), kept
-    ready between the timed steps before and after the training run."""
+    warm while the training runs go on."""
 
     def __init__(self, preset: str, batch_size: int, device: str):
         context = multiprocessing.get_context("spawn")
@@ -167,8 +168,11 @@ class StepWorker:
             target=serve_steps, args=("fader", preset, batch_size, device, child)
         )
         self.process.start()
-        self.flop_per_step = self.connection.recv()
-        self.connection.recv()  # "ready": warmed up
+        try:
+            self.flop_per_step = self.connection.recv()
+            self.connection.recv()  # "ready": warmed up
+        except EOFError:
+            raise RuntimeError("The step benchmark's worker failed: see above.") from None
         self.seconds: list[float] = []
 
     def time_steps(self, n: int) -> None:
@@ -202,18 +206,22 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
     data = benchmark_dataset(work, args.images)
     cache = work / "cache"
     image_size = PRESETS[args.preset]["model"]["image_size"]
-    prepare(open_source(data), image_size, cache)  # the timed run must only read it
-    out = Path(tempfile.mkdtemp(prefix="run.", dir=work))
-    command = train_command(data, cache, out, args.preset, args.batch_size, args.steps, str(device))
+    prepare(open_source(data), image_size, cache)  # the timed runs must only read it
     worker = StepWorker(args.preset, args.batch_size, str(device))
+    runs = []
     try:
-        worker.time_steps(args.rounds // 2)
-        trainer = run_trainer(command, out)
-        worker.time_steps(args.rounds - args.rounds // 2)
+        worker.time_steps(args.rounds)
+        for _ in range(args.repeats):
+            runs.append(train_once(args, data, cache, work, device))
+            worker.time_steps(args.rounds)
     finally:
         worker.close()
-        shutil.rmtree(out)  # a checkpoint of hundreds of MB, each run
+    trainer_rate = statistics.median(run["img_per_s"] for run in runs)
     step_rate = args.batch_size / statistics.median(worker.seconds)
+    checkpoints = [run["final_checkpoint_s"] for run in runs if run["final_checkpoint_s"]]
+    checkpoint = statistics.median(checkpoints) if checkpoints else None
+    share = checkpoint_share(checkpoint, trainer_rate, args.batch_size) if checkpoint else None
+    command = train_command(args, data, cache, Path("RUN"), device)
     return {
         "benchmark": "trainer_throughput",
         "device": str(device),
@@ -221,16 +229,27 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
         "batch_size": args.batch_size,
         "steps": args.steps,
         "images": args.images,
-        "trainer_img_per_s": trainer["img_per_s"],
+        "trainer_img_per_s": trainer_rate,
         "step_img_per_s": step_rate,
-        "ratio": trainer["img_per_s"] / step_rate,
-        "trainer": trainer,
-        "checkpoint_share": checkpoint_share(trainer, args.batch_size),
+        "ratio": trainer_rate / step_rate,
+        "final_checkpoint_s": checkpoint,
+        "checkpoint_share": share,
+        "trainer_runs": runs,
         "step_seconds": [round(t, 4) for t in worker.seconds],
         "step_gflop": worker.flop_per_step / 1e9,
         "machine": machine(device),
         "command": " ".join(["python", *command[1:]]),
     }
+
+
+def train_once(
+    args: argparse.Namespace, data: Path, cache: Path, work: Path, device: torch.device
+) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="run.", dir=work))
+    try:
+        return run_trainer(train_command(args, data, cache, out, device), out)
+    finally:
+        shutil.rmtree(out)  # a checkpoint of hundreds of MB, each run
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -241,10 +260,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
-        "--steps", type=int, help="training steps (default: 24 on CPU, 300 on CUDA)"
+        "--steps", type=int, help="training steps per run (default: 20 on CPU, 300 on CUDA)"
     )
     parser.add_argument(
-        "--rounds", type=int, help="timed steps of the step benchmark (default: 10 CPU, 100 CUDA)"
+        "--rounds",
+        type=int,
+        help="step-benchmark steps timed before each training run and after the last "
+        "(default: 4 on CPU, 30 on CUDA)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="training runs; their median is reported (3)"
     )
     parser.add_argument("--images", type=int, default=3000, help="JPEGs in the dataset (3000)")
     parser.add_argument(
@@ -261,8 +286,8 @@ def check(args: argparse.Namespace) -> None:
     """Refuse settings that would fail later, after minutes of work."""
     if args.images < 100:
         raise ValueError(f"--images must be at least 100 (10% are validation); got {args.images}.")
-    if args.batch_size < 1 or args.steps < 1 or args.rounds < 2:
-        raise ValueError("--batch-size and --steps must be at least 1, --rounds at least 2.")
+    if min(args.batch_size, args.steps, args.rounds, args.repeats) < 1:
+        raise ValueError("--batch-size, --steps, --rounds and --repeats must be at least 1.")
 
 
 def main(argv: list[str] | None = None) -> int:

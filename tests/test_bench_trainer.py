@@ -27,9 +27,7 @@ def test_benchmark_dataset_is_celeba_read_by_the_trainer_and_made_once(tmp_path)
 
 def test_checkpoint_share_is_one_checkpoint_in_a_default_interval():
     # 10,000 steps of 32 images at 3,200 images/s: 100 s of training, then a 1 s checkpoint
-    trainer = {"final_checkpoint_s": 1.0, "img_per_s": 3200.0}
-    assert checkpoint_share(trainer, batch_size=32) == pytest.approx(1 / 101)
-    assert checkpoint_share({"final_checkpoint_s": None, "img_per_s": 1.0}, 32) is None
+    assert checkpoint_share(1.0, rate=3200.0, batch_size=32) == pytest.approx(1 / 101)
 
 
 def test_train_log_gives_the_trainers_figure_and_the_final_checkpoint_time():
