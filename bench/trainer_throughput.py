@@ -11,8 +11,9 @@ disk for a fixed number of steps and reads the trainer's own figure from its tra
 along the way included), from --repeats runs (the median). Beside them, in the same run, the
 step benchmark's worker (ours, not the baseline) times single steps at the same preset and
 batch size, --rounds of them before each training run and after the last, so that both sample
-the machine over the same stretch of time. The ratio of the two is the share of the step's
-speed that the trainer keeps.
+the machine over the same stretch of time. `ratio`, the share of the step's speed that the
+trainer keeps, is the median over the runs of each run's figure against the steps timed just
+before and after it (the step's median seconds).
 
 The dataset: `tests.builders.make_celeba` (178×218 JPEGs drawn with the attributes they are
 labelled with, CelebA's attribute and partition files; always the same images for a given
@@ -41,7 +42,8 @@ and says little about a real run. On CUDA three runs of 300 steps.
 Prints one JSON object (and writes it to --json PATH).
 
     python bench/trainer_throughput.py                                  # CPU: paper, batch 32
-    python bench/trainer_throughput.py --device cuda --json bench/results/h200_trainer.json
+    python bench/trainer_throughput.py --device cuda \
+        --json bench/results/trainer_throughput_h200.json
     python bench/trainer_throughput.py --preset tiny --batch-size 16 --steps 200 --images 500
 """
 
@@ -173,12 +175,14 @@ class StepWorker:
             self.connection.recv()  # "ready": warmed up
         except EOFError:
             raise RuntimeError("The step benchmark's worker failed: see above.") from None
-        self.seconds: list[float] = []
 
-    def time_steps(self, n: int) -> None:
+    def time_steps(self, n: int) -> list[float]:
+        """The seconds of `n` steps, one by one."""
+        seconds = []
         for _ in range(n):
             self.connection.send("step")
-            self.seconds.append(self.connection.recv())
+            seconds.append(self.connection.recv())
+        return seconds
 
     def close(self) -> None:
         self.connection.send(None)
@@ -210,14 +214,17 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
     worker = StepWorker(args.preset, args.batch_size, str(device))
     runs = []
     try:
-        worker.time_steps(args.rounds)
+        around = [worker.time_steps(args.rounds)]  # step seconds before each run, after the last
         for _ in range(args.repeats):
             runs.append(train_once(args, data, cache, work, device))
-            worker.time_steps(args.rounds)
+            around.append(worker.time_steps(args.rounds))
     finally:
         worker.close()
+    for run, before, after in zip(runs, around, around[1:], strict=False):
+        run["step_img_per_s"] = args.batch_size / statistics.median(before + after)
+        run["ratio"] = run["img_per_s"] / run["step_img_per_s"]
     trainer_rate = statistics.median(run["img_per_s"] for run in runs)
-    step_rate = args.batch_size / statistics.median(worker.seconds)
+    step_rate = args.batch_size / statistics.median(t for steps in around for t in steps)
     checkpoints = [run["final_checkpoint_s"] for run in runs if run["final_checkpoint_s"]]
     checkpoint = statistics.median(checkpoints) if checkpoints else None
     share = checkpoint_share(checkpoint, trainer_rate, args.batch_size) if checkpoint else None
@@ -231,11 +238,11 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
         "images": args.images,
         "trainer_img_per_s": trainer_rate,
         "step_img_per_s": step_rate,
-        "ratio": trainer_rate / step_rate,
+        "ratio": statistics.median(run["ratio"] for run in runs),
         "final_checkpoint_s": checkpoint,
         "checkpoint_share": share,
         "trainer_runs": runs,
-        "step_seconds": [round(t, 4) for t in worker.seconds],
+        "step_seconds": [[round(t, 4) for t in steps] for steps in around],
         "step_gflop": worker.flop_per_step / 1e9,
         "machine": machine(device),
         "command": " ".join(["python", *command[1:]]),
