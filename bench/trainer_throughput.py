@@ -42,7 +42,7 @@ and says little about a real run. On CUDA three runs of 300 steps.
 Prints one JSON object (and writes it to --json PATH).
 
     python bench/trainer_throughput.py                                  # CPU: paper, batch 32
-    python bench/trainer_throughput.py --device cuda \
+    python bench/trainer_throughput.py --device cuda \\
         --json bench/results/trainer_throughput_h200.json
     python bench/trainer_throughput.py --preset tiny --batch-size 16 --steps 200 --images 500
 """
