@@ -30,8 +30,8 @@ costs (a sample grid written as two PNGs, a whole checkpoint: 220 MB for the pap
 of times over. What a checkpoint costs is read from train.log's timestamps (between the final
 evaluation's line and the trainer's figure): `final_checkpoint_s`, and `checkpoint_share`, its
 share of a default run's time at the measured rate (one per 10,000 steps). On CPU an evaluation
-every 2,000 steps is well under 1% of the time; on a GPU, --steps 2001 puts one inside the timed
-steps (the validation split holds 10% of --images).
+(a few seconds) every 2,000 steps (~1,000 s here) is well under 1% of the time; on a GPU,
+--steps 2001 puts one inside the timed steps (the validation split holds 10% of --images).
 
 Defaults: on CPU the paper preset at batch 32, three runs of 20 steps (15 timed after the
 trainer's 5 warm-up steps; about 0.5 s a step on 2 cores, so about 30 s a run with its start,
