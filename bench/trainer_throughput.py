@@ -301,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         device = resolve_device(args.device)
+        if device.type not in DEFAULTS:
+            raise ValueError(f"--device {args.device}: this benchmark runs on cpu or cuda.")
         for name, value in DEFAULTS[device.type].items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
