@@ -792,7 +792,7 @@ def layout(library: ModelLibrary) -> Page:
         choices = [(choice_label(name), name) for name in library.names]
         model_name = gr.Dropdown(choices, value=library.names[0], label="Model", scale=1)
         current_model = gr.State(library.names[0])
-        model_info = gr.Markdown()
+        model_info = gr.Markdown(elem_id="model-info")
     with gr.Row(elem_id="workspace"):
         with gr.Column(elem_id="photo-column"):
             image = photo_input(
@@ -958,7 +958,11 @@ def wire(
         api_name="sweep",
     )
     switched = page.model_name.input(
-        switch, [page.model_name, page.current_model], model_page(page), api_name="switch_model"
+        switch,
+        [page.model_name, page.current_model],
+        model_page(page),
+        api_name="switch_model",
+        show_progress_on=page.model_info,  # a download's bar in one place, not on every slider
     )
     then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
     wire_live_webcam(page, library, Streams() if streams is None else streams)

@@ -7,6 +7,8 @@ package; Playwright's own browser download is never used.
 import base64
 import io
 import shutil
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +22,9 @@ import app
 from fader.models import ModelLibrary
 from tests.builders import save_model
 from tests.group_photo import changed, group_photo
+from tests.legacy_checkpoints import random_autoencoder, save_like_torch_0_3
 from tests.test_app import serve
+from tests.test_model_list import Site, _Handler
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -337,3 +341,46 @@ def test_the_crop_shown_inline_is_the_edit_for_the_sliders_values(face_app, phot
     assert abs(painted.width - expected.width) <= 1, "enlarged by the same whole factor"
     assert shown_difference(painted, expected) < 5, "enlarged pixel for pixel (smoothed: ~20)"
     assert inline_picture(before).tobytes() != sent.tobytes(), "the drag changed the edit"
+
+
+class SlowDownloads(_Handler):
+    """The authors' site, sending each file in ten parts half a second apart."""
+
+    def answer(self, body: bool) -> None:
+        data = self.server.files[self.path.lstrip("/")]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        part = len(data) // 10 + 1
+        for start in range(0, len(data), part) if body else ():
+            self.wfile.write(data[start : start + part])
+            self.wfile.flush()
+            time.sleep(0.5)
+
+
+def test_choosing_the_authors_model_shows_its_download_in_the_page(tmp_path, monkeypatch):
+    checkpoint = save_like_torch_0_3(random_autoencoder(), tmp_path / "eyeglasses.pth")
+    site = Site({"eyeglasses.pth": checkpoint.read_bytes()})
+    site.RequestHandlerClass = SlowDownloads
+    threading.Thread(target=site.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FADER_AUTHORS_URL", site.url)
+    monkeypatch.setenv("FADER_AUTHORS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("FADER_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    scene = save_model(tmp_path / "scene", "center", ["day", "night"])
+    size = f"{len(site.files['eyeglasses.pth']) / 1000:.1f}k B"
+    try:
+        with serve(ModelLibrary([scene, "authors: eyeglasses"])) as url, opened(url) as page:
+            page.get_by_text("Upload a photo, then slide attributes").wait_for(timeout=60_000)
+            page.get_by_label("Model").click()
+            page.get_by_role("option").filter(has_text="eyeglasses").click()
+            bar = page.locator("#model-info").get_by_text("eyeglasses.pth")
+            bar.wait_for(timeout=30_000)
+            assert page.locator("#model-info").get_by_text(size).count(), "bytes of the total"
+            page.screenshot(path=str(ARTIFACTS / "app-download.png"), full_page=True)
+            page.get_by_text("edits faces").first.wait_for(timeout=60_000)
+            assert "Eyeglasses" in page.locator("#model-info").inner_text()
+            assert page.get_by_text("eyeglasses.pth").count() == 0, "the bar is gone when done"
+    finally:
+        site.shutdown()
+        site.server_close()
