@@ -703,17 +703,27 @@ def limited(handler: Callable, slots: int, wait: float = 0.0) -> Callable:
     return call
 
 
-def photo_kept(export: Callable) -> Callable:
-    """`export` for slider moves: one with no photo leaves the download as it is (answered
-    late, it must not clear the download of a photo uploaded meanwhile; a refused photo's is
-    cleared by the upload's own export)."""
-
-    @wraps(export)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        path = export(*args, **kwargs)
-        return gr.skip() if path is None else path
-
-    return call
+def export_move(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
+    session: str = "",
+    folder: Path | None = None,
+) -> Any:
+    """`export` for slider moves, answered EXPORT_WAIT late: for a photo the session no longer
+    shows (another was uploaded meanwhile) it leaves the download alone, as it does when there
+    is no photo (a refused photo's download is cleared by the upload's own export)."""
+    if photo_id and library.editor(model_name).photos.latest(session) != photo_id:
+        return gr.skip()
+    path = export(
+        library, model_name, image, photo_id, *values, detail=detail, faces=faces,
+        session=session, folder=folder,
+    )  # fmt: skip
+    return gr.skip() if path is None else path
 
 
 @dataclass
@@ -883,7 +893,7 @@ def wire(
         "live_edit": for_session(live_edit, library, controls),
         "sweep": for_session(sweep, library, controls),
         "export": for_session(export, library, controls, folder=exports),
-        "export_move": for_session(photo_kept(export), library, controls, folder=exports),
+        "export_move": for_session(export_move, library, controls, folder=exports),
     }
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:

@@ -11,6 +11,7 @@ heavy user cannot push everyone else's photos out. The newest photo of a session
 evicted by that session's own budget, so a single large photo still works.
 """
 
+import itertools
 import secrets
 import threading
 from collections import OrderedDict
@@ -50,6 +51,7 @@ class _Entry(Generic[Prepared]):
     session: str
     content: str
     value: Prepared
+    loaded: int  # when the session last loaded it (`find` or `add`), in load order
 
 
 class PhotoStore(Generic[Prepared]):
@@ -58,6 +60,7 @@ class PhotoStore(Generic[Prepared]):
     def __init__(self, limits: StoreLimits | None = None):
         self.limits = limits or StoreLimits()
         self._entries: OrderedDict[str, _Entry[Prepared]] = OrderedDict()  # oldest first
+        self._loads = itertools.count()
         self._lock = threading.Lock()
 
     def find(self, session: str, content: str) -> str | None:
@@ -66,6 +69,7 @@ class PhotoStore(Generic[Prepared]):
             for photo_id, entry in self._entries.items():
                 if entry.session == session and entry.content == content:
                     self._entries.move_to_end(photo_id)
+                    entry.loaded = next(self._loads)
                     return photo_id
         return None
 
@@ -78,7 +82,7 @@ class PhotoStore(Generic[Prepared]):
         """Keep `value` for `session`; return its new id. Evicts as the limits require."""
         photo_id = secrets.token_urlsafe(18)
         with self._lock:
-            self._entries[photo_id] = _Entry(session, content, value)
+            self._entries[photo_id] = _Entry(session, content, value, next(self._loads))
             self._evict(session, keep=photo_id)
         return photo_id
 
@@ -89,6 +93,12 @@ class PhotoStore(Generic[Prepared]):
                 raise PhotoNotLoaded()
             self._entries.move_to_end(photo_id)
             return entry.value
+
+    def latest(self, session: str) -> str | None:
+        """The id of the photo this session loaded last (its page shows that one), or None."""
+        with self._lock:
+            mine = [(e.loaded, i) for i, e in self._entries.items() if e.session == session]
+        return max(mine)[1] if mine else None
 
     def __len__(self) -> int:
         return len(self._entries)

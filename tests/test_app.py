@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -354,6 +355,23 @@ def live_move(url: str, session: str, model: str, photo_id: str, values: list[fl
     body = {"data": [model, None, photo_id, *values, 1.0, LARGEST], "fn_index": fn_index}
     response = httpx.post(f"{url}gradio_api/run/predict", json=body | {"session_hash": session})
     return response.json()
+
+
+def test_a_late_slider_export_for_a_photo_replaced_meanwhile_leaves_the_download_alone(
+    models, photos
+):
+    """A slider move's export answers EXPORT_WAIT after the move: if another photo was uploaded
+    meanwhile, its download (from the upload) must stay."""
+    scene = models["scene"]
+    library = ModelLibrary([scene])
+    editor = library.editor(scene)
+    old = editor.load(photos["astronaut"], session="alice")
+    values = [1.0, 0.0] + [0.0] * (app.MAX_SLIDERS - 2)
+    late = app.export_move(library, scene, None, old, *values, session="alice")
+    assert Path(late).is_file(), "while the photo is shown, its export is made"
+    editor.load(photos["coffee"], session="alice")
+    late = app.export_move(library, scene, None, old, *values, session="alice")
+    assert late == gr.skip(), "another photo is shown now"
 
 
 def test_the_pages_live_edit_answers_inline_and_only_to_the_photos_session(server, models, photos):

@@ -230,6 +230,18 @@ def test_load_a_then_b_then_edit_a_edits_a():
     assert editor.edit(first_id, {"Male": 1.0}).crop.tobytes() == expected.tobytes()
 
 
+def test_the_latest_photo_is_the_one_each_session_loaded_last_not_edited_last():
+    editor = Editor(random_model("center"))
+    first = editor.load(photo(0), session="alice")
+    second = editor.load(photo(1), session="alice")
+    bobs = editor.load(photo(0), session="bob")
+    editor.edit(first, {}, session="alice")  # used, but not what alice's page shows
+    assert editor.photos.latest("alice") == second and editor.photos.latest("bob") == bobs
+    assert editor.load(photo(0), session="alice") == first, "the same photo, loaded again"
+    assert editor.photos.latest("alice") == first
+    assert editor.photos.latest("carol") is None
+
+
 def test_using_a_photo_keeps_it_from_eviction():
     editor = Editor(random_model("center"), limits=StoreLimits(photos_per_session=2))
     oldest, newer = editor.load(photo(0)), editor.load(photo(1))
