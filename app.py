@@ -709,20 +709,16 @@ def export_move(
     image: Photo,
     photo_id: str,
     *values: float,
-    detail: float | None = None,
-    faces: Sequence[int] | None = None,
     session: str = "",
-    folder: Path | None = None,
+    **options: Any,
 ) -> Any:
-    """`export` for slider moves, answered EXPORT_WAIT late: for a photo the session no longer
-    shows (another was uploaded meanwhile) it leaves the download alone, as it does when there
-    is no photo (a refused photo's download is cleared by the upload's own export)."""
+    """`export` (the same `options`) for slider moves, answered EXPORT_WAIT late: for a photo
+    the session no longer shows (another was uploaded meanwhile) it leaves the download alone,
+    as it does when there is no photo (a refused photo's download is cleared by the upload's
+    own export)."""
     if photo_id and library.editor(model_name).photos.latest(session) != photo_id:
         return gr.skip()
-    path = export(
-        library, model_name, image, photo_id, *values, detail=detail, faces=faces,
-        session=session, folder=folder,
-    )  # fmt: skip
+    path = export(library, model_name, image, photo_id, *values, session=session, **options)
     return gr.skip() if path is None else path
 
 
