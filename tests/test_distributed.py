@@ -10,9 +10,12 @@ normalising the whole batch, they differ by far more: the BatchNorm difference R
 """
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +26,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from fader.model import FaderConfig, FaderNetwork
-from train.checkpoint import CHECKPOINT_NAME, module_state
+from train.checkpoint import CHECKPOINT_NAME, module_state, read_checkpoint_info
 from train.config import PRESETS, TrainConfig
 from train.data import BatchStream, load_prepared, prepare
 from train.distributed import Processes, from_environment, start, stop
@@ -193,6 +196,36 @@ def test_torchrun_trains_one_model_written_by_process_0_and_resumes_exactly(
     assert again.keys() == checkpoint.keys()
     different = [k for k in checkpoint if not torch.equal(checkpoint[k], again[k])]
     assert not different, f"a resumed run differs from an uninterrupted one in {different[:5]}"
+
+
+def test_ctrl_c_on_torchrun_saves_one_checkpoint_that_resumes(celeba_dir: Path, tmp_path: Path):
+    """torchrun passes a Ctrl-C on to each process as SIGINT and SIGTERM at once: one request,
+    honoured at the next reading of the losses, where the processes agree to stop."""
+    out, log = tmp_path / "run", tmp_path / "stderr.txt"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+        "2", "-m", "train", "--data", str(celeba_dir), "--attrs", "Smiling", "--preset", "tiny",
+        "--device", "cpu", "--batch-size", "8", "--steps", "100000", "--save-every", "100000",
+        "--eval-every", "100000", "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+        "--workers", "1"]  # fmt: skip
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            command, cwd=ROOT, stderr=stderr, stdout=subprocess.DEVNULL, env=environment
+        )
+        deadline = time.monotonic() + 180
+        while not re.search(r"Training: .* (\d{2,})/100000", log.read_text()):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        process.wait(120)
+    said = log.read_text()
+    assert "[rank0]: Traceback" not in said and "[rank1]: Traceback" not in said, said
+    assert said.count("Resume with: torchrun --nproc_per_node 2 -m train --out") == 1, said
+    step, _ = read_checkpoint_info(out / CHECKPOINT_NAME)
+    assert step >= 10 and step % 10 == 0, "stopped where the losses were read"
+    resumed = torchrun("--out", out, "--resume", "--steps", step + 10)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_checkpoint_info(out / CHECKPOINT_NAME)[0] == step + 10
 
 
 def test_a_global_batch_the_processes_cannot_share_evenly_is_refused_before_any_work(

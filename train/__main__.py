@@ -593,10 +593,13 @@ def train_and_push(args: argparse.Namespace, processes: Processes) -> int:
         return 2
     except TrainingInterrupted as stop:
         push = f" --push-to-hub {args.push_to_hub}" if args.push_to_hub else ""
-        print(
-            f"\n{stop} Resume with: python -m train --out {args.out} --resume{push}",
-            file=sys.stderr,
-        )
+        command = "python -m train"
+        if processes.several:
+            command = f"torchrun --nproc_per_node {processes.world_size} -m train"
+        if processes.main:
+            print(
+                f"\n{stop} Resume with: {command} --out {args.out} --resume{push}", file=sys.stderr
+            )
         return 130
     except (ValueError, TrainingDiverged) as error:
         report_error(str(error))

@@ -136,8 +136,13 @@ def step_for_device(
 class StopOnSignal:
     """Turns Ctrl-C / SIGTERM into a flag checked between steps, so a step is never cut in half."""
 
+    # torchrun passes a Ctrl-C on to its processes as SIGINT and, a millisecond later, SIGTERM:
+    # one request. A second Ctrl-C after this long is the user insisting.
+    SAME_REQUEST_S = 2.0
+
     def __init__(self) -> None:
         self.requested = False
+        self.requested_at = 0.0
         self.previous = {}
 
     def __enter__(self) -> "StopOnSignal":
@@ -146,9 +151,11 @@ class StopOnSignal:
         return self
 
     def request(self, signum: int, frame: object) -> None:
-        if self.requested:  # a second Ctrl-C stops at once
+        now = time.monotonic()
+        if not self.requested:
+            self.requested, self.requested_at = True, now
+        elif now - self.requested_at > self.SAME_REQUEST_S:  # asked again: stop at once
             raise KeyboardInterrupt
-        self.requested = True
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
