@@ -265,7 +265,7 @@ def held_out_batches(
 
 
 def resident_images(
-    data: PreparedData, indices: np.ndarray, device: torch.device
+    data: PreparedData, indices: np.ndarray, device: torch.device, progress: bool = True
 ) -> torch.Tensor | None:
     """The images at `indices` copied once onto the GPU `device`, when they take at most half of
     its free memory (the rest is the step's); None otherwise, or off CUDA.
@@ -273,6 +273,7 @@ def resident_images(
     A step then gathers its batch there: no host thread, no copy per step, nothing for the GPU
     to wait on. CelebA at 256² is 40 GB, which an 80 GB H100 or a 141 GB H200 holds. Off the GPU
     the batches keep being read from the file, so a CPU run's memory stays what it was.
+    `progress`: a progress bar while copying (process 0's, with several).
     """
     if device.type != "cuda" or not len(indices):
         return None
@@ -289,7 +290,13 @@ def resident_images(
         return None
     images = torch.empty((len(indices), *data.images.shape[1:]), dtype=torch.uint8, device=device)
     chunk = max(1, 2**28 // row_bytes)  # 256 MB at a time through pinned memory
-    with tqdm(total=len(indices), desc="Copying training images to the GPU", unit="img") as bar:
+    copying = tqdm(
+        total=len(indices),
+        desc="Copying training images to the GPU",
+        unit="img",
+        disable=not progress,
+    )
+    with copying as bar:
         for start in range(0, len(indices), chunk):
             rows = indices[start : start + chunk]
             host = torch.from_numpy(data.read_images(rows)).pin_memory()

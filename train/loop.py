@@ -255,7 +255,7 @@ class Trainer:
         )
 
         self.columns = data.attribute_columns(model_config.attributes)
-        resident = resident_images(data, data.indices(TRAIN), self.device)
+        resident = resident_images(data, data.indices(TRAIN), self.device, processes.main)
         share = processes.share(config.batch_size)
         self.stream = BatchStream(
             data,
