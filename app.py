@@ -687,12 +687,11 @@ def for_session(
     return user_errors(call)
 
 
-def limited(handler: Callable, slots: int, wait: float = 0.0) -> Callable:
-    """`handler` for an event outside Gradio's queue (`queue=False`: one POST, no join and no
-    event stream) that still runs at most `slots` at once, as the queue's `concurrency_limit`
-    would: the others wait their turn on the event loop, holding no thread. `wait` seconds pass
-    first, holding nothing."""
-    turns = asyncio.Semaphore(slots)
+def limited(handler: Callable, turns: asyncio.Semaphore, wait: float = 0.0) -> Callable:
+    """`handler` run only with one of `turns` (shared by the events it is given to), as the
+    queue's `concurrency_limit` would run it, for events outside the queue too (`queue=False`:
+    one POST, no join and no event stream): the others wait their turn on the event loop,
+    holding no thread. `wait` seconds pass first, holding nothing."""
 
     @wraps(handler)  # Gradio reads the wrapped signature: it still passes the `gr.Request`
     async def call(*args: Any) -> Any:
@@ -922,21 +921,25 @@ def wire(
     moved = [*page.sliders, page.detail]
     slider_moves = [s.input for s in moved] + [s.release for s in moved]
     # Outside the queue: a move is one POST answered with the edit (the queue's join request
-    # and event stream cost more than the decoder); `limited` keeps `live_edits` at once.
-    moving = limited(bound["live_edit"], live_edits)
+    # and event stream cost more than the decoder). The page's moves and the API's edits share
+    # `live_edits` turns: the decodes of those in flight are batched together.
+    edits = asyncio.Semaphore(live_edits)
+    moving = limited(bound["live_edit"], edits)
     page_edit = {"api_name": "live_edit", "queue": False, **live, **hidden}
     gr.on(slider_moves, moving, page_inputs, edit_outputs, **page_edit)
     # The API's edit returns files (the crop and the preview) to its clients, through the queue;
     # nothing in the page triggers it.
     api_outputs = [*page.edit_files, page.photo_id]
-    api = {"api_name": "edit", "concurrency_limit": live_edits}
-    gr.on([], bound["edit"], edit_inputs, api_outputs, **api)
+    api = {"api_name": "edit", "concurrency_limit": None}  # waiting for a turn holds no thread
+    gr.on([], limited(bound["edit"], edits), edit_inputs, api_outputs, **api)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
     # values are still the ones exported (always_last).
     releases = [s.release for s in moved] + [s.change for s in moved]
-    exporting = limited(bound["export_move"], QUEUE_CONCURRENCY, wait=EXPORT_WAIT)
+    exporting = limited(
+        bound["export_move"], asyncio.Semaphore(QUEUE_CONCURRENCY), wait=EXPORT_WAIT
+    )
     page_export = {"api_name": "export_move", "queue": False, **live, **hidden}
     gr.on(releases, exporting, page_inputs, page.download, **page_export)
     # Ticking a face: kept for the page's edits first, then the edit and its download.
