@@ -20,6 +20,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from fader.model import attribute_loss
+from fader.modes import evaluating
 
 WEIGHTS_NAME = "classifier.safetensors"
 CONFIG_NAME = "classifier.json"
@@ -65,13 +66,11 @@ class Classifier(nn.Module):
     @torch.inference_mode()
     def probabilities(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """P(attribute is on), B×n_attr; for an exclusive classifier they sum to 1 per image."""
-        was_training = self.training
-        self.eval()
         margins = []
-        for start in range(0, len(x), batch_size):
-            pairs = self(x[start : start + batch_size]).view(-1, len(self.config.attributes), 2)
-            margins.append(pairs[..., 1] - pairs[..., 0])
-        self.train(was_training)
+        with evaluating(self):
+            for start in range(0, len(x), batch_size):
+                pairs = self(x[start : start + batch_size]).view(-1, len(self.config.attributes), 2)
+                margins.append(pairs[..., 1] - pairs[..., 0])
         margin = torch.cat(margins)
         return margin.softmax(1) if self.config.exclusive else margin.sigmoid()
 

@@ -30,7 +30,7 @@ from torch import nn
 
 from fader.classifier import Classifier, ClassifierConfig
 from fader.model import FaderConfig, FaderNetwork, attribute_loss, label_channels
-from train.modes import evaluating
+from fader.modes import evaluating
 
 PATCH_LAYERS = 3  # the authors' n_patch_dis_layers
 PATCH = "patch_discriminator"

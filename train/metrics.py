@@ -25,9 +25,9 @@ from fader.model import (
     attribute_predictions,
     label_channels,
 )
+from fader.modes import evaluating
 from fader.pixels import to_model_range
 from train.critics import classifier_columns
-from train.modes import evaluating
 
 
 def psnr(reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fader.model import FaderNetwork, LatentDiscriminator, attribute_loss, label_channels
+from fader.modes import evaluating
 from fader.pixels import to_model_range
 from train.config import TrainConfig
 from train.critics import ImageCritics
-from train.modes import evaluating
 
 
 def adam(module: nn.Module, config: TrainConfig) -> torch.optim.Adam:

@@ -1,8 +1,9 @@
 """Networks in eval mode for a while: BatchNorm's running statistics, no dropout.
 
-Evaluation reads held-out images this way, and so do the authors' optional steps that judge
-the autoencoder's output while it trains (their latent-discriminator step, the patch
-discriminator's fakes), so the networks must come back in the mode they were in.
+The classifier reads photos this way, evaluation reads held-out images this way, and so do the
+authors' optional training steps that judge the autoencoder's output while it trains (their
+latent-discriminator step, the patch discriminator's fakes), so the networks must come back in
+the mode they were in.
 """
 
 from collections.abc import Iterator
