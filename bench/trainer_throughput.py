@@ -45,6 +45,11 @@ Prints one JSON object (and writes it to --json PATH).
     python bench/trainer_throughput.py --device cuda \\
         --json bench/results/trainer_throughput_h200.json
     python bench/trainer_throughput.py --preset tiny --batch-size 16 --steps 200 --images 500
+    python bench/trainer_throughput.py --device cuda --processes 2    # torchrun on 2 GPUs
+
+With --processes N the trainer runs through torchrun (one process per GPU, on CPU N processes
+sharing the cores at one thread each); the step beside it stays one process's, so on N GPUs the
+ideal ratio is N.
 """
 
 import argparse
@@ -102,8 +107,12 @@ def benchmark_dataset(work: Path, images: int) -> Path:
 def train_command(
     args: argparse.Namespace, data: Path, cache: Path, out: Path, device: torch.device
 ) -> list[str]:
+    launcher = [sys.executable]  # `--processes N`: through torchrun, as a user with N GPUs runs it
+    if args.processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone"]
+        launcher += ["--nproc_per_node", str(args.processes)]
     return [
-        sys.executable, "-m", "train", "--data", str(data), "--attrs", "Smiling", "Male",
+        *launcher, "-m", "train", "--data", str(data), "--attrs", "Smiling", "Male",
         "--preset", args.preset, "--batch-size", str(args.batch_size), "--steps", str(args.steps),
         "--device", str(device), "--cache-dir", str(cache), "--out", str(out),
     ]  # fmt: skip
@@ -234,6 +243,7 @@ def benchmark(args: argparse.Namespace, device: torch.device, work: Path) -> dic
         "device": str(device),
         "preset": args.preset,
         "batch_size": args.batch_size,
+        "processes": args.processes,
         "steps": args.steps,
         "images": args.images,
         "trainer_img_per_s": trainer_rate,
@@ -285,6 +295,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path(tempfile.gettempdir()) / "fader-trainer-throughput",
         help="where the dataset and its cache are kept between runs (default: in the temp dir)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="train in N processes through torchrun (one per GPU; on CPU they share the cores, "
+        "one thread each); the step beside it is one process's (default 1)",
+    )
     parser.add_argument("--json", type=Path, help="also write the JSON object here")
     return parser.parse_args(argv)
 
@@ -293,8 +310,12 @@ def check(args: argparse.Namespace) -> None:
     """Refuse settings that would fail later, after minutes of work."""
     if args.images < 100:
         raise ValueError(f"--images must be at least 100 (10% are validation); got {args.images}.")
-    if min(args.batch_size, args.steps, args.rounds, args.repeats) < 1:
-        raise ValueError("--batch-size, --steps, --rounds and --repeats must be at least 1.")
+    if min(args.batch_size, args.steps, args.rounds, args.repeats, args.processes) < 1:
+        raise ValueError(
+            "--batch-size, --steps, --rounds, --repeats and --processes must be at least 1."
+        )
+    if args.batch_size % args.processes:
+        raise ValueError("--batch-size is the global batch: make it a multiple of --processes.")
 
 
 def main(argv: list[str] | None = None) -> int:
