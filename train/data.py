@@ -354,9 +354,9 @@ class BatchStream:
             start = position * self.batch_size
             chosen = self.order(epoch)[start : start + self.batch_size]
         positions = np.sort(chosen.numpy())  # indices are sorted: so are the rows
-        mirrored = torch.rand(len(positions), generator=seeded(self.seed, step, 1)) < 0.5
-        if not self.flip:
-            mirrored[:] = False
+        mirrored = torch.zeros(len(positions), dtype=torch.bool)
+        if self.flip:
+            mirrored = torch.rand(len(positions), generator=seeded(self.seed, step, 1)) < 0.5
         return positions[self.share], mirrored[self.share]
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -75,12 +75,8 @@ def start(processes: Processes, device: torch.device) -> None:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT, device_id=device_or_none(device))
-
-
-def device_or_none(device: torch.device) -> torch.device | None:
-    """The GPU NCCL binds this process to, so its first collective need not guess."""
-    return device if device.type == "cuda" else None
+    gpu = device if device.type == "cuda" else None  # bound now: NCCL's first call need not guess
+    dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT, device_id=gpu)
 
 
 def stop() -> None:

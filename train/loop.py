@@ -513,7 +513,6 @@ class Throughput:
         now = time.perf_counter()
         self.last_read, self.last_time = first, now
         self.counted_since = now if self.first_counted == first else None
-        self.done = first
 
     def starts_at(self, done: int) -> bool:
         """Whether counting starts after step `done`: the loop reads (and waits) there."""
@@ -523,18 +522,18 @@ class Throughput:
         """Record a reading after step `done`; return the images/s since the previous one."""
         now = time.perf_counter()
         rate = (done - self.last_read) * self.batch_size / max(now - self.last_time, 1e-9)
-        if done == self.first_counted and self.counted_since is None:
+        if self.starts_at(done):
             self.counted_since = now
-        self.last_read, self.last_time, self.done = done, now, done
+        self.last_read, self.last_time = done, now
         return rate
 
     def summary(self, processes: Processes) -> str:
         """The line `bench/trainer_throughput.py` reads from train.log."""
-        steps = self.done - self.first_counted
+        steps = self.last_read - self.first_counted
         seconds = max(self.last_time - (self.counted_since or self.last_time), 1e-9)
         rate = steps * self.batch_size / seconds if steps else 0.0
         return (
-            f"Trained steps {self.first_counted + 1}–{self.done} at {rate:.1f} images/s "
+            f"Trained steps {self.first_counted + 1}–{self.last_read} at {rate:.1f} images/s "
             f"({processes.world_size} process{'es' if processes.several else ''}, "
             f"global batch {self.batch_size})."
         )
