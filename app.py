@@ -547,8 +547,7 @@ def enlargement(width: int) -> int:
 def shown(image: Image.Image | None) -> Image.Image | None:
     """A small model's crop enlarged by a whole factor with nearest neighbour: readable, and
     every pixel still the model's own (no blur made up by the browser's scaling)."""
-    factor = 1 if image is None else enlargement(image.width)
-    if image is None or factor == 1:
+    if image is None or (factor := enlargement(image.width)) == 1:
         return image
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
 
