@@ -290,13 +290,15 @@ def edited(
     image: Photo,
     photo_id: str,
     values: Sequence[float],
-    detail: float | None,
-    faces: Sequence[int] | None,
+    *,
     session: str,
     full_resolution: bool,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
 ) -> tuple[EditResult, str, dict[str, float]] | None:
     """What `edit` and `export` share: the inputs checked, the photo found, the edit made. None
-    when no photo was accepted."""
+    when no photo was accepted. `detail` is "keep photo detail" (None: the model's default),
+    `faces` the face numbers to edit (None: all)."""
     sliders = slider_values(library, model_name, values)
     detail = detail_value(detail)
     photo_id = photo_for(library, model_name, image, photo_id, session)
@@ -316,37 +318,30 @@ def edit(
     image: Photo,
     photo_id: str,
     *values: float,
-    detail: float | None = None,
-    faces: Sequence[int] | None = None,
     session: str = "",
+    inline: bool = False,
+    **options: Any,
 ) -> tuple:
-    """The live path: decoder only, pasted into the preview-sized photo. `detail` is "keep photo
-    detail" (None: the model's default); `faces` the face numbers to edit (None: all)."""
-    done = edited(library, model_name, image, photo_id, values, detail, faces, session, False)
-    if done is None:
-        return None, None, ""
-    result, photo_id, _ = done
-    return shown(result.crop), result.photo, photo_id
-
-
-def live_edit(
-    library: ModelLibrary,
-    model_name: str,
-    image: Photo,
-    photo_id: str,
-    *values: float,
-    detail: float | None = None,
-    faces: Sequence[int] | None = None,
-    session: str = "",
-) -> tuple[str, str, str]:
-    """`edit` as the page shows it while a slider moves: the crop and the preview as <img>s
+    """The live path: decoder only, pasted into the preview-sized photo (`options` as `edited`
+    takes them). `inline`, as the page shows a slider move: the crop and the preview as <img>s
     whose pictures travel inside the event's own message, so no file is written and the browser
     makes no second request before it can paint ("" clears them)."""
-    done = edited(library, model_name, image, photo_id, values, detail, faces, session, False)
+    done = edited(
+        library,
+        model_name,
+        image,
+        photo_id,
+        values,
+        session=session,
+        full_resolution=False,
+        **options,
+    )
     if done is None:
-        return "", "", ""
+        return ("", "", "") if inline else (None, None, "")
     result, photo_id, _ = done
-    return inline_crop(result.crop), inline_photo(result.photo), photo_id
+    if inline:
+        return inline_crop(result.crop), inline_photo(result.photo), photo_id
+    return shown(result.crop), result.photo, photo_id
 
 
 def export(
@@ -355,13 +350,21 @@ def export(
     image: Photo,
     photo_id: str,
     *values: float,
-    detail: float | None = None,
-    faces: Sequence[int] | None = None,
     session: str = "",
     folder: Path | None = None,
+    **options: Any,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
-    done = edited(library, model_name, image, photo_id, values, detail, faces, session, True)
+    done = edited(
+        library,
+        model_name,
+        image,
+        photo_id,
+        values,
+        session=session,
+        full_resolution=True,
+        **options,
+    )
     if done is None:
         return None
     result, _, sliders = done
@@ -686,6 +689,28 @@ def for_session(
     return user_errors(call)
 
 
+def pictures_as_files(handler: Callable, outputs: Sequence[gr.Image], folder: Path) -> Callable:
+    """`handler` whose pictures (for image `outputs`) are answered as files of the request's
+    own, in `folder` inside Gradio's cache (served from there, never copied). Gradio writes a
+    returned picture in place at a path named by its content: two visitors getting the same
+    picture at once (one example photo, the same sliders) rewrote that file while the first was
+    fetching it, and the first download broke ("received 0 bytes")."""
+    formats = [getattr(output, "format", None) for output in outputs]
+
+    @wraps(handler)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        answer = handler(*args, **kwargs)
+        values = [answer] if len(outputs) == 1 else list(answer)
+        for index, (value, format) in enumerate(zip(values, formats, strict=True)):
+            if isinstance(value, Image.Image):
+                path = Path(tempfile.mkdtemp(dir=folder, prefix="fader-picture-"))
+                values[index] = str(path / f"image.{format}")
+                value.save(values[index], format=format)
+        return values[0] if len(outputs) == 1 else tuple(values)
+
+    return call
+
+
 def limited(handler: Callable, turns: asyncio.Semaphore, wait: float = 0.0) -> Callable:
     """`handler` run only with one of `turns` (shared by the events it is given to), as the
     queue's `concurrency_limit` would run it, for events outside the queue too (`queue=False`:
@@ -740,7 +765,7 @@ class Page:
     detail: gr.Slider
     faces: gr.CheckboxGroup
     faces_ticked: gr.State  # the ticked face numbers (None: all), as the page's edits read them
-    edited_crop: gr.HTML  # the live edit, its pictures inline (`live_edit`)
+    edited_crop: gr.HTML  # the live edit, its pictures inline (`edit(inline=True)`)
     edited_photo: gr.HTML
     edit_files: list[gr.Image]  # never shown: the `/edit` API's crop and preview, as files
     download: gr.File
@@ -876,18 +901,26 @@ def model_page(page: Page) -> list:
 def wire(
     page: Page, library: ModelLibrary, live_edits: int, streams: Streams | None = None
 ) -> None:
-    exports = Path(page.download.GRADIO_CACHE) / "fader-exports"  # deleted as Gradio's cache is
-    exports.mkdir(parents=True, exist_ok=True)
+    # Every file answered to a visitor (exports, the API's pictures) is the request's own, in
+    # the app's own folder of Gradio's cache: deleted as the cache is.
+    files = Path(page.download.GRADIO_CACHE) / "fader-files"
+    files.mkdir(parents=True, exist_ok=True)
     controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
+    encoded = [page.crop, page.status, page.photo_id]
+    api_outputs = [*page.edit_files, page.photo_id]  # the API's edit: the crop and the preview
+
+    def with_files(handler: Callable, outputs: Sequence[gr.Image]) -> Callable:
+        return pictures_as_files(handler, outputs, files)
+
     bound = {
-        "encode": for_session(encode, library),
+        "encode": for_session(with_files(encode, encoded), library),
         "starting_sliders": for_session(starting_sliders, library),
         "face_choices": for_session(face_choices, library),
-        "edit": for_session(edit, library, controls),
-        "live_edit": for_session(live_edit, library, controls),
-        "sweep": for_session(sweep, library, controls),
-        "export": for_session(export, library, controls, folder=exports),
-        "export_move": for_session(export_move, library, controls, folder=exports),
+        "edit": for_session(with_files(edit, api_outputs), library, controls),
+        "live_edit": for_session(edit, library, controls, inline=True),
+        "sweep": for_session(with_files(sweep, [page.sweep_strip]), library, controls),
+        "export": for_session(export, library, controls, folder=files),
+        "export_move": for_session(export_move, library, controls, folder=files),
     }
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
@@ -900,7 +933,6 @@ def wire(
     # The page's own edits read the ticked faces from the session (see `layout`).
     page_inputs = [*edit_inputs[:-1], page.faces_ticked]
     edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]  # what the page shows
-    encoded = [page.crop, page.status, page.photo_id]
     hidden = {"api_visibility": "private"}
     live = {"trigger_mode": "always_last", "show_progress": "hidden"}
 
@@ -928,7 +960,6 @@ def wire(
     gr.on(slider_moves, moving, page_inputs, edit_outputs, **page_edit)
     # The API's edit returns files (the crop and the preview) to its clients, through the queue;
     # nothing in the page triggers it.
-    api_outputs = [*page.edit_files, page.photo_id]
     api = {"api_name": "edit", "concurrency_limit": None}  # waiting for a turn holds no thread
     gr.on([], limited(bound["edit"], edits), edit_inputs, api_outputs, **api)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
