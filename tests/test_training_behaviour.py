@@ -233,8 +233,10 @@ def test_the_graphed_step_needs_cuda_and_trains_a_batch_of_another_shape_eagerly
     )
 
 
-def tiny_trainer(data: PreparedData, out: Path, resume: bool = False, steps: int = 2) -> Trainer:
-    config = TrainConfig(**{**PRESETS["tiny"]["train"], "steps": steps, "device": "cpu"})
+def tiny_trainer(
+    data: PreparedData, out: Path, resume: bool = False, steps: int = 2, device: str = "cpu"
+) -> Trainer:
+    config = TrainConfig(**{**PRESETS["tiny"]["train"], "steps": steps, "device": device})
     model_config = FaderConfig(attributes=["Smiling"], **PRESETS["tiny"]["model"])
     return Trainer(model_config, config, data, out, resume=resume)
 
@@ -312,6 +314,22 @@ def test_on_cuda_the_replayed_graph_trains_as_eager_steps_do_and_resume_turns_ca
     ]
     resumed.fit()
     assert read_checkpoint_info(out / CHECKPOINT_NAME)[0] == 3
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason="needs a CUDA GPU: its random generator (the dropout masks there) is saved only there",
+)
+def test_a_cuda_checkpoint_keeps_the_gpus_generator_and_resume_restores_it(tmp_path):
+    data = lopsided_data(tmp_path / "cache")
+    out = tmp_path / "run"
+    tiny_trainer(data, out, steps=2, device="cuda").fit()
+    saved = load_file(str(out / CHECKPOINT_NAME))
+    assert {"rng.torch", "rng.cuda"} <= saved.keys()
+    torch.cuda.manual_seed(12345)  # anything but the saved state
+    assert not torch.equal(torch.cuda.get_rng_state(), saved["rng.cuda"])
+    tiny_trainer(data, out, resume=True, steps=3, device="cuda")
+    assert torch.equal(torch.cuda.get_rng_state(), saved["rng.cuda"])
 
 
 # ---- SIGTERM ---------------------------------------------------------------------------------

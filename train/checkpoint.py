@@ -50,10 +50,11 @@ def save_checkpoint(
     optimizers: dict[str, torch.optim.Optimizer],
     step: int,
     info: dict[str, Any],
-    rng_states: list[torch.Tensor] | None = None,
+    rng_states: dict[str, list[torch.Tensor]] | None = None,
 ) -> None:
     """Write everything a resumed run needs; `info` holds JSON-ready configs. `rng_states` are
-    the random generators of the processes that trained together (default: this one's)."""
+    the random generators of the processes that trained together, by kind (`generator_states`;
+    default: this process's CPU generator)."""
     write_checkpoint(path, *checkpoint_contents(modules, optimizers, step, info, rng_states))
 
 
@@ -62,7 +63,7 @@ def checkpoint_contents(
     optimizers: dict[str, torch.optim.Optimizer],
     step: int,
     info: dict[str, Any],
-    rng_states: list[torch.Tensor] | None = None,
+    rng_states: dict[str, list[torch.Tensor]] | None = None,
 ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """A copy in host memory of what `save_checkpoint` writes (tensors, metadata): training may
     go on while another thread writes it (`write_checkpoint`)."""
@@ -73,8 +74,8 @@ def checkpoint_contents(
     for name, optimizer in optimizers.items():
         flat, groups[name] = flatten_optimizer(f"optimizer.{name}", optimizer)
         tensors.update(flat)
-    for rank, state in enumerate(rng_states or [torch.get_rng_state()]):
-        tensors[rng_key(rank)] = state
+    for kind, states in (rng_states or {"torch": [torch.get_rng_state()]}).items():
+        tensors.update({rng_key(rank, kind): state for rank, state in enumerate(states)})
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
     metadata = {"step": str(step), "info": json.dumps(info), "optimizer_groups": json.dumps(groups)}
     return tensors, metadata
@@ -98,10 +99,19 @@ def write_checkpoint(
     os.replace(temporary, path)
 
 
-def rng_key(rank: int) -> str:
-    """Where process `rank`'s random-generator state is kept ("rng.torch" for process 0, as
+def generator_states(device: torch.device) -> dict[str, torch.Tensor]:
+    """This process's random generators, by kind: the CPU's ("torch"), and on CUDA the GPU's
+    ("cuda"), which draws the dropout masks of a run there."""
+    states = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def rng_key(rank: int, kind: str = "torch") -> str:
+    """Where process `rank`'s `kind` of generator state is kept ("rng.torch" for process 0, as
     checkpoints of one process always had it)."""
-    return "rng.torch" if rank == 0 else f"rng.torch.{rank}"
+    return f"rng.{kind}" if rank == 0 else f"rng.{kind}.{rank}"
 
 
 def as_os_error(error: SafetensorError, path: Path) -> OSError:
@@ -128,11 +138,12 @@ def load_checkpoint(
     path: Path,
     modules: dict[str, nn.Module],
     optimizers: dict[str, torch.optim.Optimizer],
+    device: torch.device,
     rank: int = 0,
 ) -> int:
-    """Restore modules, optimizers and process `rank`'s RNG in place; return the step to
-    continue from. A process the checkpoint has no RNG state of (the run now has more
-    processes than it had) keeps its generator as it is: its dropout masks start afresh."""
+    """Restore modules, optimizers and process `rank`'s generators in place; return the step to
+    continue from. A generator the checkpoint has no state of (the run now has more processes
+    than it had, or moved from CPU to CUDA) is kept as it is: its random draws start afresh."""
     metadata = read_metadata(path)
     tensors = load_file(str(path))
     for name, module in modules.items():
@@ -143,6 +154,8 @@ def load_checkpoint(
         match_parameter_layout(optimizer)
     if rng_key(rank) in tensors:
         torch.set_rng_state(tensors[rng_key(rank)])
+    if device.type == "cuda" and rng_key(rank, "cuda") in tensors:
+        torch.cuda.set_rng_state(tensors[rng_key(rank, "cuda")], device)
     return int(metadata["step"])
 
 

@@ -24,6 +24,7 @@ from fader.model import WEIGHTS_NAME, FaderConfig, FaderNetwork, LatentDiscrimin
 from train.checkpoint import (
     CHECKPOINT_NAME,
     checkpoint_contents,
+    generator_states,
     load_checkpoint,
     module_state,
     write_checkpoint,
@@ -227,7 +228,7 @@ class Trainer:
         self.first_step = 0  # the step this process starts at: 0, or the checkpoint's on resume
         if resume:
             self.first_step = load_checkpoint(
-                self.checkpoint, self.modules, self.optimizers, processes.rank
+                self.checkpoint, self.modules, self.optimizers, self.device, processes.rank
             )
             for optimizer in self.optimizers.values():  # `--resume --lr …` must take effect:
                 for group in optimizer.param_groups:  # the saved groups hold the old values
@@ -369,7 +370,10 @@ class Trainer:
     def save(self, step: int) -> None:
         """Checkpoint (for --resume) and the exported model folder, both written atomically by
         process 0, holding every process's random-generator state (their dropout masks)."""
-        rng_states = gather_states(torch.get_rng_state(), self.processes)
+        rng_states = {
+            kind: gather_states(state, self.processes)
+            for kind, state in generator_states(self.device).items()
+        }
         if not self.processes.main:
             return
         # The previous checkpoint is on disk first (a failure to write it is raised here), so
