@@ -7,6 +7,11 @@ EDITS slider moves as fast as answers come. Every answer is checked against a lo
 that visitor's own photo at its own values (cross-talk), and errors are counted. Reports p50/p95
 latency, edits/s, the server's memory before and after, and the ratio. Prints one JSON object.
 
+It also reports the CPU time each edit cost the server and the visitors (all of them run in
+this one process, on the same cores): when the visitors' share is the larger one, edits/s
+measures them more than the server, and `server_bound_edits_per_s` (the machine's cores over
+the server's CPU time per edit) is what the server alone could answer.
+
     python bench/app_load.py [--clients 20] [--edits 30] [--image-size 256] [--preset paper]
 """
 
@@ -14,6 +19,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -51,6 +57,17 @@ def rss_mb(pid: int) -> float:
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
 
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def values_for(client: int, move: int) -> list[float]:
     values = [0.0] * MAX_SLIDERS
     values[:2] = [((client * 7 + move) % 11) / 5 - 1, ((client + move * 3) % 7) / 3 - 1]
@@ -76,7 +93,9 @@ def serve(model: Path, live_edits: int | None) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the app did not answer within 2 minutes")
 
 
-def load(url: str, model: Path, photos: list[Path], edits: int, expected: list) -> dict:
+def load(
+    url: str, server: int, model: Path, photos: list[Path], edits: int, expected: list
+) -> dict:
     def visitor(client: int) -> tuple[list[float], int, int]:
         api = Client(url, verbose=False)
         _, _, photo_id = api.predict(str(model), handle_file(photos[client]), api_name="/encode")
@@ -87,20 +106,22 @@ def load(url: str, model: Path, photos: list[Path], edits: int, expected: list) 
                 crop, _, photo_id = api.predict(
                     str(model), None, photo_id, *values_for(client, move), api_name="/edit"
                 )
+                got = np.asarray(Image.open(crop), dtype=np.int16)  # a broken download: an error
             except Exception:
                 errors += 1
                 continue
             seconds.append(time.perf_counter() - start)
-            got = np.asarray(Image.open(crop), dtype=np.int16)
             step = got.shape[0] // expected[client][move].shape[0]  # small crops are enlarged
             if np.abs(got[::step, ::step] - expected[client][move]).max() > 2:
                 wrong += 1
         return seconds, errors, wrong
 
-    start = time.perf_counter()
+    start, server_start, clients_start = time.perf_counter(), cpu_seconds(server), own_cpu()
     with ThreadPoolExecutor(len(photos)) as pool:
         results = list(pool.map(visitor, range(len(photos))))
     wall = time.perf_counter() - start
+    server_ms = 1000 * (cpu_seconds(server) - server_start) / (len(photos) * edits)
+    clients_ms = 1000 * (own_cpu() - clients_start) / (len(photos) * edits)
     ms = sorted(1000 * s for seconds, _, _ in results for s in seconds)
     return {
         "edits": len(ms),
@@ -109,6 +130,9 @@ def load(url: str, model: Path, photos: list[Path], edits: int, expected: list) 
         "p50_ms": round(statistics.median(ms), 1),
         "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1),
         "edits_per_s": round(len(ms) / wall, 2),
+        "server_cpu_ms_per_edit": round(server_ms, 1),
+        "visitors_cpu_ms_per_edit": round(clients_ms, 1),
+        "server_bound_edits_per_s": round(1000 * os.cpu_count() / server_ms, 1),
     }
 
 
@@ -145,7 +169,7 @@ def main() -> None:
         server, url = serve(model_folder, live_edits)
         try:
             before = rss_mb(server.pid)
-            result = load(url, model_folder, photos, args.edits, expected)
+            result = load(url, server.pid, model_folder, photos, args.edits, expected)
             result |= {
                 "server_mb_before": round(before),
                 "server_mb_after": round(rss_mb(server.pid)),
@@ -154,9 +178,10 @@ def main() -> None:
             server.terminate()
             server.wait(30)
         report[name] = result
-    report["edits_per_s_ratio"] = round(
-        report["batched"]["edits_per_s"] / report["one_at_a_time"]["edits_per_s"], 2
-    )
+    for measure in ["edits_per_s", "server_bound_edits_per_s"]:
+        report[f"{measure}_ratio"] = round(
+            report["batched"][measure] / report["one_at_a_time"][measure], 2
+        )
     print(json.dumps(report, indent=1))
 
 
