@@ -6,6 +6,7 @@ package; Playwright's own browser download is never used.
 
 import base64
 import io
+import re
 import shutil
 import threading
 import time
@@ -131,6 +132,11 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
             timeout=30_000,
         )
         assert page.locator("#edited-photo img").count() == 1
+        final = float(page.locator("#slider-column input[type=number]").first.input_value())
+        # The download follows the drag to where it ended, not to a value on the way.
+        page.locator("#download").get_by_text(f"Smiling={final:g}").wait_for(timeout=30_000)
+        name = page.locator("#download").inner_text()  # the extension in an element of its own
+        assert re.search(rf"Smiling={final:g}\s*\.png", name), name
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
 
 
