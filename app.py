@@ -290,9 +290,9 @@ def edited(
     image: Photo,
     photo_id: str,
     values: Sequence[float],
-    *,
     session: str,
     full_resolution: bool,
+    *,
     detail: float | None = None,
     faces: Sequence[int] | None = None,
 ) -> tuple[EditResult, str, dict[str, float]] | None:
@@ -326,16 +326,7 @@ def edit(
     takes them). `inline`, as the page shows a slider move: the crop and the preview as <img>s
     whose pictures travel inside the event's own message, so no file is written and the browser
     makes no second request before it can paint ("" clears them)."""
-    done = edited(
-        library,
-        model_name,
-        image,
-        photo_id,
-        values,
-        session=session,
-        full_resolution=False,
-        **options,
-    )
+    done = edited(library, model_name, image, photo_id, values, session, False, **options)
     if done is None:
         return ("", "", "") if inline else (None, None, "")
     result, photo_id, _ = done
@@ -355,16 +346,7 @@ def export(
     **options: Any,
 ) -> str | None:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
-    done = edited(
-        library,
-        model_name,
-        image,
-        photo_id,
-        values,
-        session=session,
-        full_resolution=True,
-        **options,
-    )
+    done = edited(library, model_name, image, photo_id, values, session, True, **options)
     if done is None:
         return None
     result, _, sliders = done

@@ -5,7 +5,8 @@ decoded in one batch) and with `--live-edits 1` (one move at a time, the baselin
 each with the same load: CLIENTS gradio_client visitors, each with their own photo, each making
 EDITS slider moves as fast as answers come. Every answer is checked against a local decode of
 that visitor's own photo at its own values (cross-talk), and errors are counted. Reports p50/p95
-latency, edits/s, the server's memory before and after, and the ratio. Prints one JSON object.
+latency, edits/s, the server's memory before and after, and the ratio; and the decoder alone,
+ms per image at batch 1 to 16 (what batching could gain at most). Prints one JSON object.
 
 It also reports the CPU time each edit cost the server and the visitors (all of them run in
 this one process, on the same cores): when the visitors' share is the larger one, edits/s
@@ -93,6 +94,29 @@ def serve(model: Path, live_edits: int | None) -> tuple[subprocess.Popen, str]:
     raise RuntimeError("the app did not answer within 2 minutes")
 
 
+def decoder_per_image(model: FaderNetwork, batches: list[int], repeats: int = 15) -> dict:
+    """The decoder alone, as the app runs it (half the cores): ms per image at each batch size,
+    the median of `repeats`. Its ratio at batch 1 to the best is what batching could gain at
+    most, were decoding all of an edit's work."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    per_image = {}
+    for batch in batches:
+        latent = torch.randn(batch, *model.config.latent_shape)
+        channels = model.slider_channels([0.5] * len(ATTRIBUTES), batch_size=batch)
+        seconds = []
+        with torch.inference_mode():
+            model.decode(latent, channels)  # warm-up
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model.decode(latent, channels)
+                seconds.append(time.perf_counter() - start)
+        per_image[batch] = round(1000 * statistics.median(seconds) / batch, 2)
+    return {
+        "ms_per_image": per_image,
+        "batch_ceiling": round(per_image[batches[0]] / min(per_image.values()), 2),
+    }
+
+
 def load(
     url: str, server: int, model: Path, photos: list[Path], edits: int, expected: list
 ) -> dict:
@@ -165,6 +189,7 @@ def main() -> None:
         expected.append(crops)
 
     report = {"clients": args.clients, "edits_each": args.edits, "model": settings}
+    report["decoder"] = decoder_per_image(reference.model, [1, 4, 8, 16])
     for name, live_edits in [("one_at_a_time", 1), ("batched", None)]:
         server, url = serve(model_folder, live_edits)
         try:
