@@ -52,6 +52,7 @@ log = logging.getLogger("fader.app")
 # sliders below it are dragged, so the edit is always in view; the sliders keep their end
 # labels, which Gradio hides on narrow screens.
 CSS = """
+#model-loading { min-height: 5em; }  /* room for a download's bar, which an empty one hides */
 @media (max-width: 768px) {
   #result-column { order: -1; position: sticky; top: 0; z-index: 20; flex-direction: row;
                    flex-wrap: nowrap; background: var(--body-background-fill); }
@@ -738,6 +739,7 @@ class LiveWebcam:
 class Page:
     model_name: gr.Dropdown
     current_model: gr.State  # the model the page shows: where a failed switch goes back to
+    model_loading: gr.Markdown  # a model's download shows its progress here
     model_info: gr.Markdown
     image: gr.Image
     status: gr.Markdown
@@ -801,7 +803,10 @@ def layout(library: ModelLibrary) -> Page:
     )
     with gr.Row():
         choices = [(choice_label(name), name) for name in library.names]
-        model_name = gr.Dropdown(choices, value=library.names[0], label="Model", scale=1)
+        with gr.Column(scale=1):
+            model_name = gr.Dropdown(choices, value=library.names[0], label="Model")
+            # Where a model's download shows its progress: under the list, not over any text.
+            model_loading = gr.Markdown("", elem_id="model-loading")
         current_model = gr.State(library.names[0])
         model_info = gr.Markdown(elem_id="model-info")
     with gr.Row(elem_id="workspace"):
@@ -866,7 +871,8 @@ def layout(library: ModelLibrary) -> Page:
     for kind, paths in example_photos().items():
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
-        model_name, current_model, model_info, image, status, crop, photo_id, sliders, detail,
+        model_name, current_model, model_loading, model_info, image, status, crop, photo_id,
+        sliders, detail,
         faces, faces_ticked, edited_crop, edited_photo, edit_files, download, sweep_attribute,
         sweep_steps, sweep_button, sweep_strip, webcam=webcam,
     )  # fmt: skip
@@ -983,7 +989,7 @@ def wire(
         [page.model_name, page.current_model],
         model_page(page),
         api_name="switch_model",
-        show_progress_on=page.model_info,  # a download's bar in one place, not on every slider
+        show_progress_on=page.model_loading,  # a download's bar in one place, not on every slider
     )
     then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
     wire_live_webcam(page, library, Streams() if streams is None else streams)

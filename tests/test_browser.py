@@ -380,9 +380,13 @@ def test_choosing_the_authors_model_shows_its_download_in_the_page(tmp_path, mon
             page.get_by_text("Upload a photo, then slide attributes").wait_for(timeout=60_000)
             page.get_by_label("Model").click()
             page.get_by_role("option").filter(has_text="eyeglasses").click()
-            bar = page.locator("#model-info").get_by_text("eyeglasses.pth")
+            bar = page.locator("#model-loading").get_by_text("eyeglasses.pth")
             bar.wait_for(timeout=30_000)
-            assert page.locator("#model-info").get_by_text(size).count(), "bytes of the total"
+            box = bar.bounding_box()  # on the page, clear of the model's description
+            assert box is not None and box["height"] > 5 and box["width"] > 50, box
+            info = page.locator("#model-info").bounding_box()
+            assert box["x"] + box["width"] <= info["x"] or box["y"] >= info["y"] + info["height"]
+            assert page.locator("#model-loading").get_by_text(size).count(), "bytes of the total"
             page.screenshot(path=str(ARTIFACTS / "app-download.png"), full_page=True)
             page.get_by_text("edits faces").first.wait_for(timeout=60_000)
             assert "Eyeglasses" in page.locator("#model-info").inner_text()
