@@ -684,11 +684,11 @@ def pictures_as_files(handler: Callable, outputs: Sequence[gr.Image], folder: Pa
     def call(*args: Any, **kwargs: Any) -> Any:
         answer = handler(*args, **kwargs)
         values = [answer] if len(outputs) == 1 else list(answer)
-        for index, (value, format) in enumerate(zip(values, formats, strict=True)):
+        for index, (value, image_format) in enumerate(zip(values, formats, strict=True)):
             if isinstance(value, Image.Image):
                 path = Path(tempfile.mkdtemp(dir=folder, prefix="fader-picture-"))
-                values[index] = str(path / f"image.{format}")
-                value.save(values[index], format=format)
+                values[index] = str(path / f"image.{image_format}")
+                value.save(values[index], format=image_format)
         return values[0] if len(outputs) == 1 else tuple(values)
 
     return call
@@ -872,9 +872,8 @@ def layout(library: ModelLibrary) -> Page:
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
         model_name, current_model, model_loading, model_info, image, status, crop, photo_id,
-        sliders, detail,
-        faces, faces_ticked, edited_crop, edited_photo, edit_files, download, sweep_attribute,
-        sweep_steps, sweep_button, sweep_strip, webcam=webcam,
+        sliders, detail, faces, faces_ticked, edited_crop, edited_photo, edit_files, download,
+        sweep_attribute, sweep_steps, sweep_button, sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
