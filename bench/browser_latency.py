@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import torch
@@ -210,7 +211,8 @@ def main() -> None:
         photo = ROOT / "assets" / "examples" / "digits" / "three.png"
     library = ModelLibrary([model] if args.face else list(bundled_models()), aligner="dlib")
     felt, last_paint, handler, parts = [], [], [], {part: [] for part in PARTS}
-    with serve(library) as url, sync_playwright() as playwright:
+    # Gradio's shutdown prints to stdout, which holds only the JSON report.
+    with redirect_stdout(sys.stderr), serve(library) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.add_init_script(TIMELINE)

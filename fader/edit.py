@@ -27,8 +27,9 @@ examples:
   python -m fader.edit seven.png --model digits --set seven=0 three=1 --out out
 
 Attributes not given keep what the model's classifier reads from the photo (0 without one).
-Faces: the largest face of each photo or frame is edited. Videos: every frame, at the source's
-frame rate and size, audio copied; frames without a face pass through unedited.
+Faces: every face of each photo or frame is edited (--faces largest: the largest only).
+Videos: every frame, at the source's frame rate and size, audio copied; frames without a face
+pass through unedited.
 
 exit codes: 0 at least one file edited (skipped files are listed); 2 bad input (unknown model
 or attribute, bad --set, nothing to edit, or every file skipped).

@@ -139,7 +139,7 @@ def test_twenty_clients_sliding_at_once_each_get_their_own_images(server, models
 
 
 def test_memory_stays_flat_over_a_hundred_different_uploads(server, models, tmp_path):
-    """The latent cache is bounded (32 photos), so uploads past it must not add memory."""
+    """The photo store is bounded (8 photos a session), so uploads past it must not add memory."""
     api = Client(server, verbose=False)
     rss_after: dict[int, float] = {}
     for upload in range(1, 101):

@@ -150,7 +150,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
 
     model = parser.add_argument_group("model (override the preset)")
-    model.add_argument("--image-size", type=int, help="square image size, divisible by 2**n_layers")
+    model.add_argument(
+        "--image-size", type=int, help="square image size, a power of two of at least 2**n_layers"
+    )
     model.add_argument("--init-fm", type=int, help="channels of the first encoder layer")
     model.add_argument("--max-fm", type=int, help="channel cap (512 in the paper)")
     model.add_argument("--n-layers", type=int, help="encoder/decoder depth")
