@@ -685,10 +685,10 @@ def pictures_as_files(handler: Callable, outputs: Sequence[gr.Image], folder: Pa
         answer = handler(*args, **kwargs)
         values = [answer] if len(outputs) == 1 else list(answer)
         for index, (value, image_format) in enumerate(zip(values, formats, strict=True)):
-            if isinstance(value, Image.Image):
-                path = Path(tempfile.mkdtemp(dir=folder, prefix="fader-picture-"))
-                values[index] = str(path / f"image.{image_format}")
-                value.save(values[index], format=image_format)
+            if isinstance(value, Image.Image):  # a name of its own, no folder left behind
+                handle, values[index] = tempfile.mkstemp(f".{image_format}", "picture-", folder)
+                with os.fdopen(handle, "wb") as file:
+                    value.save(file, format=image_format)
         return values[0] if len(outputs) == 1 else tuple(values)
 
     return call
