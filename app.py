@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import base64
 import binascii
+import contextlib
 import io
 import logging
 import math
@@ -19,6 +20,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
@@ -45,6 +47,7 @@ QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gra
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
 EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
+EXPORT_PREFIX = "fader-export-"  # each export's own folder
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
@@ -351,10 +354,25 @@ def export(
     if done is None:
         return None
     result, _, sliders = done
-    folder = Path(tempfile.mkdtemp(dir=folder or tempfile.gettempdir(), prefix="fader-export-"))
-    path = folder / download_name(model_name, sliders)
+    folder = folder or Path(tempfile.gettempdir())
+    remove_emptied_exports(folder)
+    path = Path(tempfile.mkdtemp(dir=folder, prefix=EXPORT_PREFIX)) / download_name(
+        model_name, sliders
+    )
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
     return str(path)
+
+
+def remove_emptied_exports(folder: Path) -> None:
+    """Remove the export folders Gradio has emptied. Each export has a folder of its own (for
+    its download name); Gradio deletes the file an hour on, never the folder, so a public app
+    would gather one empty folder per export. Only those unchanged for a minute go: a new one
+    is empty for a moment, until its file is written."""
+    settled = time.time() - 60
+    for entry in os.scandir(folder):
+        if entry.name.startswith(EXPORT_PREFIX) and entry.stat().st_mtime < settled:
+            with contextlib.suppress(OSError):  # not empty (or already gone): it stays
+                os.rmdir(entry.path)
 
 
 def download_name(model_name: str, sliders: dict[str, float]) -> str:
@@ -891,7 +909,8 @@ def wire(
     # Every file answered to a visitor (exports, the API's pictures) is the request's own, in
     # the app's own folder of Gradio's cache: deleted as the cache is.
     files = Path(page.download.GRADIO_CACHE) / "fader-files"
-    files.mkdir(parents=True, exist_ok=True)
+    exports = files / "exports"  # apart from the pictures, so clearing them reads few entries
+    exports.mkdir(parents=True, exist_ok=True)
     controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
     encoded = [page.crop, page.status, page.photo_id]
     api_outputs = [*page.edit_files, page.photo_id]  # the API's edit: the crop and the preview
@@ -906,8 +925,8 @@ def wire(
         "edit": for_session(with_files(edit, api_outputs), library, controls),
         "live_edit": for_session(edit, library, controls, inline=True),
         "sweep": for_session(with_files(sweep, [page.sweep_strip]), library, controls),
-        "export": for_session(export, library, controls, folder=files),
-        "export_move": for_session(export_move, library, controls, folder=files),
+        "export": for_session(export, library, controls, folder=exports),
+        "export_move": for_session(export_move, library, controls, folder=exports),
     }
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:

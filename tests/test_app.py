@@ -374,6 +374,29 @@ def test_a_late_slider_export_for_a_photo_replaced_meanwhile_leaves_the_download
     assert late == gr.skip(), "another photo is shown now"
 
 
+def test_an_export_clears_the_export_folders_gradio_emptied(models, photos, tmp_path):
+    """Gradio deletes an export an hour on but not the folder it was made in: the next export
+    removes those folders once they have been empty a minute, and nothing else."""
+    scene = models["scene"]
+    library = ModelLibrary([scene])
+    photo_id = library.editor(scene).load(photos["astronaut"], session="alice")
+    emptied, fresh, holding = (tmp_path / f"{app.EXPORT_PREFIX}{n}" for n in "abc")
+    for folder in (emptied, fresh, holding):
+        folder.mkdir()
+    (holding / "fader-scene-unchanged.png").write_bytes(b"an export still served")
+    (tmp_path / "not-an-export").mkdir()
+    an_hour_ago = time.time() - 3600
+    for folder in (emptied, holding, tmp_path / "not-an-export"):
+        os.utime(folder, (an_hour_ago, an_hour_ago))
+    values = [1.0, 0.0] + [0.0] * (app.MAX_SLIDERS - 2)
+    path = Path(
+        app.export(library, scene, None, photo_id, *values, session="alice", folder=tmp_path)
+    )
+    assert path.is_file() and path.parent.parent == tmp_path
+    assert not emptied.exists(), "emptied an hour ago: removed"
+    assert fresh.is_dir() and holding.is_dir() and (tmp_path / "not-an-export").is_dir()
+
+
 def test_the_pages_live_edit_answers_inline_and_only_to_the_photos_session(server, models, photos):
     client, url = server
     _, _, photo_id = client.predict(
