@@ -55,7 +55,8 @@ log = logging.getLogger("fader.app")
 # sliders below it are dragged, so the edit is always in view; the sliders keep their end
 # labels, which Gradio hides on narrow screens.
 CSS = """
-#model-loading { min-height: 5em; }  /* room for a download's bar, which an empty one hides */
+/* Room for a model download's bar while it shows (an empty element would hide it), none else */
+#model-loading:has(> [data-testid="status-tracker"]:not(.hide)) { min-height: 5em; }
 @media (max-width: 768px) {
   #result-column { order: -1; position: sticky; top: 0; z-index: 20; flex-direction: row;
                    flex-wrap: nowrap; background: var(--body-background-fill); }

@@ -386,11 +386,14 @@ def test_choosing_the_authors_model_shows_its_download_in_the_page(tmp_path, mon
             assert box is not None and box["height"] > 5 and box["width"] > 50, box
             info = page.locator("#model-info").bounding_box()
             assert box["x"] + box["width"] <= info["x"] or box["y"] >= info["y"] + info["height"]
+            loading = page.locator("#model-loading").bounding_box()
             assert page.locator("#model-loading").get_by_text(size).count(), "bytes of the total"
             page.screenshot(path=str(ARTIFACTS / "app-download.png"), full_page=True)
             page.get_by_text("edits faces").first.wait_for(timeout=60_000)
             assert "Eyeglasses" in page.locator("#model-info").inner_text()
             assert page.get_by_text("eyeglasses.pth").count() == 0, "the bar is gone when done"
+            idle = page.locator("#model-loading").bounding_box()
+            assert idle is None or idle["height"] < loading["height"] / 2, "and the room it took"
     finally:
         site.shutdown()
         site.server_close()
