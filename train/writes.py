@@ -1,6 +1,6 @@
 """The files a run writes while it trains on: checkpoints, the model folder, sample grids.
 
-A paper-preset checkpoint is 222 MB (both networks and Adam's moments); writing and syncing it
+A paper-preset checkpoint is 220 MB (both networks and Adam's moments); writing and syncing it
 took 0.5–1 s here, half a minute of GPU steps at a time. So the loop copies what is to be
 written into host memory and hands it to one thread, which writes the files in order while the
 next steps run. A failure (a full disk) is raised in the loop at the next write, before a push,
