@@ -35,8 +35,8 @@ from PIL import Image, ImageDraw
 from fader.align import faces_in
 from fader.editor import MAX_FACES, Editor, EditResult, preview_of
 from fader.heap import return_freed_memory
+from fader.library import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.model import ALPHA_RANGE
-from fader.models import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.photo import load_photo, too_large_message
 from fader.stream import FaceStream, Streams
 
@@ -472,7 +472,7 @@ def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, An
 GET_A_FACE_MODEL = (
     "For faces, choose a face model in the list above, start the app with one "
     "(`python app.py --model alice/fader-smiling-male`, a Hub repo or a folder), convert the "
-    "authors' (`python -m fader.convert_authors male --out models/male`) or train one on "
+    "authors' (`python -m fader.authors male --out models/male`) or train one on "
     "CelebA (`python -m train --attrs Smiling Male`)."
 )
 

@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import app  # noqa: E402
+from fader.library import ModelLibrary, bundled_models  # noqa: E402
 from fader.model import CELEBA, FaderConfig, FaderNetwork  # noqa: E402
-from fader.models import ModelLibrary, bundled_models  # noqa: E402
 from tests.test_app import serve  # noqa: E402
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from train.config import PRESETS  # noqa: E402

@@ -221,7 +221,7 @@ MUTANTS = [
     ),
     Mutant(
         "legacy_tensor_layouts_unchecked",
-        "fader/legacy_pickle.py",
+        "fader/authors/legacy_pickle.py",
         (("        for tensor in unpickler.tensors:\n            tensor.check_layout()\n", ""),),
         ("tests/test_legacy_tensor_layouts.py",),
     ),

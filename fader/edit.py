@@ -1,6 +1,6 @@
 """`python -m fader.edit`: edit photos, folders of photos and videos from the command line.
 
-The same model names, alignment and paste-back as the app (`fader.models`, `fader.editor`);
+The same model names, alignment and paste-back as the app (`fader.library`, `fader.editor`);
 videos go through `fader.video`. Every output is a new file in --out; a file that cannot be
 read, a photo without a face and a video that fails are skipped, counted and named at the end.
 """
@@ -161,7 +161,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
 def run(args: argparse.Namespace) -> Outcome:
     # Deferred so that --help answers without loading torch and the model.
-    from fader.models import ModelLibrary
+    from fader.library import ModelLibrary
     from fader.video import FrameEditor, edit_video  # PyAV, FFmpeg: likewise
 
     files = input_files(args.inputs)

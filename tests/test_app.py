@@ -25,8 +25,8 @@ from PIL import Image
 from skimage import data as skimage_data
 
 import app
+from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
-from fader.models import ModelLibrary
 from tests.group_photo import changed, group_photo
 
 NEUTRAL = [0.0] * app.MAX_SLIDERS

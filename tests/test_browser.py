@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 import app
-from fader.models import ModelLibrary
+from fader.library import ModelLibrary
 from tests.builders import save_model
 from tests.group_photo import changed, group_photo
 from tests.legacy_checkpoints import random_autoencoder, save_like_torch_0_3
@@ -142,7 +142,7 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
 
 @pytest.fixture(scope="module")
 def digits_page_url() -> Iterator[str]:
-    from fader.models import bundled_models
+    from fader.library import bundled_models
 
     with serve(ModelLibrary(list(bundled_models()))) as url:
         yield url

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
-from fader.authors_conversion import origin_note
+from fader.authors.conversion import origin_note
 from fader.card import model_card, with_model_id
 from fader.model import FaderConfig, FaderNetwork
 from train.release_digits import card_appendix, digits_card

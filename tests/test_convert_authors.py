@@ -18,10 +18,10 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 
-from fader.authors_cache import authors_model
-from fader.authors_conversion import convert_checkpoint
-from fader.convert_authors import main
-from fader.legacy_pickle import read_legacy_checkpoint
+from fader.authors.__main__ import main
+from fader.authors.cache import authors_model
+from fader.authors.conversion import convert_checkpoint
+from fader.authors.legacy_pickle import read_legacy_checkpoint
 from fader.model import FaderNetwork
 from tests.legacy_checkpoints import (
     AutoEncoder,

@@ -14,7 +14,7 @@ from skimage import data as skimage_data
 
 from fader.classifier import Classifier
 from fader.edit import main
-from fader.models import BUNDLED_MODELS, ModelLibrary
+from fader.library import BUNDLED_MODELS, ModelLibrary
 from fader.photo import centre_square
 from fader.pixels import to_tensor
 from fader.video import smooth_landmarks

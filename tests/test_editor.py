@@ -10,8 +10,8 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from fader.editor import Editor
+from fader.library import ModelLibrary, load_model
 from fader.model import FaderConfig, FaderNetwork
-from fader.models import ModelLibrary, load_model
 from fader.photo_store import StoreLimits
 from fader.pixels import to_tensor
 from tests.group_photo import changed, group_photo
@@ -158,7 +158,7 @@ def test_library_loads_each_model_once_and_refuses_unknown_names(tmp_path: Path)
 
 
 def test_authors_models_are_offered_offline_only_once_converted(tmp_path: Path, monkeypatch):
-    from fader.models import authors_choices
+    from fader.library import authors_choices
 
     monkeypatch.setenv("FADER_AUTHORS_CACHE", str(tmp_path))
     monkeypatch.setenv("FADER_OFFLINE", "1")

@@ -18,7 +18,7 @@ from fader import FaderNetwork
 from tests.builders import CELEBA_ATTRIBUTES, hub_celeba_table, make_celeba, make_hub_dataset
 from train.__main__ import main, new_run_folder
 from train.celeba import locate_celeba
-from train.hub import CELEBA_REPO, read_parquet_dataset
+from train.hub_datasets import CELEBA_REPO, read_parquet_dataset
 from train.sources import TEST, TRAIN, VALIDATION
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fader.authors_conversion import convert_checkpoint
-from fader.legacy_pickle import CheckpointError, TensorRef, read_legacy_checkpoint
+from fader.authors.conversion import convert_checkpoint
+from fader.authors.legacy_pickle import CheckpointError, TensorRef, read_legacy_checkpoint
 from tests.legacy_checkpoints import random_autoencoder, save_like_torch_0_3
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_a_strided_layout_inside_its_storage_still_reads_as_written(tmp_path):
 
 PEAK_MEMORY = """
 import json, resource, sys
-from fader.convert_authors import main
+from fader.authors.__main__ import main
 
 def run(checkpoint, out):
     try:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from gradio_client import Client
 
-from fader.models import ModelLibrary, authors_choices, choice_label
+from fader.library import ModelLibrary, authors_choices, choice_label
 from tests.builders import save_model
 from tests.legacy_checkpoints import random_autoencoder, save_like_torch_0_3
 from tests.test_app import serve

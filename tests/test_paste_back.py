@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fader.editor import Editor
-from fader.models import load_model
+from fader.library import load_model
 from fader.photo import paste_centre_square
 
 DIGITS_SEVEN = "assets/examples/digits/seven.png"

@@ -35,8 +35,8 @@ from skimage import data as skimage_data
 import app
 from fader.editor import Editor
 from fader.heap import return_freed_memory
+from fader.library import ModelLibrary
 from fader.model import FaderNetwork
-from fader.models import ModelLibrary
 from tests.builders import make_class_folders, save_model
 from tests.test_app import png, serve
 from train.__main__ import main as train_main

@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 import app
+from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
-from fader.models import ModelLibrary
 
 LOW, HIGH = -1.0, 2.0
 

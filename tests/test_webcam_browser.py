@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import app
-from fader.models import ModelLibrary
+from fader.library import ModelLibrary
 from fader.stream import NO_FACE, Streams
 from tests.builders import save_model
 from tests.clips import clip, write_y4m

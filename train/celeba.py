@@ -3,7 +3,7 @@ fetched from the Hugging Face Hub when it is nowhere and the network may be used
 
 The places, in order: `$FADER_CELEBA`, `./data/celeba`, the user cache (`~/.cache/fader/celeba`
 and `$XDG_CACHE_HOME/fader/celeba`), each in CelebA's own layout or torchvision's (`celeba/`
-inside it); then the Hub copy (`train.hub.CELEBA_REPO`) if the Hugging Face cache holds it;
+inside it); then the Hub copy (`train.hub_datasets.CELEBA_REPO`) if the Hugging Face cache holds it;
 then, online, that copy downloaded into the Hugging Face cache.
 """
 
@@ -14,7 +14,7 @@ from huggingface_hub import snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from fader.environment import offline, user_cache_dir
-from train.hub import CELEBA_REPO, HUB_PREFIX
+from train.hub_datasets import CELEBA_REPO, HUB_PREFIX
 from train.sources import find_celeba
 
 ENVIRONMENT_VARIABLE = "FADER_CELEBA"

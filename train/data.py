@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from fader.photo import centre_square, load_photo
 from train.config import default_cache_dir
-from train.hub import ParquetImage, parquet_images
+from train.hub_datasets import ParquetImage, parquet_images
 from train.sources import EXCLUDED, Source
 from train.staging import remove_abandoned, staging_folder
 

