@@ -18,8 +18,9 @@ Authors' code default: init_fm 32 and 6 layers (z is 512×4×4).
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from huggingface_hub.errors import (
     LocalEntryNotFoundError,
     RepositoryNotFoundError,
 )
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model
 from torch import nn
 
@@ -47,6 +48,17 @@ CELEBA = "celeba"  # an aligned CelebA frame (178×218): its centre square, resi
 ALIGN = "align"  # any photo: the face found and aligned onto CelebA's template
 CENTER = "center"  # any image: its centre square, resized
 PREPROCESSING = (CELEBA, ALIGN, CENTER)
+
+# A model's config may come from a stranger's Hub repo: it is bounded before anything is built.
+MAX_IMAGE_SIZE = 1024
+MAX_ATTRIBUTES = 64  # CelebA has 40
+MAX_NAME_LENGTH = 100  # characters in an attribute's or a value's name
+MAX_PARAMETERS = 200_000_000  # 800 MB in float32; the authors' 256² models have 14 to 22 million
+WIDTHS = ("image_size", "init_fm", "max_fm", "n_layers", "image_channels", "discriminator_hidden")
+
+
+class ConfigError(ValueError):
+    """A config that cannot make a network (the loader adds which model's config it was)."""
 
 
 @dataclass
@@ -77,37 +89,73 @@ class FaderConfig:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._check_sizes()
         legacy_range = self.training.pop("alpha_range", None)  # config.json before slider_range
         if legacy_range is not None and tuple(self.slider_range) == ALPHA_RANGE:
             self.slider_range = legacy_range
         low, high = (float(end) for end in self.slider_range)  # JSON gives a list
         if not (math.isfinite(low) and math.isfinite(high) and low < high):
-            raise ValueError(f"slider_range must be two finite numbers, low < high: {low, high}.")
+            raise ConfigError(f"slider_range must be two finite numbers, low < high: {low, high}.")
         self.slider_range = (low, high)
         if self.detail is not None and not 0.0 <= self.detail <= 1.0:
-            raise ValueError(f"detail must be between 0 and 1 (or null), not {self.detail}.")
+            raise ConfigError(f"detail must be between 0 and 1 (or null), not {self.detail}.")
         if self.preprocessing not in PREPROCESSING:
-            raise ValueError(
+            raise ConfigError(
                 f"Unknown preprocessing {self.preprocessing!r}; expected one of {PREPROCESSING}."
             )
         if not self.attributes:
-            raise ValueError("A Fader model needs at least one attribute.")
+            raise ConfigError("A Fader model needs at least one attribute.")
         if len(set(self.attributes)) != len(self.attributes):
-            raise ValueError(f"Attribute names must be unique, got {self.attributes}.")
+            raise ConfigError(f"Attribute names must be unique, got {self.attributes}.")
         for name, values in self.categories.items():
             if name not in self.attributes or len(values) < 3 or len(set(values)) < len(values):
-                raise ValueError(
+                raise ConfigError(
                     f"Attribute {name!r} with values {values}: an attribute with several values "
                     "must be one of the attributes and have three or more distinct values (with "
                     "two it is a binary attribute)."
                 )
         if not 0 <= self.decoder_dropout < 1:
-            raise ValueError(f"decoder_dropout must be in [0, 1); got {self.decoder_dropout}.")
-        if self.n_layers < 1 or self.image_size % 2**self.n_layers:
-            raise ValueError(
+            raise ConfigError(f"decoder_dropout must be in [0, 1); got {self.decoder_dropout}.")
+        parameters = parameter_count(self)
+        if parameters > MAX_PARAMETERS:
+            raise ConfigError(
+                f"This config makes a network of about {parameters / 1e6:,.0f} million "
+                f"parameters; the limit is {MAX_PARAMETERS / 1e6:,.0f} million. Lower init_fm, "
+                "max_fm or the number of attributes."
+            )
+
+    def _check_sizes(self) -> None:
+        """Types and bounds of everything that sizes the network, checked before any of it is
+        computed: `2**n_layers` or a 100,000-attribute decoder must never be attempted."""
+        for name in WIDTHS:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ConfigError(
+                f"image_size {self.image_size} is over the limit of {MAX_IMAGE_SIZE} pixels a "
+                "side (the authors' models are 256)."
+            )
+        if self.n_layers > math.log2(self.image_size) or self.image_size % 2**self.n_layers:
+            raise ConfigError(
                 f"image_size {self.image_size} must be divisible by 2**n_layers "
                 f"(n_layers={self.n_layers}); pick a power of two such as 64, 128 or 256."
             )
+        if not isinstance(self.attributes, list) or len(self.attributes) > MAX_ATTRIBUTES:
+            count = len(self.attributes) if isinstance(self.attributes, list) else "no list"
+            raise ConfigError(
+                f"attributes must be a list of at most {MAX_ATTRIBUTES} names, not {count}."
+            )
+        groups = self.categories.values() if isinstance(self.categories, dict) else [None]
+        if not all(isinstance(values, list) for values in groups):
+            raise ConfigError("categories must map an attribute to the list of its values.")
+        for name in [*self.attributes, *(value for values in groups for value in values)]:
+            if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
+                shown = str(name) if len(str(name)) <= 40 else str(name)[:40] + "…"
+                raise ConfigError(
+                    f"Attribute and value names must be text of 1 to {MAX_NAME_LENGTH} "
+                    f"characters; {shown!r} is not."
+                )
 
     @property
     def encoder_channels(self) -> list[int]:
@@ -146,6 +194,15 @@ class FaderConfig:
         if self.detail is not None:
             return float(self.detail)
         return 1.0 if self.aligns_faces else 0.0
+
+
+def parameter_count(config: FaderConfig) -> int:
+    """The encoder's and decoder's weights, reckoned from the config alone (nothing is built):
+    each layer's 4×4 kernels, the decoder's widened by the attribute channels it receives at
+    every layer. Biases and BatchNorm add well under 1%."""
+    widths = [config.image_channels, *config.encoder_channels]
+    y_channels = sum(config.attribute_sizes)
+    return sum(16 * a * (2 * b + y_channels) for a, b in pairwise(widths))
 
 
 def attribute_channels(alpha: torch.Tensor) -> torch.Tensor:
@@ -398,6 +455,8 @@ class FaderNetwork(
             raise ValueError(
                 f"{name} is not a Fader model: its config.json has no attributes."
             ) from error
+        except ConfigError as error:
+            raise ConfigError(f"{name} has a config.json that is refused: {error}") from error
         except HfHubHTTPError as error:
             raise ValueError(f"Could not download {name} from the Hub: {error}") from error
 
@@ -437,12 +496,46 @@ class FaderNetwork(
                 )
             except EntryNotFoundError as error:
                 raise ValueError(f"{model_id} has no {WEIGHTS_NAME}: not a Fader model.") from error
+        check_weights_fit(weights, shapes_of(lambda: cls(**model_kwargs)), strict)
         model = cls(**model_kwargs)
-        try:
-            load_model(model, str(weights), strict=strict, device=map_location)
-        except SafetensorError as error:
-            raise ValueError(
-                f"{weights} is not a safetensors file ({error}); pickled weights are never "
-                "loaded. Re-save the model with save_pretrained."
-            ) from error
+        load_model(model, str(weights), strict=strict, device=map_location)
         return model.eval()
+
+
+def shapes_of(build: Callable[[], nn.Module]) -> dict[str, tuple[int, ...]]:
+    """The state_dict shapes of the network `build` makes, built on the meta device: no memory."""
+    with torch.device("meta"):
+        return {key: tuple(value.shape) for key, value in build().state_dict().items()}
+
+
+def check_weights_fit(
+    weights: str | Path, expected: Mapping[str, tuple[int, ...]], strict: bool = True
+) -> None:
+    """Refuse a weights file whose tensors do not fit the network its config describes, from
+    the file's header alone: loading would first build the whole network, then fail with
+    torch's list of every mismatch. `strict`: also refuse missing and extra tensors."""
+    try:
+        with safe_open(str(weights), framework="pt") as file:
+            found = {key: tuple(file.get_slice(key).get_shape()) for key in list(file.keys())}
+    except SafetensorError as error:
+        raise ValueError(
+            f"{weights} is not a safetensors file ({error}); pickled weights are never "
+            "loaded. Re-save the model with safetensors (save_pretrained)."
+        ) from error
+    problems = [
+        f"{key} is {list(found[key])} in the file but {list(shape)} by the config"
+        for key, shape in expected.items()
+        if key in found and found[key] != shape
+    ]
+    if strict:
+        problems += [f"{key} is missing from the file" for key in expected if key not in found]
+        problems += [
+            f"the file has {key}, which the config has not"
+            for key in sorted(found.keys() - expected.keys())
+        ]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ValueError(
+            f"{weights} does not fit its config: {problems[0]}{more}. The config and the "
+            "weights must come from the same model."
+        )

@@ -123,25 +123,33 @@ def hub_celeba_table(n: int, seed: int, labels: str = "bool") -> pa.Table:
     return pa.table(columns)
 
 
-def make_hub_dataset(hub_cache: Path, repo: str, shards: dict[str, pa.Table]) -> Path:
-    """A dataset as huggingface_hub lays it out in its cache after `snapshot_download`:
-    `datasets--OWNER--NAME/refs/main` naming a revision, `snapshots/<rev>/<path>` linking to
-    `blobs/<hash>`. Returns the snapshot folder."""
-    repo_dir = hub_cache / f"datasets--{repo.replace('/', '--')}"
+def make_hub_repo(hub_cache: Path, repo: str, files: dict[str, bytes], kind: str) -> Path:
+    """A repo (`kind` "model" or "dataset") as huggingface_hub lays it out in its cache after a
+    download: `{kind}s--OWNER--NAME/refs/main` naming a revision, `snapshots/<rev>/<path>`
+    linking to `blobs/<hash>`. Returns the snapshot folder."""
+    repo_dir = hub_cache / f"{kind}s--{repo.replace('/', '--')}"
     revision = hashlib.sha1(repo.encode()).hexdigest()
     snapshot = repo_dir / "snapshots" / revision
     (repo_dir / "blobs").mkdir(parents=True)
-    for name, table in shards.items():
-        staging = repo_dir / "blobs" / "staging.parquet"
-        pq.write_table(table, staging)
-        blob = repo_dir / "blobs" / hashlib.sha256(staging.read_bytes()).hexdigest()
-        staging.rename(blob)
+    for name, content in files.items():
+        blob = repo_dir / "blobs" / hashlib.sha256(content).hexdigest()
+        blob.write_bytes(content)
         link = snapshot / name
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to(os.path.relpath(blob, link.parent))
     (repo_dir / "refs").mkdir()
     (repo_dir / "refs" / "main").write_text(revision)
     return snapshot
+
+
+def make_hub_dataset(hub_cache: Path, repo: str, shards: dict[str, pa.Table]) -> Path:
+    """A dataset of parquet shards in the Hub's cache (see `make_hub_repo`)."""
+    files = {}
+    for name, table in shards.items():
+        buffer = pa.BufferOutputStream()
+        pq.write_table(table, buffer)
+        files[name] = buffer.getvalue().to_pybytes()
+    return make_hub_repo(hub_cache, repo, files, "dataset")
 
 
 def save_model(folder: Path, preprocessing: str, attributes: list[str]) -> str:
