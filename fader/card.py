@@ -80,6 +80,7 @@ def model_card(
         for name in config.attributes
     )
     low, high = config.slider_range
+    image_shape = f"1, {config.image_channels}, {config.image_size}, {config.image_size}"
     return f"""---
 library_name: fader
 license: {training.get("license", LICENSE)}
@@ -117,12 +118,12 @@ import torch
 from fader import FaderNetwork
 
 model = FaderNetwork.from_pretrained("{model_id}")
-x = torch.zeros(1, 3, {config.image_size}, {config.image_size})  # an image in [-1, 1]
+x = torch.zeros({image_shape})  # an image in [-1, 1]
 edited = model.decode(model.encode(x), model.slider_channels({slider_example(config)}))
 ```
 
 ## Evaluation
-
+{selection_note(training)}
 | metric | value |
 | --- | --- |
 {metric_rows or "| (not evaluated yet) | |"}
@@ -135,6 +136,21 @@ Encoder channels {config.encoder_channels}, latent {"×".join(map(str, config.la
 | --- | --- |
 {settings}
 {appendix}"""
+
+
+SELECTION_WORDS = {"swap_accuracy": "highest swap accuracy", "reconstruction": "lowest MSE"}
+
+
+def selection_note(training: Mapping) -> str:
+    """Which evaluation's model this is, when the trainer kept the best rather than the last."""
+    by = training.get("selected_by")
+    if by is None:
+        return ""
+    return (
+        f"\nThe model of step {training['steps_done']}: of the run's evaluations, the one with the "
+        f"{SELECTION_WORDS.get(by, by)} (`--select {by}`); these are its metrics. The last "
+        "step's model is in the run folder's `last/`.\n"
+    )
 
 
 def slider_example(config: FaderConfig) -> str:

@@ -7,6 +7,8 @@ and a briefly trained Fader Network must score clearly higher.
 
 import json
 import math
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -86,7 +88,8 @@ def test_the_classifier_reads_the_obvious_attribute(day_night: dict[str, Path]):
     classifier = Classifier.from_folder(day_night["classifier"])
     assert classifier.config.attributes == ["day", "night"] and classifier.config.exclusive
     assert classifier.config.metrics["accuracy"] >= 0.9
-    bright, dark = torch.full((1, 3, 32, 32), 0.7), torch.full((1, 3, 32, 32), -0.7)
+    assert classifier.config.image_channels == 1, "gray pictures: a grayscale judge"
+    bright, dark = torch.full((1, 1, 32, 32), 0.7), torch.full((1, 1, 32, 32), -0.7)
     assert classifier.read(torch.cat([bright, dark])).tolist() == [[1, 0], [0, 1]]
     assert classifier.probabilities(bright).sum().item() == pytest.approx(1.0)
 
@@ -119,6 +122,40 @@ def test_training_with_a_classifier_logs_swap_accuracy(day_night: dict[str, Path
     assert log.count("swap accuracy") == 2
     metrics = FaderNetwork.from_pretrained(day_night["run"]).config.metrics
     assert 0 <= metrics["swap_accuracy"] <= 1
+
+
+def logged_swap_accuracy(run: Path) -> dict[int, float]:
+    log = (run / "train.log").read_text()
+    found = re.findall(r"step (\d+): validation .* swap accuracy ([\d.]+)", log)
+    return {int(step): float(value) for step, value in found}
+
+
+def test_a_run_whose_swaps_collapse_late_keeps_the_model_from_its_peak(
+    day_night: dict[str, Path], tmp_path: Path
+):
+    """As the authors' trainer kept `best_accu`: the run goes on with its pictures' labels
+    swapped (day shown as night), so its decoder unlearns the swaps late, and the run folder
+    still holds the peak's model, the last one being kept beside it in last/."""
+    run, swapped = tmp_path / "run", tmp_path / "swapped"
+    shutil.copytree(day_night["run"], run)
+    shutil.copytree(day_night["data"] / "day", swapped / "night")
+    shutil.copytree(day_night["data"] / "night", swapped / "day")
+    before = (run / "model.safetensors").read_bytes()
+    resumed = ["--out", run, "--resume", "--steps", 300, "--data", swapped, *COMMON]
+    assert train_main([str(a) for a in resumed]) == 0
+    scores = logged_swap_accuracy(run)
+    assert sorted(scores) == [100, 200, 300]
+    peak = max(scores, key=lambda step: (scores[step], -step))
+    assert peak < 300 and scores[300] < scores[peak] - 0.2, scores
+    selected = FaderNetwork.from_pretrained(run).config
+    last = FaderNetwork.from_pretrained(run / "last").config
+    assert selected.training["selected_by"] == "swap_accuracy"
+    assert selected.training["steps_done"] == peak and last.training["steps_done"] == 300
+    assert selected.metrics["swap_accuracy"] == pytest.approx(scores[peak], abs=1e-3)
+    assert last.metrics["swap_accuracy"] == pytest.approx(scores[300], abs=1e-3)
+    assert (run / "model.safetensors").read_bytes() == before, "the peak was before the resume"
+    card = (run / "README.md").read_text()
+    assert f"The model of step {peak}" in card and "highest swap accuracy" in card
 
 
 def test_evaluate_reports_to_terminal_json_and_model_card(day_night: dict[str, Path], capsys):

@@ -293,6 +293,25 @@ def test_training_skips_unreadable_images_and_says_how_many(tmp_path: Path):
     assert FaderNetwork.from_pretrained(out).config.training["skipped_images"] == 1
 
 
+def test_grayscale_data_trains_a_one_channel_model_unless_a_flag_says_otherwise(
+    tmp_path: Path,
+):
+    """Digits and other gray pictures train a model that reads and writes one channel (so its
+    edits cannot drift into colour); colour photos keep three."""
+    gray = make_class_folders(tmp_path / "daynight")
+    colour, labels = make_labelled_folder(tmp_path / "photos")
+    common = ["--preset", "tiny", "--steps", 2, "--cache-dir", tmp_path / "cache", "--workers", 1]
+    assert run_cli("--data", gray, "--out", tmp_path / "gray", *common) == 0
+    assert run_cli("--data", gray, "--image-channels", 3, "--out", tmp_path / "rgb", *common) == 0
+    assert run_cli("--data", colour, "--labels", labels, "--out", tmp_path / "c", *common) == 0
+    channels = {
+        name: FaderNetwork.from_pretrained(tmp_path / name).config.image_channels
+        for name in ("gray", "rgb", "c")
+    }
+    assert channels == {"gray": 1, "rgb": 3, "c": 3}
+    assert "Images have 1 channel(s)" in (tmp_path / "gray" / "train.log").read_text()
+
+
 def test_help_documents_every_setting(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
@@ -303,6 +322,7 @@ def test_help_documents_every_setting(capsys):
     flags += (
         " --lambda-dis --lambda-schedule --steps --eval-every --save-every --seed --device --resume"
     )
+    flags += " --image-channels --select"
     for flag in flags.split():
         assert flag in text
     assert "paper" in text and "authors" in text and "tiny" in text
@@ -383,6 +403,7 @@ BAD_FLAGS = [
     (["--lambda-schedule", "-1"], "--lambda-schedule must be at least 0"),
     (["--device", "tpu"], "--device 'tpu' is not a device"),
     (["--push-every", "0"], "--push-every must be at least 1"),
+    (["--select", "swap_accuracy"], "--select swap_accuracy needs --classifier"),
 ]
 
 

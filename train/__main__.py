@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +20,13 @@ from train.config import (
     ARCHITECTURE,
     AUTHORS,
     PRESETS,
+    SELECTIONS,
     TrainConfig,
     check_architecture,
     require_at_least,
     training_record,
 )
-from train.data import prepare
+from train.data import as_channels, prepare
 from train.distributed import (
     Processes,
     broadcast_text,
@@ -153,6 +154,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     model.add_argument(
         "--image-size", type=int, help="square image size, a power of two of at least 2**n_layers"
     )
+    model.add_argument(
+        "--image-channels",
+        type=int,
+        choices=[1, 3],
+        help="1 (grayscale) or 3 (RGB) (default: 1 when every image is gray, as digits are)",
+    )
     model.add_argument("--init-fm", type=int, help="channels of the first encoder layer")
     model.add_argument("--max-fm", type=int, help="channel cap (512 in the paper)")
     model.add_argument("--n-layers", type=int, help="encoder/decoder depth")
@@ -234,6 +241,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--classifier",
         type=Path,
         help="a python -m train.classifier folder: each evaluation also measures swap accuracy",
+    )
+    parser.add_argument(
+        "--select",
+        choices=SELECTIONS,
+        help="the model the run folder holds: the evaluation with the best swap_accuracy (the "
+        "default with --classifier) or reconstruction (the default without), or the last; "
+        "the last step's model is then kept in RUN/last/",
     )
 
     hub = parser.add_argument_group("Hugging Face Hub (token from HF_TOKEN or `hf auth login`)")
@@ -471,8 +485,7 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
     }
     model_config = FaderConfig(**model)  # checked now: before any preprocessing
     classifier = Classifier.from_folder(plan.classifier) if plan.classifier else None
-    if classifier is not None:
-        check_classifier(classifier, model_config)
+    plan.train.select_by(classifier is not None)  # an impossible --select is said now
     reloaded = Classifier.from_folder(plan.clf_dis_reload) if plan.clf_dis_reload else None
     if reloaded is not None:
         check_classifier(reloaded, model_config)
@@ -510,6 +523,16 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
     data = prepare(source, model["image_size"], plan.cache_dir, args.workers, plan.align)
     if processes.main:
         wait_for_main(processes)
+    data = as_channels(data, model.get("image_channels"))
+    if "image_channels" not in model:
+        log.info(
+            "Images have %d channel(s): the model reads %s.",
+            data.channels,
+            "grayscale" if data.channels == 1 else "RGB",
+        )
+    model_config = replace(model_config, image_channels=data.channels)
+    if classifier is not None:
+        check_classifier(classifier, model_config)
     if data.skipped:
         log.warning(
             "%d of %d images could not be read and were skipped (see %s/meta.json).",

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fader.model import ALIGN, FaderNetwork, LatentDiscriminator
-from train.data import PreparedData, prepare
+from train.data import PreparedData, as_channels, prepare
 from train.sources import open_source
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -209,4 +209,5 @@ def open_run(
     source = open_source(data_path, labels_path, cache_dir)
     align = model.config.preprocessing == ALIGN
     data = prepare(source, model.config.image_size, cache_dir, align=align)
+    data = as_channels(data, model.config.image_channels)
     return model, discriminator, data.for_model(model.config.attributes, model.config.categories)[0]

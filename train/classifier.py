@@ -22,7 +22,7 @@ from tqdm import tqdm
 from fader.classifier import Classifier, ClassifierConfig
 from fader.pixels import to_model_range
 from train.config import check_image_size, require_at_least
-from train.data import BatchStream, PreparedData, held_out_batches, prepare
+from train.data import BatchStream, PreparedData, as_channels, held_out_batches, prepare
 from train.errors import WRITE_ERRORS, write_failure
 from train.sources import TEST, TRAIN, VALIDATION, open_source, select_attributes
 
@@ -112,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         source = open_source(args.data, args.labels, args.cache_dir)
         attributes = select_attributes(source, args.attrs)
         data = prepare(source, args.image_size, args.cache_dir, args.workers, args.align)
+        data = as_channels(data, None)  # as `python -m train` picks a model's channels
         config = ClassifierConfig(
             attributes=attributes,
             exclusive=source.exclusive,
             image_size=args.image_size,
+            image_channels=data.channels,
             width=args.width,
         )
         classifier = train_classifier(data, config, args.epochs, args.batch_size, args.flip)

@@ -10,15 +10,20 @@ from typing import Any
 
 from fader.environment import user_cache_dir
 
-# The FaderConfig fields a preset and the flags --image-size, --init-fm, --max-fm, --n-layers
-# (and --dec-dropout) set. A resumed run takes its whole FaderConfig from the checkpoint instead.
-ARCHITECTURE = ("image_size", "init_fm", "max_fm", "n_layers", "decoder_dropout")
+# The FaderConfig fields a preset and the flags --image-size, --image-channels, --init-fm,
+# --max-fm, --n-layers (and --dec-dropout) set. A resumed run takes its whole FaderConfig from
+# the checkpoint instead.
+ARCHITECTURE = ("image_size", "image_channels", "init_fm", "max_fm", "n_layers", "decoder_dropout")
 
 NOT_RECORDED = {"recorded": False}
 # The authors' optional settings: recorded only when a run changes them, so the card of a run
 # that uses none of them reads as it did before they existed.
 RECORDED_IF_SET = {"recorded": "if set"}
 SHARED, AUTHORS = "shared", "authors"  # --lat-dis-step: which batch the discriminator trains on
+# --select: the model a run keeps. As the authors' trainer kept `best_accu` (with a classifier)
+# and `best_rec`: a long run can collapse late (their issue #12), and the best model survives it.
+AUTO, SWAP_ACCURACY, RECONSTRUCTION, LAST = "auto", "swap_accuracy", "reconstruction", "last"
+SELECTIONS = (AUTO, SWAP_ACCURACY, RECONSTRUCTION, LAST)
 
 
 @dataclass
@@ -54,6 +59,8 @@ class TrainConfig:
     eval_images: int = field(default=512, metadata=NOT_RECORDED)
     seed: int = 0
     device: str = field(default="auto", metadata=NOT_RECORDED)
+    # which evaluation's model the run folder holds (`select_by`): recorded as `selected_by`
+    select: str = field(default=AUTO, metadata=NOT_RECORDED)
 
     def __post_init__(self) -> None:
         """Refuse, before any work, settings that would crash or train nothing later."""
@@ -89,6 +96,17 @@ class TrainConfig:
             raise ValueError(f"--smooth-label must be in [0, 0.5); got {self.smooth_label}.")
         if self.lat_dis_step not in (SHARED, AUTHORS):
             raise ValueError(f"--lat-dis-step must be {SHARED} or {AUTHORS}.")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"--select must be one of {', '.join(SELECTIONS)}; got {self.select}.")
+
+    def select_by(self, has_classifier: bool) -> str:
+        """The criterion `select` names: `auto` is swap accuracy when a classifier judges the
+        swaps, else reconstruction (lowest validation MSE)."""
+        if self.select == SWAP_ACCURACY and not has_classifier:
+            raise ValueError("--select swap_accuracy needs --classifier: the judge of the swaps.")
+        if self.select == AUTO:
+            return SWAP_ACCURACY if has_classifier else RECONSTRUCTION
+        return self.select
 
     def recorded(self) -> dict[str, Any]:
         """The settings that go into the model's config.json (see the class docstring)."""

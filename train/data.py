@@ -45,6 +45,21 @@ class PreparedData:
     split: np.ndarray  # N int8
     skipped: int
     path: Path
+    # channels a model reads: 1 keeps the first of the cache's three, which grayscale data
+    # (`is_grayscale`) holds three equal copies of
+    channels: int = 3
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """C×S×S of one image as `read_images` returns it."""
+        return (self.channels, *self.images.shape[2:])
+
+    def is_grayscale(self, sample: int = 512) -> bool:
+        """Whether the images (up to `sample` of them, spread over the file) have three equal
+        channels, as grayscale sources decoded to RGB do: such data trains a 1-channel model."""
+        rows = np.unique(np.linspace(0, len(self.images) - 1, min(sample, len(self.images))))
+        rgb = replace(self, channels=3).read_images(rows.astype(np.int64))
+        return bool((rgb[:, 0] == rgb[:, 1]).all() and (rgb[:, 1] == rgb[:, 2]).all())
 
     def indices(self, *splits: int) -> np.ndarray:
         """Rows in any of `splits` (TRAIN, VALIDATION, TEST), in file order."""
@@ -76,7 +91,8 @@ class PreparedData:
         return grouped, int((~usable).sum())
 
     def read_images(self, rows: np.ndarray) -> np.ndarray:
-        """The images at `rows` (B×3×S×S uint8), read from the file rather than the memory map.
+        """The images at `rows` (B×C×S×S uint8, C = `channels`), read from the file rather than
+        the memory map.
 
         Pages touched through a memory map count in the process's RSS, and the kernel maps them
         in folios of up to 2 MB, so reading a few rows at random through `images` grew RSS with
@@ -89,7 +105,17 @@ class PreparedData:
                 offset = self.images.offset + int(row) * row_bytes
                 if os.preadv(file.fileno(), [out[slot]], offset) != row_bytes:
                     raise ValueError(f"{self.images.filename} is truncated: rebuild the cache.")
-        return out
+        return out if self.channels == 3 else np.ascontiguousarray(out[:, : self.channels])
+
+
+def as_channels(data: PreparedData, channels: int | None) -> PreparedData:
+    """The data as a network with `channels` image channels reads it; None picks from the data:
+    1 for grayscale images (digits), else 3, so a grayscale dataset trains a grayscale model."""
+    if channels is None:
+        channels = 1 if data.is_grayscale() else 3
+    if channels not in (1, 3):
+        raise ValueError(f"--image-channels must be 1 (grayscale) or 3 (RGB), not {channels}.")
+    return replace(data, channels=channels)
 
 
 def load_training_image(path: Path | bytes | None, size: int, align: bool) -> np.ndarray | str:
@@ -277,7 +303,7 @@ def resident_images(
     """
     if device.type != "cuda" or not len(indices):
         return None
-    row_bytes = int(np.prod(data.images.shape[1:]))
+    row_bytes = int(np.prod(data.image_shape))
     free, _ = torch.cuda.mem_get_info(device)
     needed = len(indices) * row_bytes
     if needed > free // 2:
@@ -288,7 +314,7 @@ def resident_images(
             free / 1e9,
         )
         return None
-    images = torch.empty((len(indices), *data.images.shape[1:]), dtype=torch.uint8, device=device)
+    images = torch.empty((len(indices), *data.image_shape), dtype=torch.uint8, device=device)
     chunk = max(1, 2**28 // row_bytes)  # 256 MB at a time through pinned memory
     copying = tqdm(
         total=len(indices),
@@ -360,7 +386,7 @@ class BatchStream:
         return positions[self.share], mirrored[self.share]
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 images B×3×S×S (flipped at random) and float 0/1 labels B×A for `step`, on the
+        """uint8 images B×C×S×S (flipped at random) and float 0/1 labels B×A for `step`, on the
         resident images' device, or in host memory."""
         positions, mirrored = self.positions(step)
         rows = self.indices[positions]

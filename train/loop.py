@@ -27,9 +27,17 @@ from train.checkpoint import (
     generator_states,
     load_checkpoint,
     module_state,
+    read_checkpoint_info,
     write_checkpoint,
 )
-from train.config import AUTHORS, TrainConfig, lambda_schedule
+from train.config import (
+    AUTHORS,
+    LAST,
+    RECONSTRUCTION,
+    SWAP_ACCURACY,
+    TrainConfig,
+    lambda_schedule,
+)
 from train.critics import (
     CLASSIFIER,
     PATCH,
@@ -171,14 +179,36 @@ def export_model(model: FaderNetwork, out: Path, grid: torch.Tensor | None) -> N
     write_model_folder(out, model, card, sample_grid=grid)
 
 
-def exported_copy(model: FaderNetwork, checkpoint: dict[str, torch.Tensor]) -> FaderNetwork:
-    """The model as the checkpoint copy holds it (host memory, its config as it is now), for a
-    thread to export while the model itself trains on. Built on the meta device: no weights are
-    initialised only to be replaced."""
+def exported_copy(config: FaderConfig, weights: dict[str, torch.Tensor]) -> FaderNetwork:
+    """A model of `config` holding `weights` (host copies), for a thread to export while the
+    model itself trains on. Built on the meta device: no weights are initialised only to be
+    replaced."""
     with torch.device("meta"):
-        copy = FaderNetwork(deepcopy(model.config))
-    copy.load_state_dict(module_state(checkpoint, "model"), assign=True)
+        copy = FaderNetwork(deepcopy(config))
+    copy.load_state_dict(weights, assign=True)
     return copy.eval()
+
+
+def host_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The module's weights copied to host memory, contiguous (as safetensors writes them)."""
+    return {
+        name: value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
+        for name, value in module.state_dict().items()
+    }
+
+
+# What each --select criterion reads from an evaluation's metrics, and whether higher is better.
+CRITERIA = {SWAP_ACCURACY: ("swap_accuracy", True), RECONSTRUCTION: ("reconstruction_mse", False)}
+LAST_FOLDER = "last"  # RUN/last/: the last step's model, when the run folder holds the best
+
+
+def improves(score: float, best: dict | None, higher_is_better: bool) -> bool:
+    """Whether `score` beats the best so far (a tie keeps the earlier, shorter-trained model)."""
+    if not math.isfinite(score):
+        return False
+    if best is None:
+        return True
+    return score > best["score"] if higher_is_better else score < best["score"]
 
 
 class Trainer:
@@ -226,7 +256,12 @@ class Trainer:
             self.optimizers |= {n: adam(m, config) for n, m in self.critics.networks().items()}
         self.checkpoint = out / CHECKPOINT_NAME
         self.first_step = 0  # the step this process starts at: 0, or the checkpoint's on resume
+        self.select_by = config.select_by(classifier is not None)
+        # the evaluation whose model the run folder holds: {"by", "step", "score"}
+        self.selected: dict | None = None
         if resume:
+            saved = read_checkpoint_info(self.checkpoint)[1].get("selected")
+            self.selected = saved if saved and saved["by"] == self.select_by else None
             self.first_step = load_checkpoint(
                 self.checkpoint, self.modules, self.optimizers, self.device, processes.rank
             )
@@ -367,6 +402,22 @@ class Trainer:
             f", swap accuracy {metrics['swap_accuracy']:.3f}" if "swap_accuracy" in metrics else "",
         )
 
+    def keep_if_best(self, step: int) -> None:
+        """Export the model to the run folder when this evaluation beats every earlier one by
+        the run's criterion (`--select`); its config and card say which step and why."""
+        if self.select_by == LAST:
+            return
+        metric, higher_is_better = CRITERIA[self.select_by]
+        score = self.model_config.metrics.get(metric)
+        if score is None or not improves(score, self.selected, higher_is_better):
+            return
+        self.selected = {"by": self.select_by, "step": step, "score": score}
+        config = deepcopy(self.model_config)
+        config.training |= {"steps_done": step, "selected_by": self.select_by}
+        best = exported_copy(config, host_copy(self.model))
+        log.info("step %d: best %s so far (%.4f), kept in the run folder.", step, metric, score)
+        self.writes.submit(export_model, best, self.out, self.grid)
+
     def save(self, step: int) -> None:
         """Checkpoint (for --resume) and the exported model folder, both written atomically by
         process 0, holding every process's random-generator state (their dropout masks)."""
@@ -384,12 +435,15 @@ class Trainer:
             "fader_config": asdict(self.model_config),
             "train_config": asdict(self.config),
             "run": self.run_info,
+            "selected": self.selected,
         }
         tensors, metadata = checkpoint_contents(
             self.modules, self.optimizers, step, info, rng_states
         )
         self.writes.submit(write_checkpoint, self.checkpoint, tensors, metadata)
-        self.writes.submit(export_model, exported_copy(self.model, tensors), self.out, self.grid)
+        last = exported_copy(self.model_config, module_state(tensors, "model"))
+        folder = self.out if self.select_by == LAST else self.out / LAST_FOLDER
+        self.writes.submit(export_model, last, folder, self.grid)
 
     def push_due(self, step: int) -> bool:
         """`--push-every N`: a commit every N steps; the caller pushes the finished model. The
@@ -459,6 +513,7 @@ class Trainer:
                     writer.add_scalar("train/images_per_second", rate, done)
                 if evaluating and main:
                     self.evaluate(done, writer)
+                    self.keep_if_best(done)
                 pushing = pushing and not stopping
                 if saving or pushing or stopping:  # a pushed model is always a resumable one
                     self.save(done)

@@ -83,6 +83,11 @@ def check_classifier(classifier: Classifier, config: FaderConfig) -> None:
             f"The classifier reads {classifier.config.image_size}² images and the model makes "
             f"{config.image_size}²: train the classifier with --image-size {config.image_size}."
         )
+    if classifier.config.image_channels != config.image_channels:
+        raise ValueError(
+            f"The classifier reads {classifier.config.image_channels}-channel images and the "
+            f"model {config.image_channels}-channel ones: train them on the same data."
+        )
 
 
 def classifier_readings(
