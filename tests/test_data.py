@@ -9,6 +9,7 @@ from PIL import Image
 
 from fader.photo import centre_square
 from tests.builders import CELEBA_ATTRIBUTES, make_celeba, make_class_folders, make_labelled_folder
+from train.__main__ import main as train_main
 from train.data import BatchStream, prepare
 from train.sources import TEST, TRAIN, VALIDATION, open_source, select_attributes
 
@@ -177,3 +178,79 @@ def test_align_option_crops_real_faces_and_skips_photos_without_one(tmp_path: Pa
     assert data.skipped == 1 and data.images.shape == (1, 3, 64, 64)
     expected = np.asarray(align_face(Image.open(source.files[0]), size=64).crop)
     assert np.array_equal(data.images[0].transpose(1, 2, 0), expected)
+
+
+def test_a_class_folder_linked_from_outside_the_data_folder_is_refused(tmp_path: Path):
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    elsewhere = make_class_folders(tmp_path / "private", per_class=2) / "day"
+    (data / "dusk").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"dusk/0\.jpg leads outside --data .*private/day/0\.jpg"):
+        open_source(data)
+
+
+def test_an_image_linked_from_outside_the_data_folder_is_refused(tmp_path: Path):
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    secret = tmp_path / "secret.jpg"
+    secret.write_bytes((data / "day" / "0.jpg").read_bytes())
+    (data / "night" / "zz.jpg").symlink_to(secret)
+    with pytest.raises(ValueError, match=r"night/zz\.jpg leads outside --data .*secret\.jpg"):
+        open_source(data)
+
+
+def test_links_that_stay_inside_the_data_folder_are_read(tmp_path: Path):
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    (data / "day" / "kept").mkdir()
+    (data / "day" / "kept" / "5.jpg").write_bytes((data / "day" / "0.jpg").read_bytes())
+    (data / "day" / "5.jpg").symlink_to(Path("kept") / "5.jpg")
+    source = open_source(data)
+    assert len(source.files) == 7 and data / "day" / "5.jpg" in source.files
+
+
+def test_one_image_in_two_class_folders_by_a_link_is_refused(tmp_path: Path):
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    (data / "night" / "from_day.jpg").symlink_to(data / "day" / "0.jpg")
+    with pytest.raises(
+        ValueError, match=r"day/0\.jpg and .*night/from_day\.jpg are one image.*class folders"
+    ):
+        open_source(data)
+
+
+def test_a_labels_csv_naming_a_link_that_leads_outside_is_refused(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    (tmp_path / "secret.png").write_bytes((folder / "photo_0.png").read_bytes())
+    (folder / "innocent.png").symlink_to(tmp_path / "secret.png")
+    labels.write_text(labels.read_text() + "innocent.png,1,0\n")
+    with pytest.raises(ValueError, match=r"innocent\.png leads outside --data"):
+        open_source(folder, labels)
+
+
+def test_a_labels_csv_listing_one_image_twice_is_refused(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    (folder / "alias.png").symlink_to("photo_1.png")
+    for again in ["photo_1.png", "./photo_1.png", "alias.png"]:
+        labels.write_text(labels.read_text().splitlines()[0] + f"\nphoto_1.png,1,0\n{again},0,1\n")
+        with pytest.raises(ValueError, match=r"photo_1\.png and .* are one image.*Give each"):
+            open_source(folder, labels)
+
+
+def test_python_m_train_refuses_a_csv_listing_one_image_100k_times_before_any_work(
+    tmp_path: Path, capsys
+):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    labels.write_text("file,Smiling\n" + "photo_0.png,1\n" * 100_000)
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["--data", folder, "--labels", labels, "--preset", "tiny", "--steps", "2"]
+    assert train_main([str(a) for a in [*args, "--out", out, "--cache-dir", cache]]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "are one image" in err and "Traceback" not in err
+    assert not out.exists() and not cache.exists(), "nothing decoded, cached or written"
+
+
+def test_python_m_train_refuses_a_class_folder_linked_from_outside(tmp_path: Path, capsys):
+    data = make_class_folders(tmp_path / "daynight", per_class=3)
+    (data / "dusk").symlink_to(make_class_folders(tmp_path / "private", per_class=2) / "day")
+    out = tmp_path / "run"
+    assert train_main(["--data", str(data), "--preset", "tiny", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "dusk/0.jpg leads outside --data" in err
+    assert not out.exists()

@@ -98,9 +98,11 @@ def read_celeba(root: Path) -> Source:
         rows.append([int(v) > 0 for v in fields[1:]])
     images = root / "img_align_celeba"
     partition = read_celeba_partition(root / "list_eval_partition.txt", names)
+    files = [images / name for name in names]
+    check_files_inside(files, root, "list_attr_celeba.txt")
     return Source(
         root=root,
-        files=[images / name for name in names],
+        files=files,
         labels=np.asarray(rows, dtype=np.float32).reshape(len(names), len(attributes)),
         attributes=attributes,
         split=partition if partition is not None else random_split(len(names)),
@@ -144,6 +146,7 @@ def read_labels_csv(data: Path, labels_csv: Path) -> Source:
             f"{labels_csv} names {len(missing)} file(s) not found under {data}, "
             f"e.g. {missing[0].name}. Fix the CSV or add the images."
         )
+    check_files_inside(files, data, str(labels_csv))
     return Source(
         root=data,
         files=files,
@@ -164,6 +167,40 @@ def inside_data(name: str, where: str) -> str:
             "relative to --data, without '..'."
         )
     return name
+
+
+def check_files_inside(files: list[Path], root: Path, listed_by: str) -> None:
+    """Refuse a file that is, or lies in a folder that is, a link leading outside `root`, and
+    a file listed twice (two names or links for one image count as one file).
+
+    A link must not make the trainer read, cache and show in its sample grid any file on the
+    disk, as `inside_data` holds for the names a labels file gives. A file listed twice is
+    refused rather than read once: its copies would weigh twice in training, could land on
+    both sides of the validation split, and may carry different labels, so no single reading
+    is right; and a CSV naming one file a million times must not be decoded a million times.
+    Each folder is resolved once and each file looked at once (an lstat), as CelebA has 200k.
+    """
+    top = root.resolve()
+    folders: dict[Path, Path] = {}
+    seen: dict[Path, Path] = {}
+    for file in files:
+        if file.parent not in folders:
+            folders[file.parent] = file.parent.resolve()
+        real = folders[file.parent] / file.name
+        if real.is_symlink():
+            real = real.resolve()
+        if not real.is_relative_to(top):
+            raise ValueError(
+                f"{file} leads outside --data {root}, to {real}: the trainer reads only files "
+                "inside the data folder. Copy the file in, or point --data at a folder that "
+                "holds it."
+            )
+        if real in seen:
+            raise ValueError(
+                f"{seen[real]} and {file} are one image ({real}), listed twice by {listed_by}. "
+                "Give each image once."
+            )
+        seen[real] = file
 
 
 def parse_flag(value: str | None, path: Path, line_number: int, column: str) -> bool:
@@ -196,6 +233,7 @@ def read_class_folders(data: Path) -> Source:
         for file in image_files(folder):
             files.append(file)
             rows.append(np.eye(len(classes), dtype=np.float32)[index])
+    check_files_inside(files, data, "the class folders")
     return Source(
         root=data,
         files=files,
