@@ -8,7 +8,9 @@ model differ only in the data passed in: their licence (recorded in the config),
 origin, the metric labels, a sample caption and an appendix.
 """
 
+import json
 import re
+import string
 from collections.abc import Mapping, Sequence
 
 from fader.model import FaderConfig
@@ -58,11 +60,13 @@ def model_card(
     order = {name: i for i, name in enumerate(labels)}  # the labels' order, then the rest's
     metrics = sorted(config.metrics.items(), key=lambda item: order.get(item[0], len(order)))
     metric_rows = "\n".join(
-        f"| {labels.get(name, name)} | {value:.4f} |"
+        f"| {labels[name] if name in labels else text(name)} | {value:.4f} |"
         for name, value in metrics
         if isinstance(value, int | float)
     )
-    settings = "\n".join(f"| `{key}` | `{value}` |" for key, value in sorted(training.items()))
+    settings = "\n".join(
+        f"| {cell(code(key))} | {cell(code(value))} |" for key, value in sorted(training.items())
+    )
     if datasets is None:
         datasets = [DATASETS[layout]] if layout in DATASETS else []
     dataset_lines = "".join(f"- {name}\n" for name in datasets)
@@ -71,9 +75,9 @@ def model_card(
     notes_block = f"\n{notes}\n" if notes else ""
     sample = f"![{sample_caption}]({sample_image})\n\n" if sample_image else ""
     attribute_list = "\n".join(
-        f"- `{name}`"
+        f"- {code(name)}"
         + (
-            f": one of {', '.join(f'`{v}`' for v in values)} (a slider group)"
+            f": one of {', '.join(code(v) for v in values)} (a slider group)"
             if (values := config.categories_of(name))
             else ""
         )
@@ -92,7 +96,7 @@ tags:
 - pytorch_model_hub_mixin
 ---
 
-# Fader Network: {", ".join(config.attributes)}
+# Fader Network: {", ".join(text(name) for name in config.attributes)}
 
 A [Fader Network](https://arxiv.org/abs/{PAPER}) (Lample et al., NeurIPS 2017) that edits
 {config.image_size}×{config.image_size} images by sliding these attributes:
@@ -153,12 +157,51 @@ def selection_note(training: Mapping) -> str:
     )
 
 
+# Attribute names come from a dataset's columns or folders, and metric names and settings carry
+# them: they are shown as written, never read as Markdown or HTML.
+ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def one_line(value: object) -> str:
+    """`value` as text with every run of white space, newlines included, made one space."""
+    return " ".join(str(value).split())
+
+
+def text(value: object) -> str:
+    """`value` as Markdown that shows as written: on one line, every ASCII punctuation mark
+    escaped (no emphasis, link, heading or table cell can start), HTML's three as entities."""
+    return "".join(
+        ENTITIES.get(c) or (f"\\{c}" if c in string.punctuation else c) for c in one_line(value)
+    )
+
+
+def code(value: object) -> str:
+    """`value` as an inline code span on one line (HTML inside one shows as text), its fence
+    longer than any run of backticks it holds, as CommonMark allows."""
+    words = one_line(value)
+    fence = "`" * (max((len(run) for run in re.findall("`+", words)), default=0) + 1)
+    pad = " " if words.startswith("`") or words.endswith("`") else ""
+    return f"{fence}{pad}{words}{pad}{fence}"
+
+
+def cell(markdown: str) -> str:
+    """Markdown made safe in a table cell: a `|` would end the cell, even in a code span."""
+    return markdown.replace("|", "\\|")
+
+
 def slider_example(config: FaderConfig) -> str:
     """The card's `slider_channels` argument: the first attribute at 1 (a slider group: its
     second value on)."""
     name = config.attributes[0]
     values = config.categories_of(name)
-    return f'{{"{name}": {{"{values[1]}": 1.0}}}}' if values else f'{{"{name}": 1.0}}'
+    key = python_string(name)
+    return f"{{{key}: {{{python_string(values[1])}: 1.0}}}}" if values else f"{{{key}: 1.0}}"
+
+
+def python_string(name: str) -> str:
+    """`name` as a string literal that Python reads back whatever it holds (JSON's escapes are
+    Python's), so a quote or a newline in it cannot end the card's code."""
+    return json.dumps(name, ensure_ascii=False)
 
 
 def with_model_id(card: str, model_id: str) -> str:

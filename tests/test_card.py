@@ -1,9 +1,13 @@
 """One model card for every kind of model: a trained run, the authors' converted ones, digits."""
 
+import ast
 import json
+import re
+from html import escape
 from pathlib import Path
 
 from huggingface_hub import ModelCard
+from markdown_it import MarkdownIt
 
 from fader.authors.conversion import origin_note
 from fader.card import model_card, with_model_id
@@ -102,3 +106,33 @@ def test_the_hub_mixins_own_card_links_no_code_address_we_cannot_confirm():
     card = str(FaderNetwork(FaderConfig(["day"], image_size=32, n_layers=3)).generate_model_card())
     assert "https://arxiv.org/abs/1706.00409" in card
     assert "github.com" not in card
+
+
+def test_attribute_names_show_as_written_never_as_markdown_or_html():
+    """Names come from a dataset's columns: HTML, a table's `|`, a newline or a quote in one
+    must show as text in the rendered card and leave its lists, tables and code whole."""
+    names = ['say "hi"\n# not a heading', "<script>alert(1)</script>", "a|b", "``tick"]
+    config = FaderConfig(
+        names,
+        training={"layout": "csv", "columns": "a|b\n| forged | row |"},
+        metrics={f"latent_discriminator_accuracy/{name}": 0.5 for name in names},
+    )
+    body = ModelCard(model_card(config)).text
+    html = MarkdownIt("commonmark", {"html": True}).enable("table").render(body)
+    assert "<script>" not in html and html.count("<h1>") == 1
+    shown = [escape(" ".join(name.split())) for name in names]
+    assert re.search(r"<ul>\n(.*?)</ul>", html, re.S)[1] == "".join(
+        f"<li><code>{name}</code></li>\n" for name in shown
+    )
+    for name in shown:
+        assert f"<td>latent_discriminator_accuracy/{name}</td>" in html
+    rows = re.findall(r"<tr>(.*?)</tr>", html, re.S)
+    assert len(rows) == 2 + len(config.metrics) + len(config.training), "no row forged"
+    assert all(row.count("<td>") in (0, 2) for row in rows), "no cell split"
+    code = re.search(r"```python\n(.*?)```", body, re.S)[1]
+    call = next(
+        node
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "slider_channels"
+    )
+    assert ast.literal_eval(call.args[0]) == {names[0]: 1.0}, "the example runs as written"
