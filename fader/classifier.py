@@ -12,14 +12,23 @@ Like the latent discriminator it gives one softmax pair per attribute. Class-fol
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from fader.model import attribute_loss
+from fader.model import (
+    ConfigError,
+    attribute_loss,
+    check_image_size,
+    check_names,
+    check_parameter_count,
+    check_weights_fit,
+    check_whole_numbers,
+    shapes_of,
+)
 from fader.modes import evaluating
 
 WEIGHTS_NAME = "classifier.safetensors"
@@ -34,6 +43,14 @@ class ClassifierConfig:
     image_channels: int = 3
     width: int = 32
     metrics: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Bounded as a model's config is: a classifier ships beside it, from a stranger's repo."""
+        check_whole_numbers(self, ("image_size", "image_channels", "width"))
+        check_image_size(self.image_size)
+        check_names(self.attributes, "attributes")
+        widths = [self.image_channels, *self.channels]
+        check_parameter_count(sum(9 * a * b for a, b in pairwise(widths)), "width")
 
     @property
     def channels(self) -> list[int]:
@@ -98,16 +115,11 @@ class Classifier(nn.Module):
             )
         try:
             config = ClassifierConfig(**json.loads((folder / CONFIG_NAME).read_text()))
-        except (json.JSONDecodeError, TypeError) as error:
+        except (json.JSONDecodeError, TypeError, ConfigError) as error:
             raise ValueError(
                 f"{folder / CONFIG_NAME} is not a classifier config ({error})."
             ) from None
+        check_weights_fit(folder / WEIGHTS_NAME, shapes_of(lambda: cls(config)))
         classifier = cls(config)
-        try:
-            load_model(classifier, str(folder / WEIGHTS_NAME))
-        except SafetensorError as error:
-            raise ValueError(
-                f"{folder / WEIGHTS_NAME} is not a safetensors file ({error}); pickled weights "
-                "are never loaded."
-            ) from None
+        load_model(classifier, str(folder / WEIGHTS_NAME))
         return classifier.eval()

@@ -116,46 +116,24 @@ class FaderConfig:
                 )
         if not 0 <= self.decoder_dropout < 1:
             raise ConfigError(f"decoder_dropout must be in [0, 1); got {self.decoder_dropout}.")
-        parameters = parameter_count(self)
-        if parameters > MAX_PARAMETERS:
-            raise ConfigError(
-                f"This config makes a network of about {parameters / 1e6:,.0f} million "
-                f"parameters; the limit is {MAX_PARAMETERS / 1e6:,.0f} million. Lower init_fm, "
-                "max_fm or the number of attributes."
-            )
+        check_parameter_count(parameter_count(self), "init_fm, max_fm or the attributes")
 
     def _check_sizes(self) -> None:
         """Types and bounds of everything that sizes the network, checked before any of it is
         computed: `2**n_layers` or a 100,000-attribute decoder must never be attempted."""
-        for name in WIDTHS:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
-        if self.image_size > MAX_IMAGE_SIZE:
-            raise ConfigError(
-                f"image_size {self.image_size} is over the limit of {MAX_IMAGE_SIZE} pixels a "
-                "side (the authors' models are 256)."
-            )
+        check_whole_numbers(self, WIDTHS)
+        check_image_size(self.image_size)
         if self.n_layers > math.log2(self.image_size) or self.image_size % 2**self.n_layers:
             raise ConfigError(
                 f"image_size {self.image_size} must be divisible by 2**n_layers "
                 f"(n_layers={self.n_layers}); pick a power of two such as 64, 128 or 256."
             )
-        if not isinstance(self.attributes, list) or len(self.attributes) > MAX_ATTRIBUTES:
-            count = len(self.attributes) if isinstance(self.attributes, list) else "no list"
-            raise ConfigError(
-                f"attributes must be a list of at most {MAX_ATTRIBUTES} names, not {count}."
-            )
-        groups = self.categories.values() if isinstance(self.categories, dict) else [None]
-        if not all(isinstance(values, list) for values in groups):
+        check_names(self.attributes, "attributes")
+        if not isinstance(self.categories, dict):
             raise ConfigError("categories must map an attribute to the list of its values.")
-        for name in [*self.attributes, *(value for values in groups for value in values)]:
-            if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
-                shown = str(name) if len(str(name)) <= 40 else str(name)[:40] + "…"
-                raise ConfigError(
-                    f"Attribute and value names must be text of 1 to {MAX_NAME_LENGTH} "
-                    f"characters; {shown!r} is not."
-                )
+        check_names(list(self.categories), "categories")
+        for name, values in self.categories.items():
+            check_names(values, f"the values of {name}")
 
     @property
     def encoder_channels(self) -> list[int]:
@@ -194,6 +172,48 @@ class FaderConfig:
         if self.detail is not None:
             return float(self.detail)
         return 1.0 if self.aligns_faces else 0.0
+
+
+def check_whole_numbers(config: object, fields: Sequence[str]) -> None:
+    """Each of `config`'s `fields` a whole number of at least 1 (JSON may give text or 1.5)."""
+    for name in fields:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"{name} must be a whole number of at least 1, not {value!r}.")
+
+
+def check_image_size(size: int) -> None:
+    """Bounded because the app makes a size² crop of every photo it is given at once (one of
+    65536² is over 12 GB)."""
+    if size > MAX_IMAGE_SIZE:
+        raise ConfigError(
+            f"image_size {size} is over the limit of {MAX_IMAGE_SIZE} pixels a side (the "
+            "authors' models are 256)."
+        )
+
+
+def check_parameter_count(parameters: int, sized_by: str) -> None:
+    """Refuse a network that would be allocated whole before its weights could be checked;
+    `sized_by` names the settings to lower."""
+    if parameters > MAX_PARAMETERS:
+        raise ConfigError(
+            f"This config makes a network of about {parameters / 1e6:,.0f} million parameters; "
+            f"the limit is {MAX_PARAMETERS / 1e6:,.0f} million. Lower {sized_by}."
+        )
+
+
+def check_names(names: object, what: str) -> None:
+    """`what` is a list of at most MAX_ATTRIBUTES attribute (or value) names, each short text."""
+    if not isinstance(names, list) or len(names) > MAX_ATTRIBUTES:
+        count = len(names) if isinstance(names, list) else "no list"
+        raise ConfigError(f"{what} must be a list of at most {MAX_ATTRIBUTES} names, not {count}.")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_LENGTH:
+            shown = str(name) if len(str(name)) <= 40 else str(name)[:40] + "…"
+            raise ConfigError(
+                f"Attribute and value names must be text of 1 to {MAX_NAME_LENGTH} "
+                f"characters; {shown!r} is not."
+            )
 
 
 def parameter_count(config: FaderConfig) -> int:
@@ -520,7 +540,7 @@ def check_weights_fit(
     except SafetensorError as error:
         raise ValueError(
             f"{weights} is not a safetensors file ({error}); pickled weights are never "
-            "loaded. Re-save the model with safetensors (save_pretrained)."
+            "loaded. Save the weights as safetensors (save_pretrained does)."
         ) from error
     problems = [
         f"{key} is {list(found[key])} in the file but {list(shape)} by the config"

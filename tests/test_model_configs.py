@@ -1,5 +1,6 @@
 """A model's config.json is operator input, and a Hub repo's is a stranger's: every size in it
-is bounded, and the weights file is checked against it, before any network is built.
+is bounded, and the weights file is checked against it, before any network is built; the
+classifier shipped beside a model alike.
 
 Each config is written beside the weights of a small real model, as an edited or hostile repo
 would be; the checks must answer with one plain sentence, never torch's allocation error.
@@ -15,8 +16,9 @@ import torch
 from huggingface_hub import constants
 from safetensors.torch import load_file, save_file
 
-from fader.folder import CONFIG_NAME
-from fader.library import ModelLibrary, load_model
+from fader.classifier import Classifier, ClassifierConfig
+from fader.folder import CLASSIFIER_CONFIG, CONFIG_NAME
+from fader.library import ModelLibrary, load_classifier, load_model
 from fader.model import (
     MAX_PARAMETERS,
     WEIGHTS_NAME,
@@ -66,7 +68,7 @@ def test_a_hundred_thousand_attributes_are_refused_before_the_decoder_is_built(t
         ({"n_layers": 10**9}, "divisible by 2\\*\\*n_layers"),
         ({"init_fm": "8"}, "init_fm must be a whole number"),
         ({"attributes": ["x" * 1_000_000]}, "names must be text of 1 to 100 characters"),
-        ({"categories": {"Smiling": "abc"}}, "categories must map an attribute"),
+        ({"categories": {"Smiling": "abc"}}, "the values of Smiling must be a list"),
     ],
 )
 def test_config_values_that_would_size_the_network_wrongly_are_refused(
@@ -118,3 +120,23 @@ def test_python_app_with_a_hostile_model_folder_exits_2_with_one_line(tmp_path: 
     assert result.returncode == 2
     assert "error: " in result.stderr and "over the limit of 1024 pixels" in result.stderr
     assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"width": 1_000_000}, "limit is 200 million"),
+        ({"image_size": 65536}, "over the limit of 1024 pixels"),
+        ({"attributes": [f"a{i}" for i in range(100_000)]}, "at most 64 names"),
+        ({"attributes": ["day", "night", "dusk"]}, "does not fit its config"),
+    ],
+)
+def test_a_classifier_shipped_beside_a_model_is_bounded_and_checked_alike(
+    tmp_path: Path, changes: dict, message: str
+):
+    folder = Path(save_model(tmp_path / "m", "center", ["day", "night"]))
+    Classifier(ClassifierConfig(["day", "night"], image_size=32)).save(folder)
+    config = json.loads((folder / CLASSIFIER_CONFIG).read_text())
+    (folder / CLASSIFIER_CONFIG).write_text(json.dumps(config | changes))
+    with pytest.raises(ValueError, match=message):
+        load_classifier(str(folder))
