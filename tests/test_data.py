@@ -254,3 +254,14 @@ def test_python_m_train_refuses_a_class_folder_linked_from_outside(tmp_path: Pat
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "dusk/0.jpg leads outside --data" in err
     assert not out.exists()
+
+
+def test_a_csv_with_more_attributes_than_a_model_takes_asks_for_attrs(tmp_path: Path):
+    folder, labels = make_labelled_folder(tmp_path / "photos", n=4)
+    columns = [f"column_{i}" for i in range(70)]
+    rows = [f"photo_{i}.png," + ",".join("1" * 70) for i in range(4)]
+    labels.write_text("\n".join(["file," + ",".join(columns), *rows]) + "\n")
+    source = open_source(folder, labels)
+    with pytest.raises(ValueError, match="70 attributes; a model takes at most 64.*--attrs"):
+        select_attributes(source, None)
+    assert select_attributes(source, ["column_3"]) == ["column_3"]

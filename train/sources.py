@@ -10,6 +10,7 @@ from pathlib import Path, PurePath
 
 import numpy as np
 
+from fader.model import MAX_ATTRIBUTES
 from train.config import default_cache_dir
 from train.hub_datasets import (
     CELEBA_REPO,
@@ -299,6 +300,12 @@ def select_attributes(source: Source, requested: list[str] | None) -> list[str]:
             raise ValueError(
                 "Choose the CelebA attributes to train with --attrs, e.g. --attrs Smiling Male. "
                 f"Valid: {', '.join(source.attributes)}."
+            )
+        if len(source.attributes) > MAX_ATTRIBUTES:
+            raise ValueError(
+                f"{source.root} has {len(source.attributes)} attributes; a model takes at most "
+                f"{MAX_ATTRIBUTES}: choose them with --attrs, e.g. --attrs "
+                f"{' '.join(source.attributes[:2])}."
             )
         return list(source.attributes)
     by_lower = {name.lower(): name for name in source.attributes}
