@@ -13,8 +13,13 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm import tqdm
+
+if TYPE_CHECKING:  # torch loads with these: --help answers without it
+    from fader.attributes import SliderValues
+    from fader.model import FaderConfig
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})  # to fader.video
 
@@ -49,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="PHOTO_OR_FOLDER_OR_VIDEO")
+    parser.add_argument("inputs", nargs="*", type=Path, metavar="PHOTO_OR_FOLDER_OR_VIDEO")
     parser.add_argument(
         "--model",
         required=True,
@@ -61,7 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         nargs="+",
         default=[],
         metavar="ATTRIBUTE=VALUE",
-        help="slider values, e.g. Smiling=1.5 Male=0 (past 0..1 exaggerates)",
+        help="slider values, e.g. Smiling=1.5 Male=0 (past 0..1 exaggerates); an attribute with "
+        "several values takes one by name, e.g. Hair=Blond_Hair",
     )
     parser.add_argument(
         "--sweep",
@@ -75,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="keep photo detail, 0 (the model's output alone) to 1 (all the photo's detail the "
         "model does not rebuild; strong edits then show the old shape through). Default: the "
-        "model's (1 for face models, 0 for whole-image models such as digits). Photos only",
+        "model's (1 for face models, 0 for whole-image models such as digits)",
     )
     parser.add_argument(
         "--faces",
@@ -87,19 +93,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--aligner", default="auto", choices=["auto", "dlib", "face_alignment"], help="landmarks"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    # `--set A=1 photo.png` would take photo.png as a setting: a file named there is an input.
+    named = [word for word in args.set if "=" not in word and Path(word).exists()]
+    args.inputs = [Path(word) for word in named] + args.inputs
+    args.set = [word for word in args.set if word not in named]
+    if not args.inputs:
+        parser.error("name at least one PHOTO_OR_FOLDER_OR_VIDEO to edit")
+    return args
 
 
-def slider_settings(pairs: list[str], attributes: list[str]) -> dict[str, float]:
-    """`["Smiling=1.5", "male=0"]` → {"Smiling": 1.5, "Male": 0.0}, names matched without case."""
+def slider_settings(pairs: list[str], config: "FaderConfig") -> "SliderValues":
+    """`["Smiling=1.5", "male=0", "Hair=Blond_Hair"]` → {"Smiling": 1.5, "Male": 0.0, "Hair":
+    {"Blond_Hair": 1.0, …: 0.0}}: names matched without case; an attribute with several values
+    is set to one of them by name."""
+    attributes = config.attributes
     by_lower = {name.lower(): name for name in attributes}
-    values: dict[str, float] = {}
+    values: SliderValues = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--set {pair!r}: write ATTRIBUTE=VALUE, e.g. Smiling=1.5.")
         if name.lower() not in by_lower:
             raise ValueError(f"--set {pair!r}: the model has no {name!r}; it has {attributes}.")
+        if categories := config.categories_of(by_lower[name.lower()]):
+            chosen = [c for c in categories if c.lower() == text.lower()]
+            if not chosen:
+                raise ValueError(f"--set {pair!r}: {name} is one of {', '.join(categories)}.")
+            values[by_lower[name.lower()]] = {c: float(c == chosen[0]) for c in categories}
+            continue
         try:
             value = float(text)
         except ValueError:
@@ -169,9 +191,9 @@ def run(args: argparse.Namespace) -> Outcome:
         raise ValueError(f"--out {args.out} is a file; name a folder.")
     library = ModelLibrary([args.model], args.aligner)
     editor = library.editor(args.model)
-    values = slider_settings(args.set, editor.attributes)
+    values = slider_settings(args.set, editor.model.config)
     if args.sweep is not None:
-        (sweep,) = slider_settings([f"{args.sweep}=0"], editor.attributes)
+        (sweep,) = slider_settings([f"{args.sweep}=0"], editor.model.config)
         if not 2 <= args.steps <= 32:
             raise ValueError("--steps must be between 2 and 32.")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -185,7 +207,9 @@ def run(args: argparse.Namespace) -> Outcome:
                 if args.sweep is not None:
                     raise ValueError("--sweep writes strips for photos, not videos")
                 target = names(path, ".mp4")
-                frames = FrameEditor(editor.model, values, args.aligner, editor.classifier)
+                frames = FrameEditor(
+                    editor.model, values, args.aligner, editor.classifier, args.detail
+                )
                 frame_bar = tqdm(desc=path.name, unit="frame", leave=False)
 
                 def progress(done: int, total: int, frame_bar: tqdm = frame_bar) -> None:

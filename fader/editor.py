@@ -24,13 +24,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fader.align import AlignedFace, faces_in, largest_face, paste_back, rescaled
+from fader.align import AlignedFace, faces_in, largest_face, rescaled
+from fader.attributes import neutral_values, values_read
 from fader.batching import DecodeBatcher
 from fader.classifier import Classifier
-from fader.model import FaderConfig, FaderNetwork
-from fader.photo import PhotoSource, centre_square, load_photo, paste_centre_square
+from fader.crop_edit import (
+    EncodedCrops,
+    decode_crops,
+    detail_strength,
+    encode_crops,
+    model_input,
+    paste_crops,
+)
+from fader.model import FaderNetwork
+from fader.photo import PhotoSource, centre_square, load_photo
 from fader.photo_store import PhotoStore, StoreLimits
-from fader.pixels import to_images, to_tensor
 
 PREVIEW_SIDE = 768  # live edits paste onto a copy this large; exports use the full photo
 MAX_FACES = 16  # faces prepared per photo, largest first: a crowd must not fill the store
@@ -44,8 +52,7 @@ class PreparedPhoto:
     photo: Image.Image  # upright RGB original, full resolution
     preview: Image.Image  # the photo at most PREVIEW_SIDE on a side, for live edits
     crops: tuple[Image.Image, ...]  # what the model sees, image_size², one per face
-    latents: torch.Tensor  # n×C×h×w, one per crop
-    residuals: torch.Tensor  # n×3×S×S, x − D(z, y₀): the detail the decoder does not rebuild
+    encoded: EncodedCrops  # z per crop, and x − D(z, y₀): the detail the decoder does not rebuild
     faces: tuple[AlignedFace, ...]  # the alignments, for paste-back; () for whole-image models
     preview_faces: tuple[AlignedFace, ...]  # the same alignments on `preview`
     note: str  # what the user should know ("3 faces found: …")
@@ -68,8 +75,8 @@ class PreparedPhoto:
         """Memory held by the pixels and tensors (what the store's budgets count)."""
         images = (self.photo, self.preview, *self.crops)
         pixels = sum(image.width * image.height * len(image.getbands()) for image in images)
-        tensors = (self.latents, self.residuals)
-        return pixels + sum(t.numel() * t.element_size() for t in tensors)
+        tensors = (self.encoded.latents, self.encoded.residuals)
+        return pixels + sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 @dataclass(frozen=True)
@@ -92,18 +99,6 @@ def preview_of(photo: Image.Image) -> Image.Image:
     preview = photo.copy()
     preview.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE), Image.Resampling.LANCZOS)
     return preview
-
-
-def detail_strength(config: FaderConfig, detail: float | None) -> float:
-    """`detail` checked, or the model's default "keep photo detail" when None: one rule for
-    photos (`Editor`) and camera frames (`fader.stream`)."""
-    strength = config.default_detail if detail is None else float(detail)
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(
-            f"Keep photo detail must be between 0 and 1 (0: the model's output alone; 1: all the "
-            f"photo's detail the model does not rebuild), not {detail}."
-        )
-    return strength
 
 
 def content_key(photo: Image.Image) -> str:
@@ -149,20 +144,24 @@ class Editor:
         The same content is encoded once: again in the same session it returns the same id, and
         in another session it reuses the encoding under a new id.
         """
+        return self.load_prepared(image, session)[0]
+
+    def load_prepared(self, image: PhotoSource, session: str = "") -> tuple[str, PreparedPhoto]:
+        """`load`, also returning the prepared photo itself: reading it back by its id could
+        find it already evicted by other sessions' uploads."""
         photo = load_photo(image, min_side=32 if self.aligns_faces else 8)
         key = content_key(photo)
         with self._locks_lock:  # one preparation per content at a time: a page's upload fires
             same_photo = self._preparing.setdefault(key, threading.Lock())  # several events
         with same_photo:
             known = self.photos.find(session, key)
-            if known is not None:
-                return known
-            prepared = self.photos.shared(key) or self._prepare(photo)
-            photo_id = self.photos.add(session, key, prepared)
+            if known is None:
+                prepared = self.photos.shared(key) or self._prepare(photo)
+                known = self.photos.add(session, key, prepared), prepared
         with self._locks_lock:
             if not same_photo.locked():
                 self._preparing.pop(key, None)
-        return photo_id
+        return known
 
     def _prepare(self, photo: Image.Image) -> PreparedPhoto:
         size = self.model.config.image_size
@@ -180,25 +179,13 @@ class Editor:
                 note = f"{len(found)} faces found: all are edited unless some are picked."
         else:
             crops = (centre_square(photo, size),)
-        x = torch.cat([to_tensor(crop) for crop in crops])
-        x = x.contiguous(memory_format=torch.channels_last)
-        start = self.neutral_start()
+        start = neutral_values(self.model.config)
         if self.classifier is not None:
-            read = self.classifier.read(x[:1])[0].tolist()
-            for name, value in zip(self.classifier.config.attributes, read, strict=True):
-                group = self.group_of(name)
-                if name in start:
-                    start[name] = value
-                elif group is not None:
-                    start[group] = dict.fromkeys(start[group], 0.0) | {name: value}
-        with torch.inference_mode():  # every face in one batch, each once
-            latents = self.model.encode(x)
-            y0 = self.model.slider_channels(start, batch_size=len(crops))
-            residuals = x - self.model.decode(latents, y0)
+            read = self.classifier.read(model_input(self.model, crops[:1]))[0].tolist()
+            start = values_read(self.model.config, self.classifier.config.attributes, read)
+        encoded = encode_crops(self.model, crops, start)  # every face in one batch, each once
         preview_faces = tuple(rescaled(face, preview.size) for face in faces)
-        return PreparedPhoto(
-            photo, preview, crops, latents, residuals, faces, preview_faces, note, start
-        )
+        return PreparedPhoto(photo, preview, crops, encoded, faces, preview_faces, note, start)
 
     def face_numbers(self, prepared: PreparedPhoto, faces: Faces = "all") -> list[int]:
         """`faces` as face numbers of `prepared`, largest first; a ValueError saying what to
@@ -224,20 +211,7 @@ class Editor:
         return numbers
 
     def neutral_start(self) -> dict[str, float | dict[str, float]]:
-        """Slider values without a classifier: 0 for a binary attribute, the first value on for
-        an attribute with several (as `FaderNetwork.slider_channels` reads a missing one)."""
-        config = self.model.config
-        return {
-            name: {c: float(i == 0) for i, c in enumerate(categories)}
-            if (categories := config.categories_of(name))
-            else 0.0
-            for name in self.attributes
-        }
-
-    def group_of(self, category: str) -> str | None:
-        """The several-valued attribute whose values include `category`, if any."""
-        groups = self.model.config.categories.items()
-        return next((name for name, values in groups if category in values), None)
+        return neutral_values(self.model.config)
 
     def detail_strength(self, detail: float | None = None) -> float:
         return detail_strength(self.model.config, detail)
@@ -245,6 +219,10 @@ class Editor:
     def _decode_batch(self, latent: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # on whichever request's thread leads the batch
             return self.model.decode(latent, channels)
+
+    def shown(self, image: Image.Image) -> Image.Image:
+        """What a user gets: gray for a grayscale model, whose edits are gray end to end."""
+        return image.convert("L") if self.model.config.image_channels == 1 else image
 
     def photo(self, photo_id: str, session: str = "") -> PreparedPhoto:
         """The session's prepared photo; `PhotoNotLoaded` (a ValueError) for any other id."""
@@ -257,14 +235,11 @@ class Editor:
         faces: list[int],
         detail: float,
     ) -> list[list[Image.Image]]:
-        """For each set of slider values, the edited crop of each of `faces`: one batch."""
-        with torch.inference_mode():
-            y = torch.cat([self.model.slider_channels(values) for values in alphas])
-            y = y.repeat_interleave(len(faces), dim=0)
-            z = prepared.latents[faces].repeat(len(alphas), 1, 1, 1)
-            residuals = prepared.residuals[faces].repeat(len(alphas), 1, 1, 1)
-            crops = to_images(self.decoder.decode(z, y) + detail * residuals)
-        return [crops[i : i + len(faces)] for i in range(0, len(crops), len(faces))]
+        """For each set of slider values, the edited crop of each of `faces`: one batch,
+        shared with concurrent moves (`DecodeBatcher`)."""
+        return decode_crops(
+            self.model, prepared.encoded, alphas, faces, detail, self.decoder.decode
+        )
 
     def decode(
         self,
@@ -280,7 +255,7 @@ class Editor:
         prepared = self.photo(photo_id, session)
         faces = self.face_numbers(prepared, [face])
         rows = self._decode(prepared, alphas, faces, self.detail_strength(detail))
-        return [row[0] for row in rows]
+        return [self.shown(row[0]) for row in rows]
 
     def edit(
         self,
@@ -299,12 +274,10 @@ class Editor:
         numbers = self.face_numbers(prepared, faces)
         (crops,) = self._decode(prepared, [values], numbers, strength)
         photo = prepared.photo if full_resolution else prepared.preview
-        if not prepared.faces:
-            return EditResult(crops, paste_centre_square(photo, crops[0], prepared.crop, strength))
         aligned = prepared.faces if full_resolution else prepared.preview_faces
-        for number, crop in zip(numbers, crops, strict=True):
-            photo = paste_back(photo, crop, aligned[number], strength)
-        return EditResult(crops, photo)
+        faces_edited = [aligned[number] for number in numbers] if aligned else []
+        photo = paste_crops(photo, crops, faces_edited, prepared.crop, strength)
+        return EditResult([self.shown(crop) for crop in crops], self.shown(photo))
 
     def sweep(
         self,
@@ -334,4 +307,4 @@ class Editor:
         for row, number in enumerate(numbers):  # a face at a time: batches stay `steps` small
             for column, (crop,) in enumerate(self._decode(prepared, alphas, [number], strength)):
                 strip.paste(crop, (column * size, row * size))
-        return strip
+        return self.shown(strip)

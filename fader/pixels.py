@@ -20,11 +20,15 @@ def to_pixels(batch: torch.Tensor) -> torch.Tensor:
 
 
 def to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB → 1×3×H×W float in [-1, 1], channels-last (the layout the editor runs in)."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1)[None]
+    """PIL RGB (or L, gray) → 1×3×H×W (1×1×H×W) float in [-1, 1], channels-last (the layout
+    the editor runs in)."""
+    array = np.asarray(image, dtype=np.uint8)
+    pixels = torch.from_numpy(array.reshape(*array.shape[:2], -1).copy()).permute(2, 0, 1)[None]
     return to_model_range(pixels).contiguous(memory_format=torch.channels_last)
 
 
 def to_images(batch: torch.Tensor) -> list[Image.Image]:
-    """B×3×H×W in [-1, 1] → PIL RGB images."""
-    return [Image.fromarray(p.permute(1, 2, 0).numpy()) for p in to_pixels(batch.detach().cpu())]
+    """B×3×H×W (or B×1×H×W, gray) in [-1, 1] → PIL RGB images: photos are RGB everywhere
+    they are pasted, so a grayscale model's output becomes three equal channels."""
+    pixels = to_pixels(batch.detach().cpu()).expand(-1, 3, -1, -1)
+    return [Image.fromarray(p.permute(1, 2, 0).contiguous().numpy()) for p in pixels]

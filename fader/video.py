@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fader.align import AlignedFace, NoFaceFound, aligned_on, faces_in, largest_face, paste_back
+from fader.align import AlignedFace, NoFaceFound, aligned_on, faces_in, largest_face
+from fader.attributes import SliderValues, neutral_values, values_read
 from fader.classifier import Classifier
+from fader.crop_edit import decode_crops, detail_strength, encode_crops, model_input, paste_crops
 from fader.model import FaderNetwork
-from fader.photo import centre_square, paste_centre_square
-from fader.pixels import to_images, to_tensor
+from fader.photo import centre_square
 
 SMOOTHING_SIGMA = 2.0  # frames: steadies the detector's jitter, follows a head turning in ~0.2 s
 QUALITY = {"crf": "18", "preset": "veryfast"}  # visually lossless H.264, fast enough for 2 cores
@@ -67,13 +68,15 @@ class FrameEditor:
     def __init__(
         self,
         model: FaderNetwork,
-        values: Mapping[str, float],
+        values: Mapping[str, float | Mapping[str, float]],
         aligner: str = "auto",
         classifier: Classifier | None = None,
+        detail: float | None = None,
     ):
         self.model, self.values = model.eval(), dict(values)
         self.aligner, self.classifier = aligner, classifier
         self.size = model.config.image_size
+        self.detail = detail_strength(model.config, detail)
 
     def face(self, frame: Image.Image) -> AlignedFace | None:
         """The largest face, aligned, or None when the frame shows none."""
@@ -87,30 +90,30 @@ class FrameEditor:
         if self.classifier is None:
             return None
         with torch.inference_mode():
-            return self.classifier.read(to_tensor(crop))[0].numpy()
+            return self.classifier.read(model_input(self.model, [crop]))[0].numpy()
 
-    def starting_values(self, readings: list[np.ndarray]) -> dict[str, float]:
-        """The classifier's average reading over the video (else 0), overridden by the values
-        asked for: one decoder input for every frame, so the edit does not flicker."""
-        start = dict.fromkeys(self.model.attributes, 0.0)
-        if self.classifier is not None and readings:
-            names = self.classifier.config.attributes
-            mean = np.mean(readings, axis=0).tolist()
-            start |= {n: v for n, v in zip(names, mean, strict=True) if n in start}
-        return start | self.values
+    def starting_values(self, readings: list[np.ndarray]) -> SliderValues:
+        """The classifier's average reading over the video (else neutral): y₀ for every frame,
+        so the edit does not flicker."""
+        if self.classifier is None or not readings:
+            return neutral_values(self.model.config)
+        mean = np.mean(readings, axis=0).tolist()
+        return values_read(self.model.config, self.classifier.config.attributes, mean)
 
-    def edit(self, frame: Image.Image, landmarks: np.ndarray | None, values: dict) -> Image.Image:
+    def edit(
+        self, frame: Image.Image, landmarks: np.ndarray | None, start: SliderValues
+    ) -> Image.Image:
+        """The frame with its face (aligned on the smoothed `landmarks`) or its centre square
+        edited from the starting values `start` to the values asked for."""
+        faces = []
         if self.model.config.aligns_faces:
             if landmarks is None:
                 return frame
-            face = aligned_on(frame, landmarks, self.size, self.aligner)
-            return paste_back(frame, self.decode(face.crop, values), face)
-        return paste_centre_square(frame, self.decode(centre_square(frame, self.size), values))
-
-    def decode(self, crop: Image.Image, values: dict) -> Image.Image:
-        with torch.inference_mode():
-            z = self.model.encode(to_tensor(crop))
-            return to_images(self.model.decode(z, self.model.slider_channels(values)))[0]
+            faces = [aligned_on(frame, landmarks, self.size, self.aligner)]
+        crop = faces[0].crop if faces else centre_square(frame, self.size)
+        encoded = encode_crops(self.model, [crop], start if self.detail else None)
+        ((edited,),) = decode_crops(self.model, encoded, [start | self.values], [0], self.detail)
+        return paste_crops(frame, [edited], faces, crop, self.detail)
 
 
 def edit_video(
@@ -147,9 +150,9 @@ def edit_video(
     if not track:
         raise ValueError(f"{source.name} holds no frames.")
     smoothed = smooth_landmarks(track)
-    values = editor.starting_values(readings)
+    start = editor.starting_values(readings)
     try:
-        frames = _write_edited(source, target, editor, smoothed, values, progress, total)
+        frames = _write_edited(source, target, editor, smoothed, start, progress, total)
     except av.FFmpegError as error:
         raise ValueError(f"{source.name} could not be re-encoded ({error}).") from None
     edited = sum(m is not None for m in smoothed) if aligns else len(smoothed)
@@ -161,7 +164,7 @@ def _write_edited(
     target: Path,
     editor: FrameEditor,
     smoothed: list[np.ndarray | None],
-    values: dict[str, float],
+    start: SliderValues,
     progress: Callable[[int, int], None],
     total: int,
 ) -> int:
@@ -185,7 +188,7 @@ def _write_edited(
             for frame in packet.decode():
                 if index >= len(smoothed):
                     break
-                edited = editor.edit(frame.to_image(), smoothed[index], values)
+                edited = editor.edit(frame.to_image(), smoothed[index], start)
                 out_frame = av.VideoFrame.from_image(edited)
                 out_frame.pts, out_frame.time_base = index, 1 / rate
                 output.mux(video_out.encode(out_frame))

@@ -216,7 +216,7 @@ def test_a_photo_belongs_to_the_session_that_loaded_it():
     for thief, stolen in (("bob", alice), ("alice", bob), ("", alice)):
         with pytest.raises(ValueError, match="upload it again"):
             editor.edit(stolen, {}, session=thief)
-    assert editor.photo(alice, "alice").latents is editor.photo(bob, "bob").latents
+    assert editor.photo(alice, "alice").encoded.latents is editor.photo(bob, "bob").encoded.latents
 
 
 def test_load_a_then_b_then_edit_a_edits_a():
@@ -345,7 +345,7 @@ def test_every_face_of_a_group_photo_is_encoded_once_in_one_batch(tmp_path: Path
     editor.model.encoder.register_forward_hook(lambda _, inputs, __: batches.append(len(inputs[0])))
     prepared = editor.photo(editor.load(group_photo()))
     assert batches == [2], "both faces, one encoder batch"
-    assert len(prepared.crops) == len(prepared.faces) == 2 and len(prepared.latents) == 2
+    assert len(prepared.crops) == len(prepared.faces) == 2 and len(prepared.encoded.latents) == 2
     assert prepared.faces[0].box[0] > 600, "face 0 is the largest: Grace Hopper's"
     assert prepared.face is prepared.faces[0] and prepared.crop is prepared.crops[0]
     assert "2 faces found" in prepared.note

@@ -1,0 +1,44 @@
+"""A model's sliders as values: where they start, before and after a classifier reads a photo.
+
+An attribute is binary (one value, 0 absent … 1 present) or has several values (a group: one
+value per category, e.g. Hair = Black, Blond, Brown). Slider values are a dict of either kind:
+`{"Smiling": 1.0, "Hair": {"Blond_Hair": 1.0, "Black_Hair": 0.0}}`, as
+`FaderNetwork.slider_channels` reads them. Every surface that starts sliders (the editor, the
+video editor, the webcam) reads these two functions, so they start alike.
+"""
+
+from collections.abc import Sequence
+
+from fader.model import FaderConfig
+
+SliderValues = dict[str, float | dict[str, float]]
+
+
+def neutral_values(config: FaderConfig) -> SliderValues:
+    """Slider values without a classifier: 0 for a binary attribute, the first value on for
+    an attribute with several (as `FaderNetwork.slider_channels` reads a missing one)."""
+    return {
+        name: {c: float(i == 0) for i, c in enumerate(categories)}
+        if (categories := config.categories_of(name))
+        else 0.0
+        for name in config.attributes
+    }
+
+
+def group_of(config: FaderConfig, category: str) -> str | None:
+    """The several-valued attribute whose values include `category`, if any."""
+    return next((name for name, values in config.categories.items() if category in values), None)
+
+
+def values_read(config: FaderConfig, names: Sequence[str], read: Sequence[float]) -> SliderValues:
+    """Slider values from a classifier's reading (`read[i]` of the classifier's attribute
+    `names[i]`): a binary attribute takes its reading, a group the value read as on; an
+    attribute the classifier does not read stays neutral."""
+    start = neutral_values(config)
+    for name, value in zip(names, read, strict=True):
+        group = group_of(config, name)
+        if name in start:
+            start[name] = value
+        elif group is not None:
+            start[group] = dict.fromkeys(start[group], 0.0) | {name: value}
+    return start
