@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fader.align import AlignedFace, faces_in, largest_face, rescaled
 from fader.attributes import neutral_values, values_read
@@ -37,11 +37,15 @@ from fader.crop_edit import (
     paste_crops,
 )
 from fader.model import FaderNetwork
-from fader.photo import PhotoSource, centre_square, load_photo
+from fader.photo import PhotoSource, background_of, centre_square, load_photo
 from fader.photo_store import PhotoStore, StoreLimits
 
 PREVIEW_SIDE = 768  # live edits paste onto a copy this large; exports use the full photo
 MAX_FACES = 16  # faces prepared per photo, largest first: a crowd must not fill the store
+INVERTED_NOTE = (
+    "This model was trained on pictures with a {} background: the photo is edited inverted "
+    "and shown inverted back."
+)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,9 @@ class PreparedPhoto:
     # what the classifier reads from the largest face, else neutral; a slider group's values
     # as a dict of its categories
     slider_start: dict[str, float | dict[str, float]]
+    # whether the photo was inverted for the model (dark on light for a model trained on light
+    # on dark): every edit is inverted back before it is shown
+    inverted: bool = False
 
     @property
     def crop(self) -> Image.Image:
@@ -165,9 +172,11 @@ class Editor:
 
     def _prepare(self, photo: Image.Image) -> PreparedPhoto:
         size = self.model.config.image_size
+        inverted = self.inverts(photo)
+        note = INVERTED_NOTE.format(self.model.config.background) if inverted else ""
+        photo = ImageOps.invert(photo) if inverted else photo
         preview = preview_of(photo)
         faces: tuple[AlignedFace, ...] = ()
-        note = ""
         if self.aligns_faces:
             found = faces_in(photo, size, self.aligner)
             largest_face(found)  # a clear NoFaceFound when there is none
@@ -185,7 +194,9 @@ class Editor:
             start = values_read(self.model.config, self.classifier.config.attributes, read)
         encoded = encode_crops(self.model, crops, start)  # every face in one batch, each once
         preview_faces = tuple(rescaled(face, preview.size) for face in faces)
-        return PreparedPhoto(photo, preview, crops, encoded, faces, preview_faces, note, start)
+        return PreparedPhoto(
+            photo, preview, crops, encoded, faces, preview_faces, note, start, inverted
+        )
 
     def face_numbers(self, prepared: PreparedPhoto, faces: Faces = "all") -> list[int]:
         """`faces` as face numbers of `prepared`, largest first; a ValueError saying what to
@@ -220,9 +231,21 @@ class Editor:
         with torch.inference_mode():  # on whichever request's thread leads the batch
             return self.model.decode(latent, channels)
 
-    def shown(self, image: Image.Image) -> Image.Image:
-        """What a user gets: gray for a grayscale model, whose edits are gray end to end."""
-        return image.convert("L") if self.model.config.image_channels == 1 else image
+    def shown(self, image: Image.Image, prepared: PreparedPhoto) -> Image.Image:
+        """What a user gets: gray for a grayscale model, whose edits are gray end to end, and
+        inverted back if the photo was inverted for the model."""
+        image = image.convert("L") if self.model.config.image_channels == 1 else image
+        return ImageOps.invert(image) if prepared.inverted else image
+
+    def inverts(self, photo: Image.Image) -> bool:
+        """Whether `photo` has the other background than the model's training images (a dark
+        digit on paper for a model of light digits on black), so it is edited inverted."""
+        background = self.model.config.background
+        return (
+            not self.aligns_faces
+            and background is not None
+            and (background_of(photo) != background)
+        )
 
     def photo(self, photo_id: str, session: str = "") -> PreparedPhoto:
         """The session's prepared photo; `PhotoNotLoaded` (a ValueError) for any other id."""
@@ -255,7 +278,7 @@ class Editor:
         prepared = self.photo(photo_id, session)
         faces = self.face_numbers(prepared, [face])
         rows = self._decode(prepared, alphas, faces, self.detail_strength(detail))
-        return [self.shown(row[0]) for row in rows]
+        return [self.shown(row[0], prepared) for row in rows]
 
     def edit(
         self,
@@ -277,7 +300,8 @@ class Editor:
         aligned = prepared.faces if full_resolution else prepared.preview_faces
         faces_edited = [aligned[number] for number in numbers] if aligned else []
         photo = paste_crops(photo, crops, faces_edited, prepared.crop, strength)
-        return EditResult([self.shown(crop) for crop in crops], self.shown(photo))
+        shown = [self.shown(crop, prepared) for crop in crops]
+        return EditResult(shown, self.shown(photo, prepared))
 
     def sweep(
         self,
@@ -307,4 +331,4 @@ class Editor:
         for row, number in enumerate(numbers):  # a face at a time: batches stay `steps` small
             for column, (crop,) in enumerate(self._decode(prepared, alphas, [number], strength)):
                 strip.paste(crop, (column * size, row * size))
-        return self.shown(strip)
+        return self.shown(strip, prepared)

@@ -48,6 +48,8 @@ CELEBA = "celeba"  # an aligned CelebA frame (178×218): its centre square, resi
 ALIGN = "align"  # any photo: the face found and aligned onto CelebA's template
 CENTER = "center"  # any image: its centre square, resized
 PREPROCESSING = (CELEBA, ALIGN, CENTER)
+DARK, LIGHT = "dark", "light"
+BACKGROUNDS = (None, DARK, LIGHT)
 
 # A model's config may come from a stranger's Hub repo: it is bounded before anything is built.
 MAX_IMAGE_SIZE = 1024
@@ -85,6 +87,9 @@ class FaderConfig:
     categories: dict[str, list[str]] = field(default_factory=dict)
     # Dropout on the decoder's three innermost layers in training (the authors' --dec_dropout).
     decoder_dropout: float = 0.0
+    # The background the training images had, "dark" (MNIST: light strokes on black) or "light";
+    # None: any. The editor inverts a whole-image photo whose background is the other one.
+    background: str | None = None
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -114,6 +119,8 @@ class FaderConfig:
                     "must be one of the attributes and have three or more distinct values (with "
                     "two it is a binary attribute)."
                 )
+        if self.background not in BACKGROUNDS:
+            raise ConfigError(f"background must be one of {BACKGROUNDS}; got {self.background!r}.")
         if not 0 <= self.decoder_dropout < 1:
             raise ConfigError(f"decoder_dropout must be in [0, 1); got {self.decoder_dropout}.")
         check_parameter_count(parameter_count(self), "init_fm, max_fm or the attributes")

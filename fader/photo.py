@@ -136,6 +136,15 @@ def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
     return np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8)
 
 
+def background_of(image: Image.Image) -> str:
+    """"dark" or "light": the median brightness of the centre square's edge, where a picture of
+    one thing on a plain ground (a digit on paper, or on a screen) shows its ground."""
+    left, top, right, bottom = centre_square_box(image.size)
+    gray = np.asarray(image.convert("L").crop((left, top, right, bottom)))
+    edge = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    return "light" if np.median(edge) > 127 else "dark"
+
+
 def centre_square_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The largest centred square of a width×height image, as a PIL box."""
     width, height = size

@@ -2,15 +2,17 @@
 video editor and the webcam stream edit a crop alike, for an attribute with several values and
 for a grayscale model whose edits stay gray."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from fader.edit import main as edit_main
+from fader.editor import Editor
 from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
 from fader.stream import FaceStream
@@ -102,3 +104,25 @@ def test_a_photo_named_after_set_is_edited_not_taken_for_a_value(
     args = ["--model", str(model_folder), "--set", "Bold=1", str(photo)]
     assert edit_main([*args, "--out", str(tmp_path)]) == 0
     assert (tmp_path / "digit.png").is_file()
+
+
+def test_a_photo_with_the_other_background_is_edited_inverted_and_shown_inverted_back(
+    model_folder: Path, tmp_path: Path
+):
+    """A model of light digits on black given a dark digit on paper: the editor edits the
+    photo inverted (as the model saw its digits) and inverts every result back."""
+    paper = np.full((40, 40), 235, np.uint8)
+    paper[10:30, 17:23] = 20  # a dark stroke on white
+    photo = Image.fromarray(paper).convert("RGB")
+    model = FaderNetwork.from_pretrained(model_folder)
+    on_black = Editor(FaderNetwork(replace(model.config, background="dark")))
+    on_black.model.load_state_dict(model.state_dict())
+    any_ground = Editor(model)
+    photo_id = on_black.load(photo)
+    assert "dark background" in on_black.photo(photo_id).note
+    inverted_id = any_ground.load(ImageOps.invert(photo))
+    edited = on_black.edit(photo_id, EDIT, full_resolution=True).photo
+    expected = any_ground.edit(inverted_id, EDIT, full_resolution=True).photo
+    assert np.array_equal(np.asarray(edited), 255 - np.asarray(expected))
+    night = on_black.load(ImageOps.invert(photo))  # already light on dark: left as it is
+    assert not on_black.photo(night).inverted and on_black.photo(night).note == ""

@@ -10,8 +10,10 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from fader.model import FaderConfig, FaderNetwork, LatentDiscriminator
@@ -310,6 +312,24 @@ def test_grayscale_data_trains_a_one_channel_model_unless_a_flag_says_otherwise(
     }
     assert channels == {"gray": 1, "rgb": 3, "c": 3}
     assert "Images have 1 channel(s)" in (tmp_path / "gray" / "train.log").read_text()
+
+
+def test_a_run_records_the_background_its_pictures_share(tmp_path: Path):
+    """Light strokes on black (as MNIST's) make a "dark" model, which the app then knows to
+    feed inverted photos of dark ink on paper; pictures of both kinds record none."""
+    strokes = tmp_path / "strokes"
+    for name, column in (("left", 4), ("right", 20)):
+        (strokes / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.zeros((32, 32), np.uint8)
+            pixels[6 + i : 22 + i // 2, column : column + 6] = 250
+            Image.fromarray(pixels).save(strokes / name / f"{i}.png")
+    mixed = make_class_folders(tmp_path / "daynight")  # bright days and dark nights
+    common = ["--preset", "tiny", "--steps", 2, "--cache-dir", tmp_path / "cache", "--workers", 1]
+    assert run_cli("--data", strokes, "--out", tmp_path / "dark", *common) == 0
+    assert run_cli("--data", mixed, "--out", tmp_path / "mixed", *common) == 0
+    assert FaderNetwork.from_pretrained(tmp_path / "dark").config.background == "dark"
+    assert FaderNetwork.from_pretrained(tmp_path / "mixed").config.background is None
 
 
 def test_help_documents_every_setting(capsys):

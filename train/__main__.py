@@ -530,7 +530,8 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
             data.channels,
             "grayscale" if data.channels == 1 else "RGB",
         )
-    model_config = replace(model_config, image_channels=data.channels)
+    background = model.get("background", None if plan.align else data.background())
+    model_config = replace(model_config, image_channels=data.channels, background=background)
     if classifier is not None:
         check_classifier(classifier, model_config)
     if data.skipped:

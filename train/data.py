@@ -61,6 +61,16 @@ class PreparedData:
         rgb = replace(self, channels=3).read_images(rows.astype(np.int64))
         return bool((rgb[:, 0] == rgb[:, 1]).all() and (rgb[:, 1] == rgb[:, 2]).all())
 
+    def background(self, sample: int = 512) -> str | None:
+        """ "dark" or "light" when the images' edges (up to `sample` images, spread over the
+        file) are mostly one or the other, as digits on black are; None for photos. The app
+        then inverts a picture with the other background (a digit drawn on paper)."""
+        rows = np.unique(np.linspace(0, len(self.images) - 1, min(sample, len(self.images))))
+        images = self.read_images(rows.astype(np.int64)).astype(np.float32).mean(1)
+        edges = np.concatenate([images[:, 0], images[:, -1], images[:, :, 0], images[:, :, -1]], 1)
+        median = float(np.median(edges))
+        return "dark" if median < 64 else "light" if median > 191 else None
+
     def indices(self, *splits: int) -> np.ndarray:
         """Rows in any of `splits` (TRAIN, VALIDATION, TEST), in file order."""
         return np.flatnonzero(np.isin(self.split, splits))
