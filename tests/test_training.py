@@ -393,10 +393,12 @@ def test_a_resumed_run_keeps_its_whole_model_config_and_refuses_a_new_architectu
     # the authors' options are recorded only when a run sets them (their own test below)
     authors_options = {"n_ptc_dis", "lambda_ptc_dis", "smooth_label", "n_clf_dis"}
     authors_options |= {"lambda_clf_dis", "lat_dis_step"}
-    not_recorded = {"log_every", "eval_every", "save_every", "eval_images", "device"}
+    # how the run was watched; `select` is recorded as the kept model's `selected_by`
+    not_recorded = {"log_every", "eval_every", "save_every", "eval_images", "device", "select"}
     assert recorded == set(asdict(TrainConfig())) - not_recorded - authors_options
     assert after.training.keys() == recorded | {
-        "preset", "layout", "skipped_images", "train_images", "processes", "steps_done"
+        "preset", "layout", "skipped_images", "train_images", "processes", "steps_done",
+        "selected_by",
     }  # fmt: skip
     assert after.training["processes"] == 1
     assert after.training["lr"] == 1e-3 and after.training["steps_done"] == 6

@@ -581,6 +581,7 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
         classifier,
         reloaded,
         processes,
+        device,
     )
     trainer.fit()
     log.info(

@@ -227,6 +227,7 @@ class Trainer:
         classifier: Classifier | None = None,
         classifier_discriminator: Classifier | None = None,
         processes: Processes = ONE_PROCESS,
+        device: torch.device | None = None,
     ):
         """Build the networks, or restore them from `out`'s checkpoint when resuming.
 
@@ -240,7 +241,8 @@ class Trainer:
         """
         self.config, self.data, self.out, self.run_info = config, data, out, run_info or {}
         self.push, self.push_every, self.processes = push, push_every, processes
-        self.device = resolve_device(config.device, processes)
+        # `python -m train` resolves the device once, before preprocessing, and passes it
+        self.device = device or resolve_device(config.device, processes)
         self.classifier = classifier.to(self.device) if classifier is not None else None
         torch.manual_seed(config.seed)
         self.model = training_layout(FaderNetwork(model_config), self.device)
@@ -442,8 +444,11 @@ class Trainer:
         )
         self.writes.submit(write_checkpoint, self.checkpoint, tensors, metadata)
         last = exported_copy(self.model_config, module_state(tensors, "model"))
-        folder = self.out if self.select_by == LAST else self.out / LAST_FOLDER
-        self.writes.submit(export_model, last, folder, self.grid)
+        folders = [] if self.select_by == LAST else [self.out / LAST_FOLDER]
+        if self.select_by == LAST or self.selected is None:  # before any evaluation the last
+            folders.append(self.out)  # is the only model: the run folder always holds one
+        for folder in folders:
+            self.writes.submit(export_model, last, folder, self.grid)
 
     def push_due(self, step: int) -> bool:
         """`--push-every N`: a commit every N steps; the caller pushes the finished model. The
