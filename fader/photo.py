@@ -7,6 +7,8 @@ this module can then assume an upright RGB image of sane size.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import os
 from typing import IO
@@ -21,6 +23,14 @@ decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself; other formats are r
 MIN_SIDE = 32
 """Below this a face cannot hold enough pixels to align or edit."""
 
+MAX_BYTES = 25 * 2**20
+"""Largest file read from any route (a file, bytes, a `data:` URL): checked from its length
+before anything is read or decoded. A JPEG of a few MB is plenty for a photo."""
+
+MAX_FRAME_SIDE = 1920
+"""Camera frames are shrunk to this many pixels on their longer side before any face work:
+more costs detection time and memory without a better edit."""
+
 PhotoSource = (
     str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image | np.ndarray
 )
@@ -31,12 +41,18 @@ class BadPhoto(ValueError):
 
 
 def load_photo(
-    source: PhotoSource, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE
+    source: PhotoSource,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    max_bytes: int = MAX_BYTES,
 ) -> Image.Image:
     """Return `source` as an upright 8-bit RGB image (transparency composited on white).
 
-    `min_side` guards face photos; models of small images (digits) pass a smaller one.
+    `min_side` guards face photos; models of small images (digits) pass a smaller one. A file
+    or bytes over `max_bytes` are refused by their length, pixels over `max_pixels` from the
+    header: nothing is decoded first.
     """
+    check_size(source, max_bytes)
     image = _open(source)
     if image.width * image.height > max_pixels:
         _shrink_while_decoding(image, max_pixels)
@@ -47,13 +63,54 @@ def load_photo(
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise BadPhoto("The image is damaged or cut short; try saving it again.") from error
     image = _upright(image)
-    rgb = _to_rgb(image)
+    rgb = _to_rgb(image, owned=not isinstance(source, Image.Image | np.ndarray))
     if min(rgb.size) < min_side:
         raise BadPhoto(
             f"The image is {rgb.width}×{rgb.height} pixels: too small to hold a face. "
             f"Use a photo at least {min_side} pixels on each side (256 or more works best)."
         )
     return rgb
+
+
+def load_frame(source: PhotoSource, max_side: int = MAX_FRAME_SIDE) -> np.ndarray:
+    """A camera frame through the same gate as a photo, as H×W×3 uint8 RGB at most `max_side`
+    pixels on its longer side."""
+    frame = load_photo(source)
+    if max(frame.size) > max_side:
+        frame = ImageOps.contain(frame, (max_side, max_side), Image.Resampling.BILINEAR)
+    return np.asarray(frame)
+
+
+def check_size(source: PhotoSource, max_bytes: int = MAX_BYTES) -> None:
+    """Refuse a file or bytes longer than `max_bytes` by its length alone."""
+    if isinstance(source, str | os.PathLike) and os.path.isfile(source):
+        size = os.path.getsize(source)
+    elif isinstance(source, bytes | bytearray | memoryview):
+        size = len(source)
+    else:
+        return  # already in memory, or a stream whose length is unknown
+    if size > max_bytes:
+        raise BadPhoto(too_big_message(size, max_bytes))
+
+
+def too_big_message(size: int, max_bytes: int = MAX_BYTES) -> str:
+    return (
+        f"This file is {size / 2**20:.0f} MB; photos up to {max_bytes // 2**20} MB are "
+        "accepted. Save it smaller (a JPEG of a few MB is plenty) and try again."
+    )
+
+
+def bytes_from_data_url(url: str, max_bytes: int = MAX_BYTES) -> bytes:
+    """A base64 `data:` URL's bytes, in memory, refused by its length before it is decoded."""
+    header, _, payload = url.partition(",")
+    if not header.endswith(";base64"):
+        raise BadPhoto("Send the photo as a base64 data: URL or as an uploaded file.")
+    if len(payload) * 3 // 4 > max_bytes:
+        raise BadPhoto(too_big_message(len(payload) * 3 // 4, max_bytes))
+    try:
+        return base64.b64decode(payload, validate=True)
+    except binascii.Error:
+        raise BadPhoto("This data: URL is not valid base64.") from None
 
 
 def _open(source: PhotoSource) -> Image.Image:
@@ -113,13 +170,17 @@ def _upright(image: Image.Image) -> Image.Image:
         return image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, owned: bool = False) -> Image.Image:
+    """`image` in RGB; an `owned` one (decoded here: no caller holds its pixels) that is RGB
+    already is returned as it is rather than copied (36 MB at 12 megapixels)."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         return Image.fromarray(_high_depth_to_uint8(image)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
+    if owned and image.mode == "RGB":
+        return image
     try:
         return image.convert("RGB")
     except ValueError as error:
@@ -137,7 +198,7 @@ def _high_depth_to_uint8(image: Image.Image) -> np.ndarray:
 
 
 def background_of(image: Image.Image) -> str:
-    """"dark" or "light": the median brightness of the centre square's edge, where a picture of
+    """ "dark" or "light": the median brightness of the centre square's edge, where a picture of
     one thing on a plain ground (a digit on paper, or on a screen) shows its ground."""
     left, top, right, bottom = centre_square_box(image.size)
     gray = np.asarray(image.convert("L").crop((left, top, right, bottom)))

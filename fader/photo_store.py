@@ -5,15 +5,19 @@ may use, so a leaked or guessed id is worth nothing to another session. Two sess
 the same photo (everyone clicking one example) share the encoder's work behind the scenes — one
 prepared value, counted once in memory — but each gets its own id.
 
-Memory is shared fairly: a session past its own budget loses its own oldest photos, and when the
-whole store is over budget the session holding the most bytes loses its oldest first, so one
-heavy user cannot push everyone else's photos out. The newest photo of a session is never
-evicted by that session's own budget, so a single large photo still works.
+Memory is shared fairly, and a burst of visitors cannot flush the store. A session past its own
+budget loses its own oldest photos. When the whole store is over a limit, sessions that have
+never used a photo (uploaded, never edited: what a flood of uploads is made of) lose theirs
+first; among those, or among the used ones once none is left, the least recently used session
+goes first, and over the byte budget the heaviest. The newest photo of a session is never
+evicted by that session's own budget, so a single large photo still works; a photo nobody has
+touched for `StoreLimits.idle_seconds` is freed.
 """
 
 import itertools
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -31,12 +35,18 @@ Prepared = TypeVar("Prepared", bound=HasSize)
 class StoreLimits:
     """Full-resolution photos are kept for the export: one 50-megapixel photo holds ~160 MB with
     its preview, so a session's budget fits one such photo, and the store's fits three sessions
-    of them while staying well inside a 2 GB Space."""
+    of them. What the whole process needs beside them is measured in BENCHMARKS.md and
+    `bench/hostile.py`."""
 
     photos: int = 64
     bytes: int = 768 * 2**20
     photos_per_session: int = 8
     bytes_per_session: int = 192 * 2**20
+    idle_seconds: float = 1800.0
+
+
+ID_CHARS = 24
+"""Characters of a photo id (18 random bytes, URL-safe base64): what an input slot may carry."""
 
 
 class PhotoNotLoaded(ValueError):
@@ -52,10 +62,12 @@ class _Entry(Generic[Prepared]):
     content: str
     value: Prepared
     loaded: int  # when the session last loaded it (`find` or `add`), in load order
+    touched: float  # when it was last loaded or read (time.monotonic)
+    used: bool = False  # read back after it was added (an edit, an export)
 
 
 class PhotoStore(Generic[Prepared]):
-    """Thread-safe LRU of prepared photos keyed by (session, photo id)."""
+    """Thread-safe store of prepared photos keyed by (session, photo id)."""
 
     def __init__(self, limits: StoreLimits | None = None):
         self.limits = limits or StoreLimits()
@@ -63,14 +75,14 @@ class PhotoStore(Generic[Prepared]):
         self._loads = itertools.count()
         self._lock = threading.Lock()
 
-    def find(self, session: str, content: str) -> str | None:
-        """The id this session already has for this content (refreshed), or None."""
+    def find(self, session: str, content: str) -> tuple[str, Prepared] | None:
+        """The id and value this session already has for this content (refreshed), or None."""
         with self._lock:
             for photo_id, entry in self._entries.items():
                 if entry.session == session and entry.content == content:
                     self._entries.move_to_end(photo_id)
-                    entry.loaded = next(self._loads)
-                    return photo_id
+                    entry.loaded, entry.touched = next(self._loads), time.monotonic()
+                    return photo_id, entry.value
         return None
 
     def shared(self, content: str) -> Prepared | None:
@@ -80,9 +92,10 @@ class PhotoStore(Generic[Prepared]):
 
     def add(self, session: str, content: str, value: Prepared) -> str:
         """Keep `value` for `session`; return its new id. Evicts as the limits require."""
-        photo_id = secrets.token_urlsafe(18)
+        photo_id = secrets.token_urlsafe(ID_CHARS * 3 // 4)
         with self._lock:
-            self._entries[photo_id] = _Entry(session, content, value, next(self._loads))
+            entry = _Entry(session, content, value, next(self._loads), time.monotonic())
+            self._entries[photo_id] = entry
             self._evict(session, keep=photo_id)
         return photo_id
 
@@ -92,6 +105,7 @@ class PhotoStore(Generic[Prepared]):
             if entry is None or entry.session != session:
                 raise PhotoNotLoaded()
             self._entries.move_to_end(photo_id)
+            entry.touched, entry.used = time.monotonic(), True
             return entry.value
 
     def latest(self, session: str) -> str | None:
@@ -128,12 +142,25 @@ class PhotoStore(Generic[Prepared]):
             or self._bytes(session) > limits.bytes_per_session
         ) and (victim := oldest(session)):
             del self._entries[victim]
-        while len(self._entries) > limits.photos or self._bytes(None) > limits.bytes:
+        idle = time.monotonic() - limits.idle_seconds
+        for photo_id in [i for i, e in self._entries.items() if e.touched < idle and i != keep]:
+            del self._entries[photo_id]
+        while (over_bytes := self._bytes(None) > limits.bytes) or len(
+            self._entries
+        ) > limits.photos:
             others = {e.session for i, e in self._entries.items() if i != keep}
             if not others:
                 return
-            heaviest = max(others, key=lambda s: (self._bytes(s), self._count(s)))
-            del self._entries[oldest(heaviest)]
+            victim = min(others, key=lambda s: self._eviction_order(s, over_bytes))
+            del self._entries[oldest(victim)]
+
+    def _eviction_order(self, session: str, over_bytes: bool) -> tuple:
+        """Sessions that never used a photo first, then (over the byte budget) the heaviest,
+        then the least recently used."""
+        mine = [e for e in self._entries.values() if e.session == session]
+        used = any(e.used for e in mine)
+        weight = -sum(e.value.nbytes for e in mine) if over_bytes else 0
+        return used, weight, max(e.touched for e in mine)
 
     def _count(self, session: str) -> int:
         return sum(e.session == session for e in self._entries.values())

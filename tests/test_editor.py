@@ -373,3 +373,22 @@ def test_editing_a_group_photo_changes_the_faces_picked_and_nothing_else():
     for bad, message in (([2], "no face 2"), ([], "at least one face"), ("some", "faces must")):
         with pytest.raises(ValueError, match=message):
             editor.edit(photo_id, {}, faces=bad)
+
+
+def test_a_burst_of_new_sessions_evicts_among_themselves_not_a_visitor_who_edits():
+    editor = Editor(random_model("center"), limits=StoreLimits(photos=4))
+    visitor = editor.load(photo(0, (800, 600)), session="visitor")  # the heaviest, and oldest
+    editor.edit(visitor, {}, session="visitor")
+    for newcomer in range(10):  # each uploads once and never edits
+        editor.load(photo(newcomer + 1), session=f"newcomer{newcomer}")
+    assert len(editor.photos) == 4
+    editor.edit(visitor, {"Smiling": 1.0}, session="visitor")
+
+
+def test_photos_untouched_for_the_idle_time_are_freed():
+    editor = Editor(random_model("center"), limits=StoreLimits(idle_seconds=0.0))
+    gone = editor.load(photo(0), session="left")
+    kept = editor.load(photo(1), session="here")
+    with pytest.raises(ValueError, match="upload it again"):
+        editor.edit(gone, {}, session="left")
+    editor.edit(kept, {}, session="here")
