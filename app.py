@@ -14,6 +14,7 @@ import base64
 import binascii
 import contextlib
 import io
+import json
 import logging
 import math
 import os
@@ -36,7 +37,6 @@ from fader.align import faces_in
 from fader.editor import MAX_FACES, Editor, EditResult, preview_of
 from fader.heap import return_freed_memory
 from fader.library import ModelLibrary, authors_choices, bundled_models, choice_label
-from fader.model import ALPHA_RANGE
 from fader.photo import load_photo, too_large_message
 from fader.stream import FaceStream, Streams
 
@@ -57,6 +57,7 @@ log = logging.getLogger("fader.app")
 CSS = """
 /* Room for a model download's bar while it shows (an empty element would hide it), none else */
 #model-loading:has(> [data-testid="status-tracker"]:not(.hide)) { min-height: 5em; }
+#reset-targets { display: none; }
 @media (max-width: 768px) {
   #result-column { order: -1; position: sticky; top: 0; z-index: 20; flex-direction: row;
                    flex-wrap: nowrap; background: var(--body-background-fill); }
@@ -70,6 +71,7 @@ CSS = """
 HEAD = (
     "<style>@media (max-width: 768px) "
     "{ .gradio-container { overflow: visible !important; } }</style>"
+    f"<script>{(Path(__file__).resolve().parent / 'assets' / 'sliders.js').read_text()}</script>"
 )
 LAUNCH = {"css": CSS, "head": HEAD, "max_file_size": MAX_UPLOAD}  # every launch of the page
 
@@ -179,9 +181,38 @@ def finite(values: Sequence[float | None], what: str = "Slider values") -> list[
     return numbers
 
 
+DETAIL_RANGE = (0.0, 1.0)  # "keep photo detail": the model's output alone … the photo's detail
+
+
 def detail_value(detail: float | None) -> float | None:
-    """ "Keep photo detail" as a number, None staying the model's default."""
-    return None if detail is None else finite([detail], "Keep photo detail")[0]
+    """ "Keep photo detail" as a number in DETAIL_RANGE, None staying the model's default."""
+    return None if detail is None else clamp(finite([detail], "Keep photo detail")[0], DETAIL_RANGE)
+
+
+def clamp(value: float, ends: tuple[float, float]) -> float:
+    """`value` moved to the nearer end of `ends` if past it: a number typed past a slider's end
+    is taken as that end, by the page and the API alike (`settle` tells the page's visitor)."""
+    return min(max(value, ends[0]), ends[1])
+
+
+class TypedSlider(gr.Slider):
+    """A slider whose number box hands the app what was typed: a number past either end, or
+    None for a box with no number in it ("--"). Gradio's own slider refuses such a value with
+    an error the page never shows, and box, slider, picture and download then drift apart; here
+    the edits clamp it (`clamp`), `settle` sets the box to the clamped number and says so, the
+    page's edits wait out a box with no number (`typing`), and the page's script (HEAD) puts
+    back the box's last number when the visitor leaves it."""
+
+    is_template = True  # drawn by Gradio's own slider: the front end picks it by the base's name
+
+    def preprocess(self, payload: float | None) -> float | None:
+        return None if payload is None else float(payload)
+
+
+def typing(values: Sequence[float | None], options: dict[str, Any]) -> bool:
+    """Whether a slider's number box holds no number yet (a "-" on the way to "-1"): the
+    page's edits then leave the picture and the download as they are."""
+    return None in values or ("detail" in options and options["detail"] is None)
 
 
 SliderKey = tuple[str, str | None]  # (attribute, its value for a slider group, else None)
@@ -209,9 +240,12 @@ def slider_label(key: SliderKey) -> str:
 def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
     """The sliders' numbers as the editor takes them: a float per binary attribute, a dict of
     its values' numbers per slider group."""
-    keys = slider_keys(library.editor(model_name))
+    editor = library.editor(model_name)
+    keys = slider_keys(editor)
+    ends = editor.model.config.slider_range
     by_attribute: dict[str, Any] = {}
-    for (name, category), value in zip(keys, finite(values), strict=False):
+    for (name, category), number in zip(keys, finite(values), strict=False):
+        value = clamp(number, ends)
         if category is None:
             by_attribute[name] = value
         else:
@@ -262,14 +296,50 @@ def encode(
 def starting_sliders(
     library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
 ) -> list:
-    """Sliders at what the model's classifier reads from the photo (0 without one)."""
+    """Sliders at what the model's classifier reads from the photo (0 without one), and the
+    same numbers for the page's reset buttons (`reset_targets`): "Reset all" is this handler."""
     editor = library.editor(model_name)
     start = editor.photo(photo_id, session).slider_start if photo_id else editor.neutral_start()
     values = [
         start[name] if category is None else start[name][category]
         for name, category in slider_keys(editor)
     ]
-    return [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
+    updates = [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
+    return [*updates, reset_targets(values, editor.model.config.default_detail)]
+
+
+def reset_targets(values: Sequence[float], detail: float) -> str:
+    """Where each slider's reset button (↺) goes, as the page's script reads it: the photo's
+    starting values and the model's detail, by the sliders' element ids. Gradio's own reset
+    goes to the value the page was built with (0), which for a photo read as a three turned
+    the three into a blob."""
+    targets = {f"slider-{i}": v for i, v in enumerate(values)} | {"slider-detail": detail}
+    return f"<div data-targets='{json.dumps(targets)}'></div>"
+
+
+def settle(library: ModelLibrary, model_name: str, *values: float | None) -> list:
+    """The page's sliders (then "keep photo detail") after a change: a number typed past an end
+    is set to that end, which the edits already used (`clamp`), and a note under the sliders
+    says so, kept while an attribute's slider stays at an end (setting the box changes it once
+    more), and emptied by the next change within the ends; the others are left as they are."""
+    editor = library.editor(model_name)
+    keys = slider_keys(editor)
+    ends = [editor.model.config.slider_range] * len(keys) + [DETAIL_RANGE]
+    labels = [slider_label(key) for key in keys] + ["Keep photo detail"]
+    at_an_end = any(value in ends[0] for value in values[: len(keys)])
+    updates, notes = [], []
+    shown = [*values[: len(keys)], values[-1]]  # the model's sliders and "keep photo detail"
+    for value, slider_ends, label in zip(shown, ends, labels, strict=True):
+        target = value if value is None else clamp(value, slider_ends)
+        updates.append(gr.skip() if target == value else gr.update(value=target))
+        if target != value:
+            low, high = slider_ends
+            notes.append(
+                f"*{label}* runs from {low:g} to {high:g}: {value:g} is set to {target:g}."
+            )
+    unused = [gr.skip()] * (MAX_SLIDERS - len(keys))
+    note = " ".join(notes) if notes else (gr.skip() if at_an_end else "")
+    return [*updates[:-1], *unused, updates[-1], note]
 
 
 def photo_for(
@@ -331,6 +401,8 @@ def edit(
     takes them). `inline`, as the page shows a slider move: the crop and the preview as <img>s
     whose pictures travel inside the event's own message, so no file is written and the browser
     makes no second request before it can paint ("" clears them)."""
+    if inline and typing(values, options):
+        return gr.skip(), gr.skip(), gr.skip()
     done = edited(library, model_name, image, photo_id, values, session, False, **options)
     if done is None:
         return ("", "", "") if inline else (None, None, "")
@@ -354,11 +426,12 @@ def export(
     done = edited(library, model_name, image, photo_id, values, session, True, **options)
     if done is None:
         return None
-    result, _, sliders = done
+    result, photo_id, sliders = done
+    start = library.editor(model_name).photo(photo_id, session).slider_start
     folder = folder or Path(tempfile.gettempdir())
     remove_emptied_exports(folder)
     path = Path(tempfile.mkdtemp(dir=folder, prefix=EXPORT_PREFIX)) / download_name(
-        model_name, sliders
+        model_name, sliders, start
     )
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
     return str(path)
@@ -376,13 +449,16 @@ def remove_emptied_exports(folder: Path) -> None:
                 os.rmdir(entry.path)
 
 
-def download_name(model_name: str, sliders: dict[str, float]) -> str:
-    """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes."""
+def download_name(model_name: str, sliders: dict, start: dict) -> str:
+    """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes: the
+    values not 0 or not at the photo's `start` (a three's `three=0`), and "unchanged" only
+    when every slider is at its start."""
     model = re.sub(r"[^A-Za-z0-9]+", "-", Path(model_name).name).strip("-")[:40] or "model"
-    values = "_".join(f"{name}={value:g}" for name, value in flat_values(sliders).items() if value)
-    return (
-        re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{values or 'unchanged'}")[:120] + ".png"
-    )
+    flat, begun = flat_values(sliders), flat_values(start)
+    moved = {name for name, value in flat.items() if not math.isclose(value, begun.get(name, 0))}
+    values = "_".join(f"{name}={value:g}" for name, value in flat.items() if value or name in moved)
+    label = values if moved else "unchanged"
+    return re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{label}")[:120] + ".png"
 
 
 def sweep(
@@ -740,7 +816,9 @@ def export_move(
     """`export` (the same `options`) for slider moves, answered EXPORT_WAIT late: for a photo
     the session no longer shows (another was uploaded meanwhile) it leaves the download alone,
     as it does when there is no photo (a refused photo's download is cleared by the upload's
-    own export)."""
+    own export), and while a slider's box holds no number (`typing`)."""
+    if typing(values, options):
+        return gr.skip()
     if photo_id and library.editor(model_name).photos.latest(session) != photo_id:
         return gr.skip()
     path = export(library, model_name, image, photo_id, *values, session=session, **options)
@@ -765,6 +843,9 @@ class Page:
     crop: gr.Image
     photo_id: gr.Textbox
     sliders: list[gr.Slider]
+    slider_note: gr.Markdown
+    reset_all: gr.Button
+    reset_targets: gr.HTML  # where each slider's ↺ goes (`reset_targets`), hidden
     detail: gr.Slider
     faces: gr.CheckboxGroup
     faces_ticked: gr.State  # the ticked face numbers (None: all), as the page's edits read them
@@ -840,18 +921,24 @@ def layout(library: ModelLibrary) -> Page:
             )
             photo_id = gr.Textbox(visible=False)
         with gr.Column(elem_id="slider-column"):
+            # Built for the first model (the API page describes them so), then set per model.
             sliders = [
-                gr.Slider(*ALPHA_RANGE, value=0.0, step=0.05, label=f"attribute {i}", visible=False)
-                for i in range(MAX_SLIDERS)
+                TypedSlider(
+                    **settings, step=0.05, elem_id=f"slider-{i}", elem_classes=["attribute-slider"]
+                )
+                for i, settings in enumerate(slider_settings(library, library.names[0]))
             ]
-            detail = gr.Slider(
-                0.0,
-                1.0,
+            slider_note = gr.Markdown(elem_id="slider-note")  # a typed value set to an end
+            reset_all = gr.Button("Reset all", size="sm", elem_id="reset-all")
+            targets = gr.HTML(reset_targets([], 0.0), elem_id="reset-targets")  # read by HEAD
+            detail = TypedSlider(
+                *DETAIL_RANGE,
                 value=0.0,
                 step=0.05,
                 label="Keep photo detail",
                 info="0: the model's output alone; 1: the photo's own detail kept (lower it "
                 "for strong edits, where the old shape shows through)",
+                elem_id="slider-detail",
             )
             labels = face_labels(MAX_FACES)  # the API's choices; the page shows the photo's
             faces = gr.CheckboxGroup(
@@ -891,8 +978,9 @@ def layout(library: ModelLibrary) -> Page:
         gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
         model_name, current_model, model_loading, model_info, image, status, crop, photo_id,
-        sliders, detail, faces, faces_ticked, edited_crop, edited_photo, edit_files, download,
-        sweep_attribute, sweep_steps, sweep_button, sweep_strip, webcam=webcam,
+        sliders, slider_note, reset_all, targets, detail, faces, faces_ticked, edited_crop,
+        edited_photo, edit_files, download, sweep_attribute, sweep_steps, sweep_button,
+        sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
@@ -948,16 +1036,29 @@ def wire(
         download (or, for a refused photo, every output cleared)."""
         photo = [page.model_name, page.photo_id]
         faces = [page.faces, page.faces_ticked]
-        event.then(bound["starting_sliders"], photo, page.sliders, **hidden).then(
+        starts = [*page.sliders, page.reset_targets]
+        event.then(bound["starting_sliders"], photo, starts, **hidden).then(
             bound["face_choices"], photo, faces, **hidden
         ).then(bound["live_edit"], page_inputs, edit_outputs, **hidden).then(
             bound["export"], page_inputs, page.download, **hidden
         )
 
     # A drag fires input (live) and release, keys and typing input and change, the reset button
-    # change and release: the edit follows input and release, the download release and change.
+    # input and change (HEAD's script types the photo's start into the box), a value the server
+    # sets change: the edit follows input and release, the download release and change.
     moved = [*page.sliders, page.detail]
     slider_moves = [s.input for s in moved] + [s.release for s in moved]
+    # A number typed past a slider's end: the box set to the end, and a word under the sliders.
+    gr.on(
+        [s.change for s in moved],
+        user_errors(lambda model_name, *values: settle(library, model_name, *values)),
+        [page.model_name, *moved],
+        [*moved, page.slider_note],
+        api_name="settle",
+        queue=False,
+        **live,
+        **hidden,
+    )
     # Outside the queue: a move is one POST answered with the edit (the queue's join request
     # and event stream cost more than the decoder). The page's moves and the API's edits share
     # `live_edits` turns: the decodes of those in flight are batched together.
@@ -987,6 +1088,17 @@ def wire(
         moving, page_inputs, edit_outputs, api_name="live_edit_faces", queue=False, **hidden
     ).then(bound["export"], page_inputs, page.download, api_name="export_faces", **hidden)
     gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # API: at once
+    reset = page.reset_all.click(
+        bound["starting_sliders"],
+        [page.model_name, page.photo_id],
+        [*page.sliders, page.reset_targets],
+        api_name="reset_all",
+        queue=False,
+        **hidden,
+    )
+    reset.then(moving, page_inputs, edit_outputs, queue=False, **hidden).then(
+        bound["export"], page_inputs, page.download, **hidden
+    )
     uploaded = gr.on(
         [page.image.input, page.image.change],
         bound["encode"],

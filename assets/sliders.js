@@ -1,0 +1,46 @@
+// The page's sliders, where Gradio's own behaviour would leave box, slider, picture and
+// download apart (app.py's TypedSlider and reset_targets say why):
+// - a number box left with no number in it ("--", "") gets back the number it had when it
+//   was focused, before Gradio's own blur handler would set it to 0;
+// - a number box left past an end is left to the server (`settle` sets it to the end and
+//   says so), where Gradio's blur handler would set it first and the note be lost;
+// - a slider's reset button (↺) goes to the photo's starting value, which the hidden
+//   #reset-targets element holds, not to the value the page was built with.
+// Each new value is typed into the box as a visitor would: an `input` event, which Gradio
+// turns into the edit (input) and the download (change).
+(() => {
+  const box = "[id^=slider-] input[type=number]";
+  const focused = new WeakMap();
+
+  function type(input, value) {
+    input.value = String(value);
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  window.addEventListener("focus", (event) => {
+    if (event.target.matches?.(box)) focused.set(event.target, event.target.value);
+  }, true);
+
+  window.addEventListener("blur", (event) => {
+    const input = event.target;
+    if (!input.matches?.(box)) return;
+    if (input.value === "") {
+      const range = input.closest("[id^=slider-]").querySelector("input[type=range]");
+      type(input, focused.get(input) || range.value);
+    } else if (Number(input.value) < Number(input.min) || Number(input.value) > Number(input.max)) {
+      event.stopImmediatePropagation();  // the server sets it to the end, and says so
+    }
+  }, true);
+
+  window.addEventListener("click", (event) => {
+    const button = event.target.closest?.("[id^=slider-] .reset-button");
+    const held = document.querySelector("#reset-targets [data-targets]");
+    if (!button || !held) return;
+    const slider = button.closest("[id^=slider-]");
+    const target = JSON.parse(held.dataset.targets)[slider.id];
+    if (target === undefined) return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    type(slider.querySelector("input[type=number]"), target);
+  }, true);
+})();

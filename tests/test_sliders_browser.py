@@ -1,0 +1,145 @@
+"""A slider's box, its track, the edited picture and the download always tell the same value:
+typed numbers past an end, text that is no number, and the reset buttons, in real Chromium.
+
+Needs Debian's Chromium (see tests/test_browser.py)."""
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+
+import app
+from fader.library import ModelLibrary, bundled_models
+from tests.test_app import serve
+from tests.test_browser import (
+    ARTIFACTS,
+    DESKTOP,
+    PHONE,
+    inline_picture,
+    opened,
+    pytestmark,  # noqa: F401 — skipped where Chromium is missing
+)
+
+THREE = app.EXAMPLES / "digits" / "three.png"
+TIMEOUT = 30.0  # seconds a page gets to settle; no assert depends on how fast it does
+
+
+@pytest.fixture(scope="module")
+def digits() -> Iterator[tuple[str, ModelLibrary]]:
+    library = ModelLibrary(list(bundled_models()))
+    with serve(library) as url:
+        yield url, library
+
+
+def eventually(page, check: Callable[[], bool], what: str) -> None:
+    """Wait until `check()` holds (the page answers in its own time), else fail saying `what`."""
+    for _ in range(int(TIMEOUT * 4)):
+        if check():
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError(f"never: {what}")
+
+
+def uploaded_three(page) -> None:
+    page.set_input_files("input[type=file]", str(THREE))
+    page.get_by_text("The classifier reads: Three").wait_for(timeout=60_000)
+    page.locator("#download").get_by_text("unchanged").wait_for(timeout=30_000)
+
+
+def box(page, index: int):
+    return page.locator(f"#slider-{index} input[type=number]")
+
+
+class Agreement:
+    """What the page shows for the digits' sliders, and what the model makes of those values."""
+
+    def __init__(self, page, library: ModelLibrary):
+        self.page, self.editor = page, library.editor("digits")
+        self.photo_id = self.editor.load(THREE, session="test")
+
+    def values(self) -> list[str]:
+        return [box(self.page, i).input_value() for i in range(10)]
+
+    def tracks(self) -> list[str]:
+        ranges = self.page.locator("#slider-column [id^=slider-] input[type=range]")
+        return [ranges.nth(i).input_value() for i in range(10)]
+
+    def expected_crop(self, values: dict[str, float]) -> np.ndarray:
+        sliders = {name: values.get(name, 0.0) for name in self.editor.attributes}
+        detail = self.editor.model.config.default_detail  # the page's, untouched here
+        crop = self.editor.edit(self.photo_id, sliders, "test", detail=detail).crop
+        return np.asarray(crop.convert("RGB"))
+
+    def shown_crop(self) -> np.ndarray | None:
+        src = self.page.locator("#edited-crop img").get_attribute("src")
+        return None if src is None else np.asarray(inline_picture(src).convert("RGB"))
+
+    def all_at(self, values: dict[str, float], download: str) -> bool:
+        """Box and track at `values` (others 0), the crop the model makes of them, and the
+        download named `download`."""
+        wanted = [values.get(name, 0.0) for name in self.editor.attributes]
+        shown = self.shown_crop()
+        return (
+            [float(v or "nan") for v in self.values()] == wanted
+            and [float(v) for v in self.tracks()] == wanted
+            and shown is not None
+            and np.array_equal(shown, self.expected_crop(values))
+            and f"fader-digits-{download}" in self.page.locator("#download").inner_text()
+        )
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_typed_values_are_clamped_or_refused_and_box_track_picture_and_download_agree(
+    digits, viewport
+):
+    url, library = digits
+    with opened(url, viewport) as page:
+        uploaded_three(page)
+        page_state = Agreement(page, library)
+        three = box(page, 3)
+        for typed, value in [("7", 3.0), ("-5", -2.0), ("1e3", 3.0), ("0.5", 0.5)]:
+            three.fill(typed)
+            three.press("Tab")
+            eventually(
+                page,
+                lambda value=value: page_state.all_at({"three": value}, f"three={value:g}"),
+                f"{typed} shown everywhere as {value:g}",
+            )
+            if value != float(typed):
+                said = f"runs from -2 to 3: {float(typed):g} is set to {value:g}"
+                page.locator("#slider-note").get_by_text(said).wait_for(timeout=30_000)
+            else:
+                eventually(page, lambda: not page.locator("#slider-note").inner_text(), "no note")
+        three.click()
+        three.press("Control+a")
+        page.keyboard.type("--")  # no number: Playwright's fill() refuses it, a person may not
+        three.press("Tab")
+        eventually(page, lambda: three.input_value() == "0.5", "the box back at 0.5")
+        page.wait_for_timeout(1000)  # an edit or download "--" set off would have landed
+        assert page_state.all_at({"three": 0.5}, "three=0.5"), "everything at the last number"
+        assert page.locator(".toast-body").count() == 0, "no error on the way"
+        page.screenshot(path=str(ARTIFACTS / f"sliders-typed-{viewport['width']}.png"))
+
+
+def test_reset_goes_to_the_photos_starting_value_and_reset_all_resets_every_slider(digits):
+    url, library = digits
+    with opened(url) as page:
+        uploaded_three(page)
+        page_state = Agreement(page, library)
+        start = {"three": 1.0}
+        assert page_state.all_at(start, "unchanged")
+        box(page, 3).fill("0")
+        box(page, 3).press("Tab")
+        eventually(page, lambda: page_state.all_at({}, "three=0"), "Three at 0, named so")
+        page.locator("#slider-3 .reset-button").click()
+        eventually(page, lambda: page_state.all_at(start, "unchanged"), "Three back at 1")
+        box(page, 8).fill("1")
+        box(page, 8).press("Tab")
+        box(page, 3).fill("-1")
+        box(page, 3).press("Tab")
+        moved = {"three": -1.0, "eight": 1.0}
+        eventually(page, lambda: page_state.all_at(moved, "three=-1_eight=1"), "both moved")
+        page.locator("#reset-all").click()
+        eventually(page, lambda: page_state.all_at(start, "unchanged"), "all back at the start")
+        assert page.locator(".toast-body").count() == 0, "no error on the way"
+        page.screenshot(path=str(ARTIFACTS / "sliders-reset.png"), full_page=True)
