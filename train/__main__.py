@@ -19,8 +19,11 @@ from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info, saved_data_p
 from train.config import (
     ARCHITECTURE,
     AUTHORS,
+    AUTHORS_OPTIONS,
+    MODEL,
+    OPTIMISATION,
     PRESETS,
-    SELECTIONS,
+    RUN,
     TrainConfig,
     check_architecture,
     require_at_least,
@@ -132,7 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     data.add_argument("--workers", type=int, help="processes decoding images (default: all cores)")
 
-    run = parser.add_argument_group("run")
+    run = parser.add_argument_group(RUN)
     run.add_argument(
         "--out",
         type=Path,
@@ -148,106 +151,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="paper: C16…C512, 7 layers, z 512×2×2 (default); authors: init_fm 32, 6 layers, "
         "z 512×4×4; tiny: 32×32 images and few channels, for CPU smoke runs",
     )
-    run.add_argument("--device", help="cpu, cuda, cuda:1 … (default: auto)")
-
-    model = parser.add_argument_group("model (override the preset)")
-    model.add_argument(
-        "--image-size", type=int, help="square image size, a power of two of at least 2**n_layers"
-    )
-    model.add_argument(
-        "--image-channels",
-        type=int,
-        choices=[1, 3],
-        help="1 (grayscale) or 3 (RGB) (default: 1 when every image is gray, as digits are)",
-    )
-    model.add_argument("--init-fm", type=int, help="channels of the first encoder layer")
-    model.add_argument("--max-fm", type=int, help="channel cap (512 in the paper)")
-    model.add_argument("--n-layers", type=int, help="encoder/decoder depth")
-    model.add_argument(
-        "--dec-dropout",
-        dest="decoder_dropout",
-        type=float,
-        help="dropout on the decoder's three innermost layers, as the authors' (0: off)",
-    )
-
-    optim = parser.add_argument_group("optimisation (override the preset)")
-    optim.add_argument(
-        "--steps", type=int, help="total training steps (default 1.5M for paper/authors)"
-    )
-    optim.add_argument("--batch-size", type=int, help="images per step (32)")
-    optim.add_argument("--lr", type=float, help="Adam learning rate (2e-4)")
-    optim.add_argument(
-        "--lambda-dis", type=float, help="final weight of the adversarial loss (1e-4)"
-    )
-    optim.add_argument(
-        "--lambda-schedule", type=int, help="steps over which λ ramps up from 0 (500000)"
-    )
-    optim.add_argument(
-        "--log-every",
-        type=int,
-        help="steps between readings of the losses: progress bar, TensorBoard, NaN check (10)",
-    )
-    optim.add_argument("--eval-every", type=int, help="steps between evaluations and sample grids")
-    optim.add_argument("--save-every", type=int, help="steps between checkpoints")
-    optim.add_argument("--eval-images", type=int, help="validation images per evaluation (512)")
-    optim.add_argument("--seed", type=int, help="random seed (0)")
-    optim.add_argument(
-        "--no-flip",
-        dest="flip",
-        action="store_false",
-        default=None,
-        help="no random horizontal flips (keep them for faces; drop them for digits or text)",
-    )
-
-    authors = parser.add_argument_group(
-        "the authors' trainer (all off by default, as in theirs)",
-        "Image-space discriminators judge images decoded with random attributes; their losses "
-        "train the decoder only, weighted through the λ schedule. They, and the authors' "
-        "discriminator step, run eagerly on CUDA (no CUDA graph).",
-    )
-    authors.add_argument(
-        "--n-ptc-dis", type=int, help="patch-discriminator updates per step (0: off)"
-    )
-    authors.add_argument(
-        "--lambda-ptc-dis", type=float, help="final weight of its loss for the decoder, e.g. 0.01"
-    )
-    authors.add_argument(
-        "--smooth-label", type=float, help="patch targets: real 1-s, fake s (0.2, the authors')"
-    )
-    authors.add_argument(
-        "--n-clf-dis",
-        type=int,
-        help="classifier-discriminator updates per step on real images (0: off)",
-    )
-    authors.add_argument(
-        "--lambda-clf-dis",
-        type=float,
-        help="final weight of its reading of the random attributes, for the decoder",
-    )
-    authors.add_argument(
+    groups = {
+        RUN: run,
+        MODEL: parser.add_argument_group("model (override the preset)"),
+        OPTIMISATION: parser.add_argument_group("optimisation (override the preset)"),
+        AUTHORS_OPTIONS: parser.add_argument_group(
+            "the authors' trainer (all off by default, as in theirs)",
+            "Image-space discriminators judge images decoded with random attributes; their losses "
+            "train the decoder only, weighted through the λ schedule. They, and the authors' "
+            "discriminator step, run eagerly on CUDA (no CUDA graph).",
+        ),
+    }
+    add_setting_flags(groups)
+    groups[AUTHORS_OPTIONS].add_argument(
         "--clf-dis-reload",
         type=Path,
         metavar="CLF",
         help="start the classifier discriminator from a python -m train.classifier folder",
-    )
-    authors.add_argument(
-        "--lat-dis-step",
-        choices=["shared", "authors"],
-        help="shared (default): the latent discriminator trains on the autoencoder's batch, "
-        "train-mode latents; authors: on a batch of its own, encoded in eval mode",
     )
 
     parser.add_argument(
         "--classifier",
         type=Path,
         help="a python -m train.classifier folder: each evaluation also measures swap accuracy",
-    )
-    parser.add_argument(
-        "--select",
-        choices=SELECTIONS,
-        help="the model the run folder holds: the evaluation with the best swap_accuracy (the "
-        "default with --classifier) or reconstruction (the default without), or the last; "
-        "the last step's model is then kept in RUN/last/",
     )
 
     hub = parser.add_argument_group("Hugging Face Hub (token from HF_TOKEN or `hf auth login`)")
@@ -269,6 +195,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 TRAIN_FIELDS = [f.name for f in fields(TrainConfig)]
 FADER_DEFAULTS = {f.name: f.default for f in fields(FaderConfig) if f.name in ARCHITECTURE}
+
+
+def add_setting_flags(groups: dict[str, argparse._ArgumentGroup]) -> None:
+    """A flag for each setting that declares one (`train.config.setting`): the architecture's
+    FaderConfig fields and the TrainConfig fields, each in its group, with its type, its
+    default and the presets' values said in its help."""
+    declared = [(name, FADER_DEFAULTS[name], meta, "model") for name, meta in ARCHITECTURE.items()]
+    declared += [(f.name, f.default, f.metadata, "train") for f in fields(TrainConfig)]
+    for name, default, meta, part in declared:
+        if "help" not in meta:
+            continue  # a setting the authors' code fixed, as the paper did (beta1, clip)
+        extra = dict(meta["argparse"])
+        help = meta["help"]
+        if extra.get("action") is None:  # a switch says what it does; a value says its default
+            extra["type"] = type(default)
+            help += "" if "default:" in help else f" ({defaults_text(name, default, part)})"
+        groups[meta["group"]].add_argument(
+            meta["flag"] or f"--{name.replace('_', '-')}",
+            dest=name,
+            default=None,
+            help=help,
+            **extra,
+        )
+
+
+def defaults_text(name: str, default: Any, part: str) -> str:
+    """`default 32; tiny: 16`: the default and each preset that sets another value."""
+    by_preset = {p: s[part][name] for p, s in PRESETS.items() if name in s[part]}
+    if part == "model" and len(by_preset) == len(PRESETS):
+        return ", ".join(f"{p}: {v}" for p, v in by_preset.items())
+    presets = "".join(f"; {p}: {v}" for p, v in by_preset.items() if v != default)
+    return f"default {default}{presets}"
+
+
 RUNS = Path("runs")  # where runs go without --out, relative to the working folder
 
 

@@ -10,15 +10,43 @@ from typing import Any
 
 from fader.environment import user_cache_dir
 
-# The FaderConfig fields a preset and the flags --image-size, --image-channels, --init-fm,
-# --max-fm, --n-layers (and --dec-dropout) set. A resumed run takes its whole FaderConfig from
-# the checkpoint instead.
-ARCHITECTURE = ("image_size", "image_channels", "init_fm", "max_fm", "n_layers", "decoder_dropout")
+# The command's groups of flags (`python -m train --help`), each setting below naming its own.
+RUN, MODEL, OPTIMISATION, AUTHORS_OPTIONS = "run", "model", "optimisation", "authors"
 
-NOT_RECORDED = {"recorded": False}
-# The authors' optional settings: recorded only when a run changes them, so the card of a run
-# that uses none of them reads as it did before they existed.
-RECORDED_IF_SET = {"recorded": "if set"}
+
+def setting(
+    help: str,
+    group: str = OPTIMISATION,
+    recorded: bool | str = True,
+    flag: str | None = None,
+    **argparse: Any,
+) -> dict[str, Any]:
+    """A setting's flag, declared once beside it: `python -m train` builds its flags from these
+    (name `--the-field`, or `flag`; the type and default from the field; the presets' values
+    added to `help`). `recorded`: True, False (how a run was watched: kept off the card), or
+    "if set" (the authors' options: recorded only when a run changes them)."""
+    return {"help": help, "group": group, "recorded": recorded, "flag": flag, "argparse": argparse}
+
+
+# The FaderConfig fields a preset and these flags set; a resumed run takes its whole
+# FaderConfig from the checkpoint instead.
+ARCHITECTURE = {
+    "image_size": setting("square image size, a power of two of at least 2**n_layers", MODEL),
+    "image_channels": setting(
+        "1 (grayscale) or 3 (RGB); default: 1 when every image is gray, as digits are",
+        MODEL,
+        choices=[1, 3],
+    ),
+    "init_fm": setting("channels of the first encoder layer", MODEL),
+    "max_fm": setting("channel cap (512 in the paper)", MODEL),
+    "n_layers": setting("encoder/decoder depth", MODEL),
+    "decoder_dropout": setting(
+        "dropout on the decoder's three innermost layers, as the authors' (0: off)",
+        MODEL,
+        flag="--dec-dropout",
+    ),
+}
+
 SHARED, AUTHORS = "shared", "authors"  # --lat-dis-step: which batch the discriminator trains on
 # --select: the model a run keeps. As the authors' trainer kept `best_accu` (with a classifier)
 # and `best_rec`: a long run can collapse late (their issue #12), and the best model survives it.
@@ -26,41 +54,107 @@ AUTO, SWAP_ACCURACY, RECONSTRUCTION, LAST = "auto", "swap_accuracy", "reconstruc
 SELECTIONS = (AUTO, SWAP_ACCURACY, RECONSTRUCTION, LAST)
 
 
+def authors_option(help: str, **argparse: Any) -> dict[str, Any]:
+    """The authors' options (`train.critics`, `train.step`), off by default as in their
+    train.py, and recorded only when a run sets them, so the card of a run that uses none of
+    them reads as it did before they existed."""
+    return setting(help, AUTHORS_OPTIONS, "if set", **argparse)
+
+
 @dataclass
 class TrainConfig:
     """The authors' optimisation settings unless a preset or flag says otherwise.
 
     Fields that shape what the model learns are recorded in its config.json (`training`), so its
-    card can say how it was trained. Fields marked NOT_RECORDED only say how a run was watched or
-    where it ran: they change nothing in the weights and would only clutter the card.
+    card can say how it was trained; the others only say how a run was watched or where it ran.
     """
 
-    steps: int = 1_500_000  # ≈ the authors' 1000 epochs of 50,000 images at batch 32
-    batch_size: int = 32
-    lr: float = 2e-4
+    # 1.5M ≈ the authors' 1000 epochs of 50,000 images at batch 32
+    steps: int = field(default=1_500_000, metadata=setting("total training steps"))
+    batch_size: int = field(
+        default=32, metadata=setting("images per step (with torchrun: the global batch)")
+    )
+    lr: float = field(default=2e-4, metadata=setting("Adam learning rate"))
     beta1: float = 0.5
-    lambda_dis: float = 1e-4
-    lambda_schedule: int = 500_000  # steps over which λ_dis ramps linearly from 0
+    lambda_dis: float = field(
+        default=1e-4, metadata=setting("final weight of the adversarial loss")
+    )
+    lambda_schedule: int = field(
+        default=500_000, metadata=setting("steps over which λ_dis ramps linearly from 0")
+    )
     clip_grad_norm: float = 5.0
-    flip: bool = True  # random horizontal flips, as the authors do for faces; off for digits, text
-    # The authors' options (`train.critics`, `train.step`), off by default as in their train.py:
-    n_ptc_dis: int = field(default=0, metadata=RECORDED_IF_SET)  # patch-discriminator updates
-    lambda_ptc_dis: float = field(default=0.0, metadata=RECORDED_IF_SET)
-    smooth_label: float = field(default=0.2, metadata=RECORDED_IF_SET)  # patch targets 1-s / s
-    n_clf_dis: int = field(default=0, metadata=RECORDED_IF_SET)  # classifier updates per step
-    lambda_clf_dis: float = field(default=0.0, metadata=RECORDED_IF_SET)
-    lat_dis_step: str = field(default=SHARED, metadata=RECORDED_IF_SET)  # or AUTHORS
-    # steps between readings of the losses (progress bar, TensorBoard, the NaN check): a reading
-    # waits for the GPU to finish every step queued before it
-    log_every: int = field(default=10, metadata=NOT_RECORDED)
-    eval_every: int = field(default=2_000, metadata=NOT_RECORDED)
-    save_every: int = field(default=10_000, metadata=NOT_RECORDED)
-    # validation images used for each evaluation
-    eval_images: int = field(default=512, metadata=NOT_RECORDED)
-    seed: int = 0
-    device: str = field(default="auto", metadata=NOT_RECORDED)
-    # which evaluation's model the run folder holds (`select_by`): recorded as `selected_by`
-    select: str = field(default=AUTO, metadata=NOT_RECORDED)
+    flip: bool = field(
+        default=True,
+        metadata=setting(
+            "no random horizontal flips (keep them for faces; drop them for digits or text)",
+            flag="--no-flip",
+            action="store_false",
+        ),
+    )
+    n_ptc_dis: int = field(
+        default=0, metadata=authors_option("patch-discriminator updates per step (0: off)")
+    )
+    lambda_ptc_dis: float = field(
+        default=0.0, metadata=authors_option("final weight of its loss for the decoder, e.g. 0.01")
+    )
+    smooth_label: float = field(
+        default=0.2, metadata=authors_option("patch targets: real 1-s, fake s (the authors')")
+    )
+    n_clf_dis: int = field(
+        default=0,
+        metadata=authors_option(
+            "classifier-discriminator updates per step on real images (0: off)"
+        ),
+    )
+    lambda_clf_dis: float = field(
+        default=0.0,
+        metadata=authors_option(
+            "final weight of its reading of the random attributes, for the decoder"
+        ),
+    )
+    lat_dis_step: str = field(
+        default=SHARED,
+        metadata=authors_option(
+            "shared: the latent discriminator trains on the autoencoder's batch, train-mode "
+            "latents; authors: on a batch of its own, encoded in eval mode",
+            choices=[SHARED, AUTHORS],
+        ),
+    )
+    # a reading waits for the GPU to finish every step queued before it
+    log_every: int = field(
+        default=10,
+        metadata=setting(
+            "steps between readings of the losses: progress bar, TensorBoard, NaN check",
+            recorded=False,
+        ),
+    )
+    eval_every: int = field(
+        default=2_000,
+        metadata=setting("steps between evaluations and sample grids", recorded=False),
+    )
+    save_every: int = field(
+        default=10_000, metadata=setting("steps between checkpoints", recorded=False)
+    )
+    eval_images: int = field(
+        default=512, metadata=setting("validation images per evaluation", recorded=False)
+    )
+    seed: int = field(default=0, metadata=setting("random seed"))
+    device: str = field(
+        default="auto",
+        metadata=setting("cpu, cuda, cuda:1 … or auto (a GPU when there is one)", RUN, False),
+    )
+    # recorded as the kept model's `selected_by`
+    select: str = field(
+        default=AUTO,
+        metadata=setting(
+            "the model the run folder holds: the evaluation with the best swap_accuracy (auto "
+            "with --classifier) or reconstruction (auto without), or the last; the last step's "
+            "model is then kept in RUN/last/",
+            RUN,
+            False,
+            choices=SELECTIONS,
+        ),
+    )
 
     def __post_init__(self) -> None:
         """Refuse, before any work, settings that would crash or train nothing later."""
