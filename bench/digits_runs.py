@@ -1,0 +1,63 @@
+"""The table of digits runs tried for the bundled model: each run's settings and evaluations.
+
+    python bench/digits_runs.py runs/digits-a runs/digits-b … > bench/results/digits_runs.json
+
+Reads each run folder's checkpoint (its settings, the step it reached) and train.log (every
+evaluation: reconstruction, latent-discriminator and swap accuracy), and prints one JSON object:
+a row per run with its best evaluation by swap accuracy and its last. `python -m
+train.release_digits --runs` turns it into the model card's table of what was tried.
+"""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info  # noqa: E402
+
+EVALUATION = re.compile(
+    r"step (\d+): validation MSE ([\d.]+), PSNR ([\d.]+) dB, "
+    r"latent-discriminator accuracy ([\d.]+), swap accuracy ([\d.]+)"
+)
+# the settings that differ between runs, as python -m train spells them
+SHOWN = ("n_layers", "init_fm", "max_fm", "lr", "lambda_dis", "lambda_schedule", "batch_size")
+
+
+def evaluations(run: Path) -> list[dict[str, float]]:
+    text = (run / "train.log").read_text()
+    return [
+        {"step": int(s), "mse": float(m), "psnr": float(p), "latent": float(a), "swap": float(w)}
+        for s, m, p, a, w in EVALUATION.findall(text)
+    ]
+
+
+def run_row(run: Path) -> dict:
+    step, info = read_checkpoint_info(run / CHECKPOINT_NAME)
+    model, train = info["fader_config"], info["train_config"]
+    settings = {k: model[k] for k in SHOWN if k in model} | {
+        k: train[k] for k in SHOWN if k in train
+    }
+    groups = model.get("categories", {})
+    found = evaluations(run)
+    best = max(found, key=lambda e: (e["swap"], -e["step"])) if found else None
+    return {
+        "run": run.name,
+        "attributes": "one 10-valued attribute" if groups else f"{len(model['attributes'])} binary",
+        "settings": settings,
+        "steps_planned": train["steps"],
+        "steps_done": step,
+        "best_by_swap_accuracy": best,
+        "last": found[-1] if found else None,
+        "evaluations": found,
+    }
+
+
+def main(runs: list[str]) -> None:
+    print(json.dumps({"runs": [run_row(Path(run)) for run in runs]}, indent=1))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
