@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import inspect
 import io
 import json
 import logging
@@ -31,6 +32,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 import torch
+from gradio_client import handle_file
 from PIL import Image, ImageDraw
 
 from fader.align import faces_in
@@ -209,6 +211,16 @@ class TypedSlider(gr.Slider):
         return None if payload is None else float(payload)
 
 
+class FaceChoice(gr.CheckboxGroup):
+    """The faces to edit, by number; None (an API client leaving the list out) is every face,
+    where Gradio's own checkbox group fails on it with a server error."""
+
+    is_template = True  # drawn by Gradio's own checkbox group
+
+    def preprocess(self, payload: list | None) -> list | None:
+        return None if payload is None else super().preprocess(payload)
+
+
 def typing(values: Sequence[float | None], options: dict[str, Any]) -> bool:
     """Whether a slider's number box holds no number yet (a "-" on the way to "-1"): the
     page's edits then leave the picture and the download as they are."""
@@ -243,14 +255,50 @@ def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float
     editor = library.editor(model_name)
     keys = slider_keys(editor)
     ends = editor.model.config.slider_range
+    numbers = finite(values)
+    if any(numbers[len(keys) :]):  # a list meant for another model, or shifted by one
+        given = max(i for i, v in enumerate(numbers) if v) + 1
+        raise ValueError(
+            f"{model_name} takes {len(keys)} slider values ({', '.join(map(api_name, keys))}), "
+            f"in that order; {given} were given. Leave the rest out (or 0), or use /edit_by_name."
+        )
     by_attribute: dict[str, Any] = {}
-    for (name, category), number in zip(keys, finite(values), strict=False):
+    for (name, category), number in zip(keys, numbers, strict=False):
         value = clamp(number, ends)
         if category is None:
             by_attribute[name] = value
         else:
             by_attribute.setdefault(name, {})[category] = value
     return by_attribute
+
+
+def api_name(key: SliderKey) -> str:
+    """A slider's name for the API and MCP clients: `three`, `smiling`, `hair_blond_hair`."""
+    return re.sub(r"[^a-z0-9]+", "_", "_".join(filter(None, key)).lower()).strip("_")
+
+
+def values_by_position(editor: Editor, values: Any, start: dict) -> list[float]:
+    """An object of attribute values by name (`{"eight": 1, "three": 0}`; `api_name`, any
+    case) as the sliders' positional values; attributes not named stay at `start`."""
+    if not isinstance(values, dict):
+        raise ValueError(
+            'Give the attribute values as an object by name, such as {"three": 0, "eight": 1}.'
+        )
+    keys = slider_keys(editor)
+    position = {api_name(key): i for i, key in enumerate(keys)}
+    by_name = {api_name((str(name), None)): value for name, value in values.items()}
+    unknown = [name for name in by_name if name not in position]
+    if unknown:
+        raise ValueError(
+            f"This model has no attribute {unknown[0][:40]!r}; its attributes are "
+            f"{', '.join(position)}."
+        )
+    flat_start = flat_values(start)
+    numbers = [flat_start[category or name] for name, category in keys]
+    given = finite(list(by_name.values()), "Attribute values")
+    for name, value in zip(by_name, given, strict=True):
+        numbers[position[name]] = value
+    return numbers
 
 
 def flat_values(sliders: dict) -> dict[str, float]:
@@ -355,7 +403,11 @@ def photo_for(
         return photo_id
     except ValueError:
         if not image:
-            raise
+            raise ValueError(
+                f"Photo {photo_id[:40]!r} is not loaded here (never encoded in this session, or "
+                "no longer loaded): send the photo with it, or encode it again; /encode answers "
+                "a new photo_id."
+            ) from None
         return editor.load(image, session)
 
 
@@ -410,6 +462,25 @@ def edit(
     if inline:
         return inline_crop(result.crop), inline_photo(result.photo), photo_id
     return shown(result.crop), result.photo, photo_id
+
+
+def edit_by_name(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    values: Any,
+    session: str = "",
+    **options: Any,
+) -> tuple:
+    """`edit` with the attribute values as an object by name (`values_by_position`): the
+    attributes not named stay at the photo's start, what the classifier reads from it."""
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        raise ValueError("Send the photo, or the photo_id that /encode answered.")
+    editor = library.editor(model_name)
+    positional = values_by_position(editor, values, editor.photo(photo_id, session).slider_start)
+    return edit(library, model_name, image, photo_id, *positional, session=session, **options)
 
 
 def export(
@@ -852,6 +923,7 @@ class Page:
     edited_crop: gr.HTML  # the live edit, its pictures inline (`edit(inline=True)`)
     edited_photo: gr.HTML
     edit_files: list[gr.Image]  # never shown: the `/edit` API's crop and preview, as files
+    values: gr.JSON  # never shown: `/edit_by_name`'s attribute values by name
     download: gr.File
     sweep_attribute: gr.Dropdown
     sweep_steps: gr.Slider
@@ -895,6 +967,118 @@ def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> Non
     webcam.camera.clear(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
 
 
+# ---- The API as scripts and MCP clients read it: names, descriptions, examples ---------------
+
+PHOTO_ARGS = """    model_name: the model to edit with, one of the app's (its page lists them)
+    photo: the photo (a file, URL or data: URL); may be left out when photo_id is given"""
+EDIT_ARGS = PHOTO_ARGS + """
+    photo_id: the id /encode answered for this photo, in this client's session"""
+CONTROL_ARGS = """    detail: keep photo detail: 0 the model's output alone, 1 the photo's detail
+    faces: the faces to edit by label ("Face 1 (largest)", "Face 2"…); left out: every face"""
+API_DOCS = {  # Google style, as Gradio reads it for the API page and MCP: an argument a line
+    "encode": """Encode a photo once, so that its edits are fast: a face model finds and aligns
+the face, other models take the centre square. Answers the crop the model sees, a note (what
+was found, what the classifier reads) and the photo_id that the edits take.
+
+Args:
+{photo}""",
+    "edit": """Edit an encoded photo with each slider's value, in the model's order of
+attributes. Answers the edited crop, the edited photo (a preview, at most 768 pixels a side;
+/export makes the full-resolution PNG) and the photo_id. A value past a slider's end is taken
+as that end.
+
+Args:
+{edit}
+{sliders}
+{controls}""",
+    "export": """The edit /edit makes, as a full-resolution PNG file named for its values.
+
+Args:
+{edit}
+{sliders}
+{controls}""",
+    "edit_by_name": """Edit an encoded photo with attribute values by name, such as
+{{"three": 0, "eight": 1}}: attributes not named stay at the photo's start (what the model's
+classifier reads from it). Answers as /edit does.
+
+Args:
+{edit}
+    values: attribute values by name ({names}): 0 without the attribute, 1 with it
+{controls}""",
+    "sweep": """One attribute from the slider's minimum to its maximum in a number of steps,
+the other sliders as given: a strip of crops, a row per face, each column labelled.
+
+Args:
+{edit}
+    attribute: the attribute to sweep ("Three", "Smiling"), a binary one
+    steps: how many values, 2 to 16
+{sliders}
+{controls}""",
+}
+
+
+def slider_args(library: ModelLibrary) -> tuple[list[str], str]:
+    """The sliders' parameter names and their "Args:" lines: named for the first model's
+    attributes (each model takes its own, in its own order; the rest serve larger models)."""
+    editor = library.editor(library.names[0])
+    keys = slider_keys(editor)
+    low, high = editor.model.config.slider_range
+    names = [api_name(key) for key in keys] + [f"slider_{i}" for i in range(len(keys), MAX_SLIDERS)]
+    lines = [
+        f"    {name}: {slider_label(key)}, {low:g} to {high:g}: 0 without it, 1 with it"
+        for name, key in zip(names, keys, strict=False)
+    ]
+    lines += [f"    {name}: unused by {library.names[0]} (0)" for name in names[len(keys) :]]
+    return names, "\n".join(lines)
+
+
+def api_docs(library: ModelLibrary) -> dict[str, tuple[list[str], str]]:
+    """Each public endpoint's parameter names and description."""
+    sliders, lines = slider_args(library)
+    edit = ["model_name", "photo", "photo_id"]
+    names = {
+        "encode": ["model_name", "photo"],
+        "edit": [*edit, *sliders, "detail", "faces"],
+        "export": [*edit, *sliders, "detail", "faces"],
+        "edit_by_name": [*edit, "values", "detail", "faces"],
+        "sweep": [*edit, "attribute", "steps", *sliders, "detail", "faces"],
+    }
+    attributes = [api_name(key) for key in slider_keys(library.editor(library.names[0]))]
+    fill = {"photo": PHOTO_ARGS, "edit": EDIT_ARGS, "sliders": lines, "controls": CONTROL_ARGS}
+    fill["names"] = ", ".join([*attributes[:3], "…"])
+    return {name: (names[name], doc.format(**fill)) for name, doc in API_DOCS.items()}
+
+
+def documented(handler: Callable, names: Sequence[str], doc: str) -> Callable:
+    """`handler` (bound by `for_session`) as the API page and MCP clients describe it: its
+    inputs called `names` (not param_0…) and `doc`, whose "Args:" describes each."""
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    request = inspect.Parameter("request", kind, annotation=gr.Request)
+    # Every input may be left out: the photo when its id is given, the others have defaults.
+    parameters = [request, *(inspect.Parameter(name, kind, default=None) for name in names)]
+    handler.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    handler.__doc__ = doc
+    return handler
+
+
+def api_examples(page: Page, library: ModelLibrary) -> None:
+    """Examples the API page shows that work offline: an example photo of the first model's
+    kind (a path on the server's disk), attribute values by its names."""
+    editor = library.editor(library.names[0])
+    kinds = example_photos()
+    photos = kinds.get("faces" if editor.aligns_faces else "digits") or [EXAMPLES / "photo.png"]
+    page.image.example_payload = lambda: handle_file(str(photos[0]))
+    page.image.example_value = lambda: str(photos[0])
+    page.photo_id.example_payload = page.photo_id.example_value = lambda: "the id /encode answered"
+    values = {api_name(key): float(i) for i, key in enumerate(slider_keys(editor)[:2])}
+    page.values.example_payload = page.values.example_value = lambda: values
+    page.values.api_info = lambda: {
+        "type": "object",
+        "additionalProperties": {"type": "number"},
+        "description": "attribute values by name",
+    }
+
+
 def layout(library: ModelLibrary) -> Page:
     first = library.editor(library.names[0])
     gr.Markdown(
@@ -919,7 +1103,7 @@ def layout(library: ModelLibrary) -> Page:
             crop = gr.Image(
                 label="What the model sees", format="png", interactive=False, height=200
             )
-            photo_id = gr.Textbox(visible=False)
+            photo_id = gr.Textbox(visible=False, label="photo_id")
         with gr.Column(elem_id="slider-column"):
             # Built for the first model (the API page describes them so), then set per model.
             sliders = [
@@ -941,7 +1125,7 @@ def layout(library: ModelLibrary) -> Page:
                 elem_id="slider-detail",
             )
             labels = face_labels(MAX_FACES)  # the API's choices; the page shows the photo's
-            faces = gr.CheckboxGroup(
+            faces = FaceChoice(
                 labels, value=labels, type="index", label="Faces to edit", visible=False
             )
             # What the page's edits read instead of the checkboxes: a move sent while a new
@@ -960,9 +1144,10 @@ def layout(library: ModelLibrary) -> Page:
                 elem_id="edited-photo",
             )
             edit_files = [
-                gr.Image(format="png", interactive=False, visible=False),
-                gr.Image(format="jpeg", interactive=False, visible=False),
+                gr.Image(format="png", interactive=False, visible=False, label="edited_crop"),
+                gr.Image(format="jpeg", interactive=False, visible=False, label="edited_photo"),
             ]
+            values = gr.JSON(visible=False, label="values")  # /edit_by_name's object by name
     with gr.Accordion("Sweep one attribute", open=False):
         with gr.Row():
             names = sweep_choices(first)
@@ -979,7 +1164,7 @@ def layout(library: ModelLibrary) -> Page:
     return Page(
         model_name, current_model, model_loading, model_info, image, status, crop, photo_id,
         sliders, slider_note, reset_all, targets, detail, faces, faces_ticked, edited_crop,
-        edited_photo, edit_files, download, sweep_attribute, sweep_steps, sweep_button,
+        edited_photo, edit_files, values, download, sweep_attribute, sweep_steps, sweep_button,
         sweep_strip, webcam=webcam,
     )  # fmt: skip
 
@@ -1012,11 +1197,14 @@ def wire(
         "starting_sliders": for_session(starting_sliders, library),
         "face_choices": for_session(face_choices, library),
         "edit": for_session(with_files(edit, api_outputs), library, controls),
+        "edit_by_name": for_session(with_files(edit_by_name, api_outputs), library, controls),
         "live_edit": for_session(edit, library, controls, inline=True),
         "sweep": for_session(with_files(sweep, [page.sweep_strip]), library, controls),
         "export": for_session(export, library, controls, folder=exports),
         "export_move": for_session(export_move, library, controls, folder=exports),
     }
+    for name, (names, doc) in api_docs(library).items():  # named and described for clients
+        documented(bound[name], names, doc)
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
         """Downloads and conversions show their progress (tqdm) in the page."""
@@ -1068,8 +1256,13 @@ def wire(
     gr.on(slider_moves, moving, page_inputs, edit_outputs, **page_edit)
     # The API's edit returns files (the crop and the preview) to its clients, through the queue;
     # nothing in the page triggers it.
-    api = {"api_name": "edit", "concurrency_limit": None}  # waiting for a turn holds no thread
-    gr.on([], limited(bound["edit"], edits), edit_inputs, api_outputs, **api)
+    api = {"concurrency_limit": None}  # waiting for a turn holds no thread
+    gr.on([], limited(bound["edit"], edits), edit_inputs, api_outputs, api_name="edit", **api)
+    by_name = [*edit_inputs[:3], page.values, *controls_in]  # the values as an object by name
+    gr.on(
+        [], limited(bound["edit_by_name"], edits), by_name, api_outputs, api_name="edit_by_name",
+        **api,
+    )  # fmt: skip
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
@@ -1138,6 +1331,7 @@ def build_demo(
         delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME),
     ) as demo:
         page = layout(library)
+        api_examples(page, library)
         wire(page, library, live_edits, streams)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),
@@ -1173,6 +1367,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--share", action="store_true", help="also serve on a public gradio.live link"
     )
     parser.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also serve the API as an MCP server at /gradio_api/mcp/, for assistants: encode a "
+        "photo, edit it by attribute values, sweep an attribute (needs gradio[mcp])",
+    )
+    parser.add_argument(
         "--live-edits",
         type=int,
         default=LIVE_EDITS,
@@ -1206,7 +1406,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Only what the user gave: Gradio reads GRADIO_SERVER_NAME/PORT itself (a Space sets them),
     # and an explicit value would override them.
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH)
+    demo.launch(
+        server_name=args.host, server_port=args.port, share=args.share, mcp_server=args.mcp,
+        **LAUNCH,
+    )  # fmt: skip
     return 0
 
 
