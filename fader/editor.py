@@ -81,7 +81,9 @@ class PreparedPhoto:
     def nbytes(self) -> int:
         """Memory held by the pixels and tensors (what the store's budgets count)."""
         images = (self.photo, self.preview, *self.crops)
-        pixels = sum(image.width * image.height * len(image.getbands()) for image in images)
+        # PIL holds an RGB pixel in 4 bytes (a 12 MP photo is 48 MB, not 36)
+        per_pixel = [4 if len(image.getbands()) >= 3 else len(image.getbands()) for image in images]
+        pixels = sum(i.width * i.height * b for i, b in zip(images, per_pixel, strict=True))
         tensors = (self.encoded.latents, self.encoded.residuals)
         return pixels + sum(t.numel() * t.element_size() for t in tensors if t is not None)
 

@@ -45,16 +45,18 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(library: ModelLibrary) -> Iterator[str]:
-    """The app on 127.0.0.1, as `python app.py` launches it, for as long as the caller holds it;
-    yields its URL."""
-    demo = app.build_demo(library)
+def serve(
+    library: ModelLibrary, cache_lifetime: int = app.CACHE_LIFETIME, **launch
+) -> Iterator[str]:
+    """The app on 127.0.0.1, as `python app.py` launches it (`launch` overriding its launch
+    options), for as long as the caller holds it; yields its URL."""
+    demo = app.build_demo(library, cache_lifetime=cache_lifetime)
     _, url, _ = demo.launch(
         server_name="127.0.0.1",
         server_port=free_port(),
         prevent_thread_lock=True,
         quiet=True,
-        **app.LAUNCH,
+        **(app.LAUNCH | launch),
     )
     server = demo.server
     try:
@@ -326,7 +328,7 @@ def test_a_data_url_passes_the_same_gate_as_an_upload(server, models, photos):
         url, "encode", [models["face"], data_url(photos["huge"].read_bytes())]
     )
     assert photo_id == "" and re.search("(?i)too large.*megapixels", status), status
-    over_the_cap = png(64, 64, 8, 2, b"\0" * 64) + os.urandom(26 * 2**20)
+    over_the_cap = png(64, 64, 8, 2, b"\0" * 64) + os.urandom(25 * 2**20 + 2**18)
     kind, (_, status, photo_id) = call_raw(url, "encode", [models["face"], data_url(over_the_cap)])
     assert photo_id == "" and "25 MB" in status, status
 

@@ -81,8 +81,8 @@ def test_latent_cache_is_bounded_and_evicts_the_oldest():
 
 
 def test_latent_cache_also_keeps_to_a_byte_budget_but_always_the_newest_photo():
-    big = (800, 600)  # 1.44 MB of pixels, plus a 768×576 preview: ~2.8 MB a photo
-    editor = Editor(random_model("center"), limits=StoreLimits(bytes_per_session=6 * 2**20))
+    big = (800, 600)  # 1.9 MB of pixels (4 bytes each in PIL), a 768×576 preview: ~3.7 MB a photo
+    editor = Editor(random_model("center"), limits=StoreLimits(bytes_per_session=8 * 2**20))
     photo_ids = [editor.load(photo(i, big)) for i in range(5)]
     assert len(editor.photos) == 2
     with pytest.raises(ValueError, match="upload it again"):
@@ -253,8 +253,8 @@ def test_using_a_photo_keeps_it_from_eviction():
 
 
 def test_one_heavy_session_cannot_evict_another_sessions_photo():
-    big = (800, 600)  # ~2.8 MB with its preview
-    limits = StoreLimits(bytes=12 * 2**20, bytes_per_session=6 * 2**20)
+    big = (800, 600)  # ~3.7 MB with its preview
+    limits = StoreLimits(bytes=16 * 2**20, bytes_per_session=8 * 2**20)
     editor = Editor(random_model("center"), limits=limits)
     small = editor.load(photo(0), session="visitor")
     for attacker in range(4):
