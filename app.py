@@ -11,7 +11,6 @@ then wires the handlers to it. Everything the handlers call lives in `fader/`.
 import argparse
 import asyncio
 import base64
-import binascii
 import contextlib
 import inspect
 import io
@@ -34,17 +33,25 @@ import numpy as np
 import torch
 from gradio_client import handle_file
 from PIL import Image, ImageDraw
+from starlette.middleware import Middleware
 
 from fader.align import faces_in
 from fader.editor import MAX_FACES, Editor, EditResult, preview_of
 from fader.heap import return_freed_memory
 from fader.library import ModelLibrary, authors_choices, bundled_models, choice_label
-from fader.photo import load_photo, too_large_message
+from fader.photo import (
+    MAX_BYTES,
+    bytes_from_data_url,
+    check_size,
+    load_frame,
+    load_photo,
+    too_large_message,
+)
+from fader.photo_store import ID_CHARS
 from fader.stream import FaceStream, Streams
 
 MAX_SLIDERS = 16  # Gradio needs components up front; models with fewer hide the rest
-MAX_UPLOAD_BYTES = 25 * 2**20
-MAX_UPLOAD = "25mb"  # the same cap, as Gradio's upload route takes it
+MAX_UPLOAD = f"{MAX_BYTES // 2**20}mb"  # the photo cap, as Gradio's upload route takes it
 QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gradio's queue
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
@@ -75,7 +82,6 @@ HEAD = (
     "{ .gradio-container { overflow: visible !important; } }</style>"
     f"<script>{(Path(__file__).resolve().parent / 'assets' / 'sliders.js').read_text()}</script>"
 )
-LAUNCH = {"css": CSS, "head": HEAD, "max_file_size": MAX_UPLOAD}  # every launch of the page
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class RejectedPhoto:
     message: str
 
 
-Photo = str | RejectedPhoto | None  # what the photo component hands a handler
+Photo = str | bytes | RejectedPhoto | None  # what the photo component hands a handler
 
 
 def user_errors(handler: Callable) -> Callable:
@@ -96,7 +102,7 @@ def user_errors(handler: Callable) -> Callable:
         try:
             return handler(*args, **kwargs)
         except ValueError as error:
-            raise gr.Error(str(error)) from None
+            raise gr.Error(shortened(str(error))) from None
         except Exception:
             log.exception("Unexpected error in %s", handler.__name__)
             raise gr.Error("Something went wrong on our side; please try another photo.") from None
@@ -107,54 +113,17 @@ def user_errors(handler: Callable) -> Callable:
 # ---- The one gate for every route a photo can take into the app ------------------------------
 
 
-def too_big_message(size: int) -> str:
-    return (
-        f"This file is {size / 2**20:.0f} MB; photos up to {MAX_UPLOAD_BYTES // 2**20} MB are "
-        "accepted. Save it smaller (a JPEG of a few MB is plenty) and try again."
-    )
+def gated(component: gr.Image, accept: Callable[[Any], Any]) -> gr.Image:
+    """`component` whose input goes through `accept` (`fader.photo`'s gate) instead of Gradio's
+    own decoding, and whose refusals reach the handler as a `RejectedPhoto` (shown on the page)
+    rather than a server error. The instance's `preprocess` is replaced rather than subclassed:
+    Gradio's front end renders components by class name."""
 
-
-def file_from_data_url(url: str, folder: Path) -> Path:
-    """A `data:` URL's bytes as a file, refused by its length before anything is decoded."""
-    header, _, payload = url.partition(",")
-    if not header.endswith(";base64"):
-        raise ValueError("Send the photo as a base64 data: URL or as an uploaded file.")
-    if len(payload) * 3 // 4 > MAX_UPLOAD_BYTES:
-        raise ValueError(too_big_message(len(payload) * 3 // 4))
-    try:
-        data = base64.b64decode(payload, validate=True)
-    except binascii.Error:
-        raise ValueError("This data: URL is not valid base64.") from None
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=folder, suffix=".upload", delete=False) as file:
-        file.write(data)
-    return Path(file.name)
-
-
-def photo_input(**kwargs: Any) -> gr.Image:
-    """gr.Image whose every input route — upload, `data:` URL, remote URL, a path through the
-    API — passes one byte cap before anything is decoded, and whose refusals reach the handler
-    as a `RejectedPhoto` (shown on the page) rather than a server error.
-
-    `image_mode=None` keeps Gradio from decoding the file: its preprocess only reads the header,
-    and `fader.photo.load_photo` decides (pixel caps included) before any pixels are decoded. The
-    instance's `preprocess` is wrapped rather than subclassed: Gradio's front end renders
-    components by class name.
-    """
-    image = gr.Image(type="filepath", image_mode=None, **kwargs)
-    preprocess = image.preprocess
-
-    def gate(payload: Any) -> Photo:
+    def gate(payload: Any) -> Any:
         if payload is None:
             return None
         try:
-            if payload.url and payload.url.startswith("data:"):
-                return str(file_from_data_url(payload.url, Path(image.GRADIO_CACHE) / "data-urls"))
-            if payload.path and os.path.isfile(payload.path):
-                size = os.path.getsize(payload.path)
-                if size > MAX_UPLOAD_BYTES:
-                    return RejectedPhoto(too_big_message(size))
-            return preprocess(payload)
+            return accept(payload)
         except ValueError as error:
             return RejectedPhoto(str(error))
         except Image.DecompressionBombError:  # PIL refuses it from the header
@@ -164,8 +133,171 @@ def photo_input(**kwargs: Any) -> gr.Image:
                 "This file is not an image we can read. Upload a JPEG, PNG, WebP or GIF photo."
             )
 
-    image.preprocess = gate
-    return image
+    component.preprocess = gate
+    return component
+
+
+def photo_input(**kwargs: Any) -> gr.Image:
+    """gr.Image whose every input route — upload, `data:` URL, remote URL, a path through the
+    API — passes one byte cap before anything is decoded. A `data:` URL is decoded to memory
+    (bytes; no file is left behind); the others arrive as a file in Gradio's cache.
+
+    `image_mode=None` keeps Gradio from decoding the file: its preprocess only reads the header,
+    and `fader.photo.load_photo` decides (pixel caps included) before any pixels are decoded."""
+    image = gr.Image(type="filepath", image_mode=None, **kwargs)
+    preprocess = image.preprocess
+
+    def accept(payload: Any) -> Photo:
+        if payload.url and payload.url.startswith("data:"):
+            return bytes_from_data_url(payload.url)
+        if payload.path and os.path.isfile(payload.path):
+            check_size(payload.path)
+        return preprocess(payload)
+
+    return gated(image, accept)
+
+
+def frame_input(**kwargs: Any) -> gr.Image:
+    """A streaming camera whose frames pass the photo gate (byte cap, pixel cap from the header)
+    and arrive at most `fader.photo.MAX_FRAME_SIDE` pixels a side, as H×W×3 uint8 RGB. The
+    browser sends each frame as a JPEG `data:` URL; a frame uploaded first arrives as a file."""
+
+    def accept(payload: Any) -> np.ndarray:
+        if payload.url and payload.url.startswith("data:"):
+            return load_frame(bytes_from_data_url(payload.url))
+        if payload.path and os.path.isfile(payload.path):
+            return load_frame(payload.path)
+        raise ValueError("Send camera frames as a base64 data: URL or an uploaded file.")
+
+    return gated(gr.Image(type="numpy", **kwargs), accept)
+
+
+# ---- Every request bounded before Gradio reads it --------------------------------------------
+
+UPLOAD_ROUTE = "/gradio_api/upload"
+MAX_UPLOAD_BODY = MAX_BYTES + 2**20  # one photo and its multipart headers
+MAX_BODY = -(-MAX_BYTES // 3) * 4 + 2**20  # a photo as a base64 data: URL, and the other inputs
+STALLED_UPLOAD = 60.0  # seconds an upload's temporary file may go unwritten before it is removed
+
+
+class RequestLimits:
+    """ASGI middleware in front of Gradio: a body over its route's limit is answered 413 before
+    it is read (from `content-length`) or as soon as it passes the limit (bytes counted as they
+    come), so no route parses more than a photo's worth. An upload that fails or is cut off
+    leaves its temporary file in Gradio's upload folder, outside Gradio's cache sweep; such
+    files, once unwritten for `stalled_after` seconds, are removed."""
+
+    def __init__(self, app: Callable, stalled_after: float = STALLED_UPLOAD):
+        self.app, self.stalled_after = app, stalled_after
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        upload = scope["path"].endswith(UPLOAD_ROUTE)
+        limit = MAX_UPLOAD_BODY if upload else MAX_BODY
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > limit:
+            if length.isdigit() and int(length) <= 2 * limit:
+                await discard_body(receive)  # so a client that sends it all reads the answer
+            return await refuse(send, limit)
+        received, status, refused = 0, 0, False
+
+        async def counted() -> dict:
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received <= limit:
+                return message
+            if not (refused or status):
+                refused = True
+                await refuse(send, limit)
+            return {"type": "http.disconnect"}  # what the app reads of the rest
+
+        async def watched(message: dict) -> None:
+            nonlocal status
+            if refused:
+                return  # the app's answer to a body cut off: 413 was answered instead
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except Exception:
+            if not refused:
+                raise  # not ours: Gradio's error handling answers it
+        finally:
+            if upload and status != 200:
+                folder = Path(scope["app"].uploaded_file_dir)
+                asyncio.get_running_loop().call_later(
+                    self.stalled_after + 1, remove_stalled_uploads, folder, self.stalled_after
+                )
+
+
+async def discard_body(receive: Callable) -> None:
+    while (message := await receive())["type"] == "http.request" and message.get("more_body"):
+        pass
+
+
+async def refuse(send: Callable, limit: int) -> None:
+    body = (
+        f"Requests up to {limit / 2**20:.0f} MB are accepted; photos up to {MAX_BYTES // 2**20} MB."
+    ).encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def remove_stalled_uploads(folder: Path, stalled_after: float) -> None:
+    """Gradio's temporary upload files (`tmp…` at the top of its upload folder; a finished
+    upload is moved into a folder of its own) unwritten for `stalled_after` seconds."""
+    settled = time.time() - stalled_after
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            if entry.name.startswith("tmp") and entry.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < settled:
+                        os.unlink(entry.path)
+
+
+MAX_NAME_CHARS = 200  # a model name (a Hub repo id, a folder) or an attribute name
+MAX_MESSAGE_CHARS = 1000  # of an error message: never a visitor's input echoed whole
+
+
+def capped(component: gr.components.Component, max_chars: int, max_items: int = 1) -> None:
+    """`component` refuses a value longer than `max_chars` (a list: more than `max_items`
+    values) before Gradio's own checks, whose messages echo the value whole."""
+    preprocess = component.preprocess
+
+    def check(payload: Any) -> Any:
+        values = payload if isinstance(payload, list) else [payload]
+        if len(values) > max_items or any(
+            isinstance(v, str) and len(v) > max_chars for v in values
+        ):
+            raise gr.Error(f"This input takes at most {max_items} value(s) of {max_chars} chars.")
+        return preprocess(payload)
+
+    component.preprocess = check
+
+
+def bound_text_inputs(page: "Page") -> None:
+    """Each text slot capped to what it needs."""
+    capped(page.model_name, MAX_NAME_CHARS)
+    capped(page.sweep_attribute, MAX_NAME_CHARS)
+    capped(page.photo_id, ID_CHARS)
+    capped(page.faces, MAX_NAME_CHARS, MAX_FACES)
+
+
+def shortened(message: str) -> str:
+    return message if len(message) <= MAX_MESSAGE_CHARS else message[:MAX_MESSAGE_CHARS] + "…"
+
+
+LAUNCH = {  # every launch of the page
+    "css": CSS,
+    "head": HEAD,
+    "max_file_size": MAX_UPLOAD,
+    "app_kwargs": {"middleware": [Middleware(RequestLimits)]},
+}
 
 
 # ---- Handlers: plain functions of the library, the inputs and the visitor's session ---------
@@ -326,13 +458,12 @@ def encode(
             + (GET_A_FACE_MODEL),
             "",
         )
-    try:
-        photo_id = editor.load(image, session)
+    try:  # the prepared photo as loaded: other uploads may evict it before a read-back
+        photo_id, prepared = editor.load_prepared(image, session)
     except ValueError as error:
         return None, markdown_text(str(error)), ""
     finally:
         return_freed_memory()  # the decoded upload's pages, back to the system
-    prepared = editor.photo(photo_id, session)
     how = f"Face aligned with {prepared.face.backend}." if prepared.face else "Centre square."
     read = [
         plain_words(name) for name, value in flat_values(prepared.slider_start).items() if value
@@ -772,12 +903,79 @@ def encode_examples(library: ModelLibrary, model_name: str) -> None:
 LIVE_EVERY = 0.05  # seconds between frames the browser sends (it skips one while a frame is out)
 LIVE_SECONDS = 600  # a stream ends after this long; the viewer starts it again with a click
 LIVE_QUALITY = 85  # JPEG quality of the frames sent back
+LIVE_FRAMES = QUEUE_CONCURRENCY  # frames edited at once, whatever the number of streams
+LIVE_PATIENCE = 1.0  # seconds a frame waits for a turn before it is dropped (the next is fresher)
+LIVE_IDLE = 5.0  # seconds without a frame after which a stream is ended
+
+
+class LiveFrames:
+    """The live webcam's streams share `turns` frame edits in arrival order (each stream has
+    one frame out at a time, so turns go round the streams); a frame that waits `patience`
+    seconds is dropped. Streams hold no Gradio slot (`concurrency_limit=None`): a stream whose
+    client stops sending frames (disconnected, or never closed) is ended after `idle` seconds,
+    as is a session's older stream when it starts another; Gradio itself ends one only when
+    its tab closes or its time limit is up."""
+
+    def __init__(
+        self,
+        streams: Streams,
+        turns: int = LIVE_FRAMES,
+        patience: float = LIVE_PATIENCE,
+        idle: float = LIVE_IDLE,
+    ):
+        self.streams, self.patience, self.idle = streams, patience, idle
+        self.turns = asyncio.Semaphore(turns)
+        self.last_frame: dict[str, float] = {}  # by session
+        self.reaper: asyncio.Task | None = None
+
+    def limit(self, handler: Callable) -> Callable:
+        """`handler` (a `for_session` handler) run with a turn, or its frame dropped."""
+
+        @wraps(handler)  # Gradio reads the wrapped signature: it still passes the `gr.Request`
+        async def call(request: gr.Request, *args: Any) -> Any:
+            session = request.session_hash or ""
+            self.last_frame[session] = math.inf  # a frame in hand: the stream is not idle
+            if self.reaper is None or self.reaper.done():
+                queue = request.request.app.get_blocks()._queue
+                self.reaper = asyncio.create_task(self.end_stopped(queue))
+            try:
+                await asyncio.wait_for(self.turns.acquire(), self.patience)
+            except TimeoutError:
+                return gr.skip(), gr.skip()
+            else:
+                try:
+                    return await asyncio.to_thread(handler, request, *args)
+                finally:
+                    self.turns.release()
+            finally:
+                self.last_frame[session] = time.monotonic()
+
+        return call
+
+    async def end_stopped(self, queue: Any) -> None:
+        """While streams run: end those stopped, as `/gradio_api/stream/<id>/close` would."""
+        while live := [
+            event
+            for event in list(queue.event_ids_to_events.values())
+            if event.fn.api_name == "live_frame" and not event.closed
+        ]:
+            now = time.monotonic()
+            newest = {e.session_hash: e for e in sorted(live, key=lambda e: e.enqueue_time)}
+            for event in live:
+                last = self.last_frame.get(event.session_hash, event.enqueue_time)
+                if now - last > self.idle or not event.alive or newest[event.session_hash] != event:
+                    event.run_time, event.closed = math.inf, True
+                    event.signal.set()
+            for session in [s for s, t in self.last_frame.items() if now - t > self.idle]:
+                del self.last_frame[session]
+                self.streams.close(session)
+            await asyncio.sleep(self.idle / 5)
 
 
 def live_frame(
     library: ModelLibrary,
     model_name: str,
-    frame: np.ndarray | None,
+    frame: np.ndarray | RejectedPhoto | None,
     *values: float,
     detail: float | None = None,
     session: str = "",
@@ -785,9 +983,11 @@ def live_frame(
 ) -> tuple[str, str]:
     """One camera frame edited with the sliders and "keep photo detail" (None: the model's
     default), the largest face tracked from the session's previous frame; returned as an <img>
-    (a data: URL, so no file is written per frame) and a note."""
+    (a data: URL, so no file is written per frame) and a note (a refused frame's: why)."""
     if frame is None:
         return "", ""
+    if isinstance(frame, RejectedPhoto):
+        return "", markdown_text(frame.message)
     editor = library.editor(model_name)
     sliders = slider_values(library, model_name, values)
     strength = editor.detail_strength(detail_value(detail))
@@ -939,21 +1139,22 @@ def live_webcam_layout() -> LiveWebcam:
             "face followed from frame to frame. Frames without a face are shown as they are."
         )
         with gr.Row():
-            camera = gr.Image(
-                sources=["webcam"], streaming=True, type="numpy", label="Camera",
-                elem_id="live-camera",
-            )  # fmt: skip
+            camera = frame_input(
+                sources=["webcam"], streaming=True, label="Camera", elem_id="live-camera"
+            )
             edited = gr.HTML(label="Edited live", elem_id="live-edited")
         note = gr.Markdown(elem_id="live-note")
     return LiveWebcam(camera, edited, note)
 
 
 def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> None:
-    """Each frame edited as it arrives. When the stream ends (stop, time up) or the camera is
-    cleared, the session's stream is freed; a closed tab's after `fader.stream.IDLE_SECONDS`."""
+    """Each frame edited as it arrives, streams sharing the turns (`LiveFrames`). When the
+    stream ends (stop, time up, no frame for `LIVE_IDLE`) or the camera is cleared, the
+    session's stream is freed."""
     webcam = page.webcam
     assert webcam is not None
-    frame = for_session(live_frame, library, ("detail",), streams=streams)
+    live = LiveFrames(streams)
+    frame = live.limit(for_session(live_frame, library, ("detail",), streams=streams))
     stop = for_session(live_stop, library, streams=streams)
     webcam.camera.stream(
         frame,
@@ -961,6 +1162,7 @@ def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> Non
         [webcam.edited, webcam.note],
         stream_every=LIVE_EVERY,
         time_limit=LIVE_SECONDS,
+        concurrency_limit=None,  # `LiveFrames` shares the turns and ends stopped streams
         show_progress="hidden",
         api_name="live_frame",
     ).then(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
@@ -1320,18 +1522,23 @@ def wire(
 
 
 def build_demo(
-    library: ModelLibrary, live_edits: int = LIVE_EDITS, streams: Streams | None = None
+    library: ModelLibrary,
+    live_edits: int = LIVE_EDITS,
+    streams: Streams | None = None,
+    cache_lifetime: int = CACHE_LIFETIME,
 ) -> gr.Blocks:
     """The page for `library`'s models. `live_edits` slider moves are handled at once (their
     decodes batched); 1 handles them one at a time, the baseline `bench/app_load.py` measures.
-    `streams` holds the live webcam's per-session trackers (a fresh one by default)."""
+    `streams` holds the live webcam's per-session trackers (a fresh one by default); uploads
+    and answers are deleted `cache_lifetime` seconds on."""
     encode_examples(library, library.names[0])  # and a model that cannot load fails here
     with gr.Blocks(
         title="Fader: edit photos by sliding attributes",
-        delete_cache=(CACHE_LIFETIME, CACHE_LIFETIME),
+        delete_cache=(cache_lifetime, cache_lifetime),
     ) as demo:
         page = layout(library)
         api_examples(page, library)
+        bound_text_inputs(page)
         wire(page, library, live_edits, streams)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),
