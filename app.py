@@ -262,6 +262,7 @@ def remove_stalled_uploads(folder: Path, stalled_after: float) -> None:
 
 MAX_NAME_CHARS = 200  # a model name (a Hub repo id, a folder) or an attribute name
 MAX_MESSAGE_CHARS = 1000  # of an error message: never a visitor's input echoed whole
+MAX_NUMBER_CHARS = 32  # a number sent as text
 
 
 def capped(component: gr.components.Component, max_chars: int, max_items: int = 1) -> None:
@@ -286,6 +287,8 @@ def bound_text_inputs(page: "Page") -> None:
     capped(page.sweep_attribute, MAX_NAME_CHARS)
     capped(page.photo_id, ID_CHARS)
     capped(page.faces, MAX_NAME_CHARS, MAX_FACES)
+    for number in [*page.sliders, page.detail, page.sweep_steps]:  # Gradio logs a bad one whole
+        capped(number, MAX_NUMBER_CHARS)
 
 
 def shortened(message: str) -> str:

@@ -203,6 +203,7 @@ def test_long_strings_in_any_slot_are_refused_and_never_echoed(server, models, t
         ("/edit", (models["scene"], None, long, *NEUTRAL)),
         ("/sweep", (models["scene"], None, "", long, 3, *NEUTRAL)),
         ("/encode", (long, None)),
+        ("/edit", (models["scene"], None, "", long, *NEUTRAL[1:])),  # a slider
     ]
     for api, args in calls:
         with pytest.raises(AppError) as refused:
