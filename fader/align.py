@@ -14,6 +14,7 @@ Eye and mouth points come from the 68 iBUG 300-W landmarks (see ``fader.landmark
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -22,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from fader.landmarks import Face, LandmarkBackend, get_backend
-from fader.photo import PhotoSource, load_photo
+from fader.photo import PhotoSource, load_photo, to_uint8
 
 CELEBA_TEMPLATE = np.array([[70.745, 112.0], [108.237, 112.0], [89.432, 153.514]])
 """Image-left eye centre, image-right eye centre, mouth-corner midpoint: 1-based (x, y) pixel
@@ -229,6 +230,8 @@ def paste_back(
     D(z, y) + s·(x − D(z, y₀)) does; that part is taken from the photo itself at its own
     resolution instead, so at s = 1 what the decoder did not change keeps the photo's detail
     finer than the crop's, and an unchanged crop leaves the photo as it was.
+
+    Pasting into the same photo again and again (a slider's moves) keeps a `PasteSite` instead.
     """
     image = load_photo(photo)
     if image.size != aligned.photo_size:
@@ -240,45 +243,89 @@ def paste_back(
     edited = load_photo(edited_crop)
     if edited.size != (size, size):
         edited = edited.resize((size, size), Image.Resampling.LANCZOS)
+    site = paste_site(image.size, aligned)
+    result = image.copy()
+    result.paste(pasted_face(site, np.asarray(edited, np.float32), detail, image), site.box[:2])
+    return result
+
+
+@dataclass(frozen=True)
+class PasteSite:
+    """Where an edited crop of one face goes back into a photo of one size, with what every
+    paste there reuses: the photo's region the crop covers, the feathered mask warped onto it,
+    the aligned crop's pixels as floats, and the seam ring's colour."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1: the photo's region, clipped to it
+    to_crop: np.ndarray  # 2×3 affine: region pixel → crop pixel
+    kernel: int  # how the crop is resampled onto the region (an OpenCV interpolation flag)
+    alpha: np.ndarray  # H×W×1 float32 blend weight over the region
+    original: np.ndarray  # size×size×3 float32, the crop as aligned
+    ring: np.ndarray  # size×size bool, the seam ring whose colour the edit is matched to
+    ring_colour: np.ndarray  # the original crop's mean colour over the ring
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.alpha, self.original, self.ring)
+        return sum(array.nbytes for array in arrays)
+
+
+def paste_site(
+    photo_size: tuple[int, int], aligned: AlignedFace, kernel: int = cv2.INTER_CUBIC
+) -> PasteSite:
+    """The `PasteSite` of `aligned`'s face in a photo of `photo_size` (width, height): the
+    photo it was aligned on. `kernel` resamples the crop (bicubic; bilinear is several times
+    faster, for a live preview)."""
+    size = aligned.crop.width
     mask = face_mask(size)
-    original = np.asarray(aligned.crop, dtype=np.float32)
-    face = match_seam_colour(np.asarray(edited, dtype=np.float32), original, mask)
-    face -= detail * original  # the photo's own pixels replace it below
-    base = np.asarray(image)
-    x0, y0, x1, y1 = _crop_footprint(aligned.forward, size, base.shape, margin=2)
+    width, height = photo_size
+    x0, y0, x1, y1 = _crop_footprint(aligned.forward, size, (height, width), margin=2)
     to_crop = _shift_origin(aligned.forward, x0, y0)
-    region_size = (x1 - x0, y1 - y0)
-    inverse_map = cv2.WARP_INVERSE_MAP  # `to_crop` maps destination (photo) → source (crop)
+    alpha = cv2.warpAffine(
+        mask,
+        to_crop,
+        (x1 - x0, y1 - y0),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,  # `to_crop` maps photo → crop
+        borderValue=0.0,
+    )[..., None]
+    original = np.asarray(aligned.crop, dtype=np.float32)
+    ring = (mask > 0.02) & (mask < 0.5)
+    ring_colour = original[ring].mean(axis=0)
+    return PasteSite((x0, y0, x1, y1), to_crop, kernel, alpha, original, ring, ring_colour)
+
+
+def pasted_face(
+    site: PasteSite, edited: np.ndarray, detail: float, photo: Image.Image
+) -> Image.Image:
+    """The site's region of `photo` with `edited` (size×size×3 float32, holding `detail` times
+    the original crop: see `paste_back`) blended in."""
+    region = np.asarray(photo.crop(site.box), np.float32)
+    face = np.clip(edited + (site.ring_colour - edited[site.ring].mean(axis=0)), 0.0, 255.0)
+    face -= detail * site.original  # the photo's own pixels replace it below
+    x0, y0, x1, y1 = site.box
     face = cv2.warpAffine(
         face,
-        to_crop,
-        region_size,
-        flags=cv2.INTER_CUBIC | inverse_map,
+        site.to_crop,
+        (x1 - x0, y1 - y0),
+        flags=site.kernel | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    alpha = cv2.warpAffine(
-        mask, to_crop, region_size, flags=cv2.INTER_LINEAR | inverse_map, borderValue=0.0
-    )[..., None]
-    region = base[y0:y1, x0:x1].astype(np.float32)
-    region += alpha * (face - (1.0 - detail) * region)
-    result = base.copy()
-    result[y0:y1, x0:x1] = np.clip(np.rint(region), 0, 255).astype(np.uint8)
-    return Image.fromarray(result)
+    if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
+        face -= (1.0 - detail) * region
+    face *= site.alpha
+    region += face
+    return Image.fromarray(to_uint8(region))
 
 
+@functools.cache
 def face_mask(size: int) -> np.ndarray:
-    """float32 size×size blend weight: 1 over the face, smoothly 0 before the crop's edges."""
+    """float32 size×size blend weight: 1 over the face, smoothly 0 before the crop's edges
+    (made once per size, read-only)."""
     centres = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
     radius = np.hypot(centres[None, :] / MASK_RADII[0], centres[:, None] / MASK_RADII[1])
     t = np.clip((1.0 + MASK_FEATHER - radius) / (2.0 * MASK_FEATHER), 0.0, 1.0)
-    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
-
-
-def match_seam_colour(edited: np.ndarray, original: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """`edited` shifted per channel so its mean over the seam ring equals `original`'s."""
-    ring = (mask > 0.02) & (mask < 0.5)
-    shift = original[ring].mean(axis=0) - edited[ring].mean(axis=0)
-    return np.clip(edited + shift, 0.0, 255.0).astype(np.float32)
+    mask = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+    mask.flags.writeable = False
+    return mask
 
 
 def _look_again(rgb: np.ndarray, face: Face, backend: LandmarkBackend) -> Face | None:

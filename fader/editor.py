@@ -30,11 +30,14 @@ from fader.batching import DecodeBatcher
 from fader.classifier import Classifier
 from fader.crop_edit import (
     EncodedCrops,
+    Site,
     decode_crops,
     detail_strength,
     encode_crops,
     model_input,
+    paste_at,
     paste_crops,
+    paste_sites,
 )
 from fader.model import FaderNetwork
 from fader.photo import PhotoSource, background_of, centre_square, load_photo
@@ -59,6 +62,7 @@ class PreparedPhoto:
     encoded: EncodedCrops  # z per crop, and x − D(z, y₀): the detail the decoder does not rebuild
     faces: tuple[AlignedFace, ...]  # the alignments, for paste-back; () for whole-image models
     preview_faces: tuple[AlignedFace, ...]  # the same alignments on `preview`
+    preview_sites: tuple[Site, ...]  # where each face (or the centre square) goes in `preview`
     note: str  # what the user should know ("3 faces found: …")
     # what the classifier reads from the largest face, else neutral; a slider group's values
     # as a dict of its categories
@@ -85,7 +89,8 @@ class PreparedPhoto:
         per_pixel = [4 if len(image.getbands()) >= 3 else len(image.getbands()) for image in images]
         pixels = sum(i.width * i.height * b for i, b in zip(images, per_pixel, strict=True))
         tensors = (self.encoded.latents, self.encoded.residuals)
-        return pixels + sum(t.numel() * t.element_size() for t in tensors if t is not None)
+        sites = sum(site.nbytes for site in self.preview_sites)
+        return pixels + sites + sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 @dataclass(frozen=True)
@@ -196,8 +201,9 @@ class Editor:
             start = values_read(self.model.config, self.classifier.config.attributes, read)
         encoded = encode_crops(self.model, crops, start)  # every face in one batch, each once
         preview_faces = tuple(rescaled(face, preview.size) for face in faces)
+        sites = paste_sites(preview.size, preview_faces, crops[0], preview=True)
         return PreparedPhoto(
-            photo, preview, crops, encoded, faces, preview_faces, note, start, inverted
+            photo, preview, crops, encoded, faces, preview_faces, sites, note, start, inverted
         )
 
     def face_numbers(self, prepared: PreparedPhoto, faces: Faces = "all") -> list[int]:
@@ -298,10 +304,12 @@ class Editor:
         prepared = self.photo(photo_id, session)
         numbers = self.face_numbers(prepared, faces)
         (crops,) = self._decode(prepared, [values], numbers, strength)
-        photo = prepared.photo if full_resolution else prepared.preview
-        aligned = prepared.faces if full_resolution else prepared.preview_faces
-        faces_edited = [aligned[number] for number in numbers] if aligned else []
-        photo = paste_crops(photo, crops, faces_edited, prepared.crop, strength)
+        if full_resolution:
+            faces_edited = [prepared.faces[number] for number in numbers] if prepared.faces else []
+            photo = paste_crops(prepared.photo, crops, faces_edited, prepared.crop, strength)
+        else:
+            sites = [prepared.preview_sites[number] for number in numbers]
+            photo = paste_at(prepared.preview, crops, sites, strength)
         shown = [self.shown(crop, prepared) for crop in crops]
         return EditResult(shown, self.shown(photo, prepared))
 

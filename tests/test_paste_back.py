@@ -1,15 +1,23 @@
-"""Whole-image models (digits, scenes) paste their edit into the photo's centre square.
+"""Pasting an edit back: whole-image models (digits, scenes) into the photo's centre square, and
+a slider move's paste, which reuses what it can from the photo's earlier moves, against the
+slow path that recomputes everything.
 
 Face models paste through the alignment (tests/test_align.py); here the edited photo of a model
 without alignment must show the edited crop, resized, at the centre, and the rest untouched.
 """
 
+from pathlib import Path
+
+import matplotlib
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
+from fader.align import paste_back
+from fader.crop_edit import paste_at, paste_sites
 from fader.editor import Editor
 from fader.library import load_model
+from fader.model import ALIGN, FaderConfig, FaderNetwork
 from fader.photo import paste_centre_square
 
 DIGITS_SEVEN = "assets/examples/digits/seven.png"
@@ -62,3 +70,109 @@ def test_a_digit_edit_is_in_the_edited_photo(full_resolution):
         assert np.array_equal(
             np.asarray(result.photo.crop(margins)), np.asarray(source.crop(margins))
         ), "outside the square the photo is as it was"
+
+
+# ---- A slider move's paste against the slow path ----------------------------------------------
+
+
+def face_model() -> FaderNetwork:
+    """A small random face model: pasting does not depend on training."""
+    config = FaderConfig(
+        attributes=["Smiling"], image_size=64, init_fm=8, max_fm=64, n_layers=4, preprocessing=ALIGN
+    )
+    return FaderNetwork(config).eval()
+
+
+def four_faces_close_together() -> Image.Image:
+    """Grace Hopper four times side by side, close enough that each face's paste region
+    overlaps its neighbours'."""
+    hopper = Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")
+    face = hopper.convert("RGB").crop((100, 0, 420, 600))
+    group = Image.new("RGB", (1280, 600), "white")
+    for i in range(4):
+        group.paste(face, (320 * i, 0))
+    return group
+
+
+def overlap(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether two boxes (x0, y0, x1, y1) share a pixel."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def pasted_one_by_one(photo, crops, faces, detail: float) -> Image.Image:
+    """The slow path: each face pasted with everything recomputed (`paste_back`), in turn."""
+    for crop, face in zip(crops, faces, strict=True):
+        photo = paste_back(photo, crop, face, detail)
+    return photo
+
+
+@pytest.mark.parametrize("detail", [1.0, 0.4])
+def test_a_moves_export_and_preview_are_the_slow_paths_pictures(detail):
+    """The export is the slow path's picture pixel for pixel. The preview reuses each face's
+    region, warped mask and seam ring from the photo's upload: with the slow path's bicubic it
+    is the same picture, overlapping faces included, move after move."""
+    editor = Editor(face_model(), aligner="dlib")
+    photo_id = editor.load(four_faces_close_together())
+    prepared = editor.photo(photo_id)
+    boxes = [site.box for site in prepared.preview_sites]
+    assert len(boxes) == 4 and overlap(boxes[2], boxes[3]), "neighbours' regions overlap"
+    for values in ({"Smiling": 2.0}, {"Smiling": -1.0}):  # a second move reuses the same sites
+        export = editor.edit(photo_id, values, full_resolution=True, detail=detail)
+        slow = pasted_one_by_one(prepared.photo, export.crops, prepared.faces, detail)
+        assert np.array_equal(np.asarray(export.photo), np.asarray(slow))
+
+        preview = editor.edit(photo_id, values, detail=detail)
+        slow = pasted_one_by_one(prepared.preview, preview.crops, prepared.preview_faces, detail)
+        bicubic = paste_sites(prepared.preview.size, prepared.preview_faces, prepared.crop)
+        assert np.array_equal(
+            np.asarray(paste_at(prepared.preview, preview.crops, bicubic, detail)),
+            np.asarray(slow),
+        )
+        fresh = paste_sites(prepared.preview.size, prepared.preview_faces, prepared.crop, True)
+        assert np.array_equal(
+            np.asarray(paste_at(prepared.preview, preview.crops, fresh, detail)),
+            np.asarray(preview.photo),
+        ), "the kept sites are as a fresh preview's: nothing of a move stays in them"
+
+
+def decoders_edit(crop: Image.Image, detail: float) -> Image.Image:
+    """An edit as a trained decoder makes one, D(z, y) + s·(x − D(z, y₀)): its rebuilds are
+    smooth (here the crop blurred), and the edit moves their colours."""
+    x = np.asarray(crop, np.float32)
+    rebuilt = np.asarray(crop.filter(ImageFilter.GaussianBlur(2)), np.float32)
+    edited = rebuilt * [1.1, 0.9, 1.0] + 10 + detail * (x - rebuilt)
+    return Image.fromarray(np.clip(np.rint(edited), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("detail", [0.0, 0.4, 1.0])
+def test_the_previews_bilinear_warp_is_close_to_the_slow_paths_bicubic(detail):
+    """The preview warps each face back bilinearly, several times faster than bicubic. What is
+    warped is smooth (a decoder's rebuild, or at s = 1 the difference of two), where the two
+    kernels agree: under half a level on average, a few levels at most (rounding included),
+    and the photo outside the faces' regions untouched."""
+    editor = Editor(face_model(), aligner="dlib")
+    prepared = editor.photo(editor.load(four_faces_close_together()))
+    crops = [decoders_edit(crop, detail) for crop in prepared.crops]
+    preview = paste_at(prepared.preview, crops, prepared.preview_sites, detail)
+    slow = pasted_one_by_one(prepared.preview, crops, prepared.preview_faces, detail)
+    difference = np.abs(np.asarray(preview, float) - np.asarray(slow, float))
+    assert difference.mean() < 0.5 and difference.max() <= 10
+    untouched = np.ones(difference.shape[:2], bool)
+    for x0, y0, x1, y1 in (site.box for site in prepared.preview_sites):
+        untouched[y0:y1, x0:x1] = False
+    assert untouched.any() and difference[untouched].max() == 0
+
+
+@pytest.mark.parametrize("detail", [0.0, 0.6])
+def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail):
+    """A centre square is resized the same way in the preview and the export (bicubic, all
+    channels at once): both are `paste_centre_square`'s pictures, pixel for pixel."""
+    editor = Editor(load_model("digits"))
+    photo = wide_photo_around(Image.open(DIGITS_SEVEN), (1200, 800))
+    photo_id = editor.load(photo)
+    prepared = editor.photo(photo_id)
+    for values in ({"seven": 1.0}, {"seven": 0.0, "three": 1.0}):
+        for full_resolution, source in ((True, prepared.photo), (False, prepared.preview)):
+            edited = editor.edit(photo_id, values, full_resolution=full_resolution, detail=detail)
+            slow = paste_centre_square(source, edited.crop, prepared.crop, detail)
+            assert np.array_equal(np.asarray(edited.photo), np.asarray(slow))

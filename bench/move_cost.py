@@ -1,0 +1,496 @@
+"""What a slider move costs the server, and how much of it is ours: the real app beside a null one.
+
+Starts `python app.py` on 127.0.0.1 from each code tree asked for (`--code before=REV` checks
+out a commit into a temporary folder with `git archive`; `.` is this working tree), and a null
+app: the same inputs and outputs on the same routes, whose handler only returns the pictures the
+real app answered for that photo (Gradio's floor), once with Gradio's defaults and once with the
+settings `app.main` gives Gradio (`app.GRADIO_SETTINGS`). Each makes N moves through both routes
+a move can take:
+
+- the page's live edit: the exact request the page sends, one POST outside the queue to
+  `/gradio_api/run/predict`, answered with the crop and the preview inline;
+- the API's `/edit` through Gradio's queue (gradio_client), answered with two picture files,
+  which the client downloads.
+
+For each it reports the server's CPU time per move (`/proc/PID/stat` before and after), its
+share above the null app's on the same route ("ours"), the wall time, the decoder's own time on
+the photo's faces (one thread, as the app runs it) and the server-bound moves per second (the
+machine's cores over the CPU per move). py-spy samples every server throughout (when it is
+installed): the top functions by own samples and, for the app, its own functions by inclusive
+share. Cases: the bundled digits model on its example three (28²) and on the same digit at
+900×900; the paper's 256² face model (random weights) on Grace Hopper at 1024 px, at 4000×3000,
+and four of her at 1024 px (a group). Prints one JSON object and writes it to `--out`.
+
+    python bench/move_cost.py --code before=HEAD~1 --code after=. [--moves 40]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fader.align import faces_in  # noqa: E402
+from fader.model import ALIGN, FaderConfig, FaderNetwork  # noqa: E402
+from train.config import PRESETS  # noqa: E402
+
+MAX_SLIDERS = 16
+FACE_ATTRIBUTES = ["Smiling", "Male", "Eyeglasses"]
+GRACE_HOPPER = ROOT / "assets" / "examples" / "faces" / "grace_hopper.jpg"
+THREE = ROOT / "assets" / "examples" / "digits" / "three.png"
+ROUTES = ("live", "api")  # the page's live edit (outside the queue), the API's /edit (queued)
+
+
+# ---- The photos and models -------------------------------------------------------------------
+
+
+def make_photos(folder: Path) -> dict[str, Path]:
+    """The cases' photos, written once: the digit small and large, the face at three sizes."""
+    three = Image.open(THREE).convert("RGB")
+    face = Image.open(GRACE_HOPPER).convert("RGB")  # 512×600
+    tall = face.resize((878, 1024), Image.Resampling.LANCZOS)
+    big = Image.new("RGB", (4000, 3000), (96, 96, 104))
+    big.paste(face.resize((2560, 3000), Image.Resampling.LANCZOS), (720, 0))
+    group = Image.new("RGB", (1024, 1024))
+    for i in range(4):
+        group.paste(
+            face.resize((512, 512), Image.Resampling.LANCZOS), (512 * (i % 2), 512 * (i // 2))
+        )
+    photos = {
+        "digit_28": three,
+        "digit_900": three.resize((900, 900), Image.Resampling.BICUBIC),
+        "face_1024": tall,
+        "face_4000x3000": big,
+        "group_of_4_1024": group,
+    }
+    paths = {}
+    for name, image in photos.items():
+        paths[name] = folder / f"{name}.png"
+        image.save(paths[name])
+    return paths
+
+
+def paper_model(folder: Path) -> Path:
+    """The paper's 256² network (C16…C512, z 512×2×2), random weights: speed does not depend
+    on training."""
+    torch.manual_seed(0)
+    settings = PRESETS["paper"]["model"]
+    config = FaderConfig(attributes=FACE_ATTRIBUTES, preprocessing=ALIGN, **settings)
+    FaderNetwork(config).save_pretrained(folder)
+    return folder
+
+
+def decode_ms(model: FaderNetwork, faces: int, repeats: int = 30) -> float:
+    """The decoder alone on `faces` latents in one batch, one thread as the app runs it: ms."""
+    torch.set_num_threads(1)
+    model = model.eval().to(memory_format=torch.channels_last)
+    latent = torch.randn(faces, *model.config.latent_shape)
+    channels = model.slider_channels([0.5] * len(model.attributes), batch_size=faces)
+    seconds = []
+    with torch.inference_mode():
+        model.decode(latent, channels)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model.decode(latent, channels)
+            seconds.append(time.perf_counter() - start)
+    return 1000 * statistics.median(seconds)
+
+
+# ---- Servers ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def checkout(revision: str, folder: Path) -> Path:
+    """`revision`'s tracked files in `folder` (no worktree, no index touched); "." is this
+    working tree, a folder is used as it is."""
+    if revision == ".":
+        return ROOT
+    if Path(revision).is_dir():
+        return Path(revision).resolve()
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+class Server:
+    """A process serving the page on 127.0.0.1; its output goes to `folder/NAME.log`, and
+    py-spy's samples of each route's moves to `folder/NAME-ROUTE-N.raw`."""
+
+    def __init__(self, name: str, command: list[str], cwd: Path, env: dict, folder: Path):
+        self.name, self.folder, self.profiles = name, folder, 0
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = folder / f"{name}.log"
+        self.process = subprocess.Popen(
+            [*command, "--port", str(self.port)],
+            cwd=cwd,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_until_up()
+        config = httpx.get(f"{self.url}config", timeout=30).json()
+        self.fn = {d.get("api_name"): d["id"] for d in config["dependencies"]}
+
+    def wait_until_up(self) -> None:
+        for _ in range(480):
+            try:
+                urllib.request.urlopen(self.url, timeout=2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise RuntimeError(self.log.read_text()[-3000:]) from None
+                time.sleep(0.5)
+        raise RuntimeError("the app did not answer within 4 minutes")
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.process.pid)
+
+    def sample(self, route: str) -> subprocess.Popen | None:
+        """py-spy sampling this server until stopped (SIGINT), when it is installed."""
+        if not shutil.which("py-spy"):
+            return None
+        self.profiles += 1
+        raw = self.folder / f"{self.name}-{route}-{self.profiles}.raw"
+        command = ["py-spy", "record", "-p", str(self.process.pid), "-r", "100", "-f", "raw"]
+        return subprocess.Popen(
+            [*command, "-o", str(raw), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+# ---- The null app: Gradio's floor ------------------------------------------------------------
+
+
+def serve_null(pictures: Path, port: int, tuned: bool) -> None:
+    """The app's move routes with handlers that only return, for the photo id they are given,
+    the pictures the real app answered for it (`pictures`, read once each): same inputs, same
+    outputs, same routes, no work of ours."""
+    if tuned:
+        sys.path.insert(0, str(ROOT))
+        from app import GRADIO_SETTINGS
+
+        os.environ.update(GRADIO_SETTINGS)
+    import gradio as gr
+
+    answers: dict[str, tuple] = {}
+    cache: list = []  # a component, for Gradio's cache folder
+
+    def answered(photo_id: str, route: str) -> tuple:
+        key = f"{photo_id}-{route}"
+        if key not in answers:
+            saved = json.loads((pictures / f"{key}.json").read_text())
+            if route == "api":  # the files, in Gradio's cache as the app writes its own
+                folder = Path(tempfile.mkdtemp(dir=cache[0].GRADIO_CACHE))
+                saved = [shutil.copy(path, folder) for path in saved]
+            answers[key] = (*saved, photo_id)
+        return answers[key]
+
+    with gr.Blocks() as demo:
+        model = gr.Dropdown(["model"], allow_custom_value=True)
+        image = gr.Image(type="filepath", image_mode=None)
+        photo_id = gr.Textbox()
+        sliders = [gr.Slider(-5, 5) for _ in range(MAX_SLIDERS)]
+        detail = gr.Slider(0, 1)
+        labels = [f"Face {i + 1}" for i in range(16)]
+        faces = gr.CheckboxGroup(labels, value=labels, type="index")
+        ticked = gr.State()
+        live_outputs = [gr.HTML(), gr.HTML(), photo_id]
+        api_outputs = [gr.Image(format="png"), gr.Image(format="jpeg"), photo_id]
+        cache.append(api_outputs[0])
+        page_inputs = [model, image, photo_id, *sliders, detail, ticked]
+        api_inputs = [model, image, photo_id, *sliders, detail, faces]
+
+        def live(model_name, image, photo_id, *rest):
+            return answered(photo_id, "live")
+
+        def api(model_name, image, photo_id, *rest):
+            return answered(photo_id, "api")
+
+        gr.on([], live, page_inputs, live_outputs, api_name="live_edit", queue=False)
+        gr.on([], api, api_inputs, api_outputs, api_name="edit", concurrency_limit=None)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name="127.0.0.1", server_port=port, quiet=True
+    )
+
+
+# ---- Moves -----------------------------------------------------------------------------------
+
+
+def values_for(move: int) -> list[float]:
+    """A drag: the first slider sweeping back and forth, the others at 0."""
+    values = [0.0] * MAX_SLIDERS
+    values[0] = round(((move * 7) % 21) / 10 - 1, 2)
+    return values
+
+
+def live_move(server: Server, session: str, model: str, photo_id: str, values, detail) -> dict:
+    """A slider move as the page sends it: one POST outside the queue."""
+    data = [model, None, photo_id, *values, detail, None]
+    body = {"data": data, "fn_index": server.fn["live_edit"], "session_hash": session}
+    reply = httpx.post(f"{server.url}gradio_api/run/predict", json=body, timeout=120)
+    reply.raise_for_status()
+    return reply.json()
+
+
+def measure(server: Server, route: str, moves: int, move) -> dict:
+    """CPU per move and wall time of `moves` calls of `move(i)`, after two warm-up calls, with
+    py-spy sampling the server meanwhile."""
+    move(-1), move(-2)
+    sampler = server.sample(route)
+    time.sleep(1.0)  # py-spy attached
+    start_cpu, seconds = server.cpu(), []
+    for i in range(moves):
+        start = time.perf_counter()
+        move(i)
+        seconds.append(time.perf_counter() - start)
+    cpu_ms = 1000 * (server.cpu() - start_cpu) / moves
+    if sampler is not None:
+        sampler.send_signal(signal.SIGINT)
+        sampler.wait(60)
+    return {
+        "server_cpu_ms": round(cpu_ms, 1),
+        "wall_p50_ms": round(1000 * statistics.median(seconds), 1),
+        "server_bound_moves_per_s": round(1000 * (os.cpu_count() or 1) / cpu_ms, 1),
+    }
+
+
+def drive_app(server: Server, model: str, photo: Path, moves: int, detail: float, keep: Path):
+    """Both routes on the real app for one photo; the last answers of each kept in `keep` for
+    the null app (under the photo's case name)."""
+    from gradio_client import Client, handle_file
+
+    client = Client(server.url, verbose=False)
+    _, status, photo_id = client.predict(model, handle_file(str(photo)), api_name="/encode")
+    if not photo_id:
+        raise RuntimeError(f"{photo.name} was refused: {status}")
+    session = client.session_hash
+    live_answer, api_answer = {}, []
+
+    def live(i: int) -> None:
+        live_answer["data"] = live_move(server, session, model, photo_id, values_for(i), detail)[
+            "data"
+        ]
+
+    def api(i: int) -> None:
+        api_answer[:] = client.predict(
+            model, None, photo_id, *values_for(i), detail, api_name="/edit"
+        )[:2]
+
+    result = {
+        route: measure(server, route, moves, move)
+        for route, move in zip(ROUTES, (live, api), strict=True)
+    }
+    (keep / f"{photo.stem}-live.json").write_text(json.dumps(live_answer["data"][:2]))
+    (keep / f"{photo.stem}-api.json").write_text(json.dumps(api_answer))
+    return result
+
+
+def drive_null(server: Server, case: str, moves: int) -> dict:
+    from gradio_client import Client
+
+    client = Client(server.url, verbose=False)
+    values = [0.0] * MAX_SLIDERS
+
+    def live(i: int) -> None:
+        live_move(server, client.session_hash, "model", case, values, 0.0)
+
+    def api(i: int) -> None:
+        client.predict("model", None, case, *values, 0.0, api_name="/edit")
+
+    return {
+        route: measure(server, route, moves, move)
+        for route, move in zip(ROUTES, (live, api), strict=True)
+    }
+
+
+# ---- Profiles --------------------------------------------------------------------------------
+
+
+IDLE = {"EpollSelector.select", "Condition.wait", "Event.wait", "Blocks.block_thread", "_worker"}
+"""Where a server's threads wait for work: their samples are not busy ones."""
+
+
+def top_functions(raws: list[Path], count: int = 12) -> dict:
+    """py-spy's raw stacks folded by function, in % of the samples taken while the server was
+    busy: the top by own samples (the frame running) and, for the project's own functions
+    (fader/, app.py), by inclusive share (the frame anywhere on the stack)."""
+    own, inclusive, total = Counter(), Counter(), 0
+    lines = [line for raw in raws if raw.is_file() for line in raw.read_text().splitlines()]
+    for line in lines:
+        stack, _, samples = line.rpartition(" ")
+        frames = [label(frame) for frame in stack.split(";") if " (" in frame]
+        if not frames or not samples.isdigit() or frames[-1].split(" (")[0] in IDLE:
+            continue
+        total += int(samples)
+        own[frames[-1]] += int(samples)
+        for frame in {f for f in frames if f.endswith(("app.py)", "[fader])"))}:
+            inclusive[frame] += int(samples)
+
+    def shares(counter: Counter) -> dict:
+        return {name: round(100 * n / max(total, 1), 1) for name, n in counter.most_common(count)}
+
+    return {"busy_samples": total, "own": shares(own), "ours_inclusive": shares(inclusive)}
+
+
+def label(frame: str) -> str:
+    """A py-spy frame `function (path/file.py:line)` as `function (file.py)`, marked
+    `[fader]` when it is the project's library."""
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    mark = " [fader]" if re.search(r"(^|/)fader/", path) else ""
+    return f"{name} ({path.rsplit('/', 1)[-1]}{mark})"
+
+
+# ---- The run ---------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        help="NAME=REV: a commit, '.' (this working tree) or a folder",
+    )
+    parser.add_argument("--moves", type=int, default=40)
+    parser.add_argument("--cases", nargs="+", help="a subset of the cases, by name")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "move_cost.json")
+    parser.add_argument("--null-server", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.null_server:
+        return serve_null(args.null_server, args.port, args.tuned)
+    codes = dict(code.split("=", 1) for code in args.code or ["now=."])
+
+    work = Path(tempfile.mkdtemp(prefix="fader-move-cost-"))
+    photos = make_photos(work)
+    paper = paper_model(work / "paper")
+    cases = {
+        "digit_28": "digits",
+        "digit_900": "digits",
+        "face_1024": str(paper),
+        "face_4000x3000": str(paper),
+        "group_of_4_1024": str(paper),
+    }
+    cases = {name: cases[name] for name in args.cases or cases}
+    models = {"digits": FaderNetwork.from_pretrained(ROOT / "assets" / "models" / "digits")}
+    models[str(paper)] = FaderNetwork.from_pretrained(paper)
+    faces = {
+        name: len(faces_in(Image.open(photos[name]).convert("RGB"), 256, "dlib"))
+        if models[model].config.aligns_faces
+        else 1
+        for name, model in cases.items()
+    }
+    report = {
+        "moves": args.moves,
+        "cores": os.cpu_count(),
+        "code": {name: revision_of(rev) for name, rev in codes.items()},
+        "cases": {},
+        "profiles": {},
+    }
+    for name, model in cases.items():
+        report["cases"][name] = {
+            "faces": faces[name],
+            "decode_ms": round(decode_ms(models[model], faces[name]), 1),
+        }
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_ANALYTICS")}
+    env |= {"HF_HUB_OFFLINE": "1", "FADER_OFFLINE": "1"}
+    pictures = work / "pictures"
+    pictures.mkdir()
+    servers: dict[str, Server] = {}
+    tuned: dict[str, bool] = {}  # whether a tree's app sets Gradio's settings: its floor
+    try:
+        for code, revision in codes.items():
+            tree = checkout(revision, work / "code" / code)
+            command = [sys.executable, "app.py", "--model", str(paper), "--host", "127.0.0.1"]
+            servers[code] = Server(code, command, tree, env, work)
+            tuned[code] = "GRADIO_SETTINGS" in (tree / "app.py").read_text()
+        null = [sys.executable, str(Path(__file__).resolve()), "--null-server", str(pictures)]
+        servers["null"] = Server("null", null, ROOT, env, work)
+        servers["null_tuned"] = Server("null_tuned", [*null, "--tuned"], ROOT, env, work)
+        for name, model in cases.items():
+            detail = models[model].config.default_detail
+            row = report["cases"][name]
+            for code in codes:
+                row[code] = drive_app(
+                    servers[code], model, photos[name], args.moves, detail, pictures
+                )
+            for null_name in ("null", "null_tuned"):
+                row[null_name] = drive_null(servers[null_name], name, args.moves)
+            for code in codes:
+                for route in ROUTES:
+                    floor = row["null_tuned" if tuned[code] else "null"][route]
+                    ours_ms = row[code][route]["server_cpu_ms"] - floor["server_cpu_ms"]
+                    row[code][route]["ours_ms"] = round(ours_ms, 1)
+            print(json.dumps({name: row}), file=sys.stderr, flush=True)
+    except Exception:
+        for name, server in servers.items():
+            print(f"--- {name}'s output:\n{server.log.read_text()[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        for server in servers.values():
+            server.stop()
+    for name in servers:
+        report["profiles"][name] = {
+            route: top_functions(sorted(work.glob(f"{name}-{route}-*.raw"))) for route in ROUTES
+        }
+    text = json.dumps(report, indent=1)
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def revision_of(revision: str) -> str:
+    """The commit a revision names ("." and its uncommitted changes: the working tree)."""
+    if revision == "." or Path(revision).is_dir():
+        return f"the files in {Path(revision).resolve()}"
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", revision],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+if __name__ == "__main__":
+    main()
