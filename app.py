@@ -37,6 +37,7 @@ from starlette.middleware import Middleware
 
 from fader.align import faces_in
 from fader.editor import MAX_FACES, Editor, EditResult, preview_of
+from fader.environment import offline
 from fader.heap import return_freed_memory
 from fader.library import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.photo import (
@@ -58,13 +59,6 @@ LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes 
 EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
-# Gradio's queue rebuilds its monitoring summary (a pandas table over its last 10,000 events)
-# after every queued event by default; the app has no use for it, so once per 1,000 events over
-# the last 1,000 (bench/move_cost.py measures the difference). A host's own values are kept.
-GRADIO_SETTINGS = {
-    "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000",
-    "GRADIO_ANALYTICS_MAX_EVENTS": "1000",
-}
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
 # On a phone the three columns stack: the result goes first and stays at the top while the
@@ -79,6 +73,8 @@ CSS = """
                    flex-wrap: nowrap; background: var(--body-background-fill); }
   #result-column > * { flex: 1 1 0; min-width: 0 !important; }
   #result-column img { max-height: 26vh; }
+  #result-column:not(:has(img)) { display: none; }  /* no empty boxes above the upload */
+  #photo { height: 200px !important; }  /* the upload box and the examples on the first screen */
   #slider-column .min_value, #slider-column .max_value { display: inline !important; }
 }
 """
@@ -763,6 +759,18 @@ GET_A_FACE_MODEL = (
     "authors' (`python -m fader.authors male --out models/male`) or train one on "
     "CelebA (`python -m train --attrs Smiling Male`)."
 )
+EXAMPLE_KINDS = ("digits", "faces")  # assets/examples/<kind>/: offered with the models of a kind
+
+
+def example_kind(library: ModelLibrary, model_name: str) -> str:
+    """Which example photos fit the model: faces for a face model, else the digits."""
+    return "faces" if library.editor(model_name).aligns_faces else "digits"
+
+
+def only_bundled(library: ModelLibrary) -> bool:
+    """Whether the app offers nothing beyond its bundled models, with no network to fetch one:
+    the page then says why there is no face model."""
+    return offline() and set(library.names) <= set(bundled_models())
 
 
 def what_it_edits(config: Any) -> str:
@@ -781,17 +789,14 @@ def model_description(library: ModelLibrary, model_name: str) -> str:
     names = ", ".join(plain_words(a) for a in editor.attributes)
     lines = [
         f"**{model_name}** edits {what_it_edits(config)}, {config.image_size}×"
-        f"{config.image_size}: {names}.",
-        f"Each slider runs from {low:g} to {high:g}: 0 = without the attribute, 1 = with it, "
-        "past 1 stronger, below 0 the opposite.",
+        f"{config.image_size}: {names}. Sliders run from {low:g} to {high:g}: 0 = without "
+        "the attribute, 1 = with it." + ("" if config.aligns_faces else " It does not edit faces.")
     ]
-    lines.append(
-        f"*Keep photo detail* starts at {config.default_detail:g}: at 1 what the model does not "
-        "rebuild is kept from the photo (sharp, and the photo itself at the sliders' start); a "
-        "strong edit then lets the old shape show through, so lower it for big changes."
-    )
-    if not config.aligns_faces:
-        lines.append(f"This model does not edit faces. {GET_A_FACE_MODEL}")
+    if only_bundled(library):
+        lines.append(
+            "No face model here: the app is offline with only its bundled models, and face "
+            "models come from the Hub or the authors' site."
+        )
     return "\n\n".join(lines)
 
 
@@ -800,19 +805,30 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
     sliders, and a status line. A model that cannot load leaves the page on `current` and says
     why in the status, whole."""
     try:
+        if model_name not in library.names:  # typed into the list
+            raise ValueError(
+                f"it is not one of this app's models ({', '.join(library.names)}). The app "
+                f"offers the models it was started with: `python app.py --model {model_name}`."
+            )
         editor = library.editor(model_name)
     except ValueError as error:
         if current is None or current == model_name:
             raise
-        unchanged = [gr.update()] * (3 + MAX_SLIDERS)
+        unchanged = [gr.update()] * (4 + MAX_SLIDERS + len(EXAMPLE_KINDS))
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = sweep_choices(editor)
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
     info = model_description(library, model_name)
+    help_ = gr.update(visible=not editor.aligns_faces)  # how to get a face model, folded
     sweep = gr.update(choices=choices, value=choices[0] if choices else None)
     detail = gr.update(value=editor.model.config.default_detail)
-    return [gr.update(value=model_name), model_name, info, sweep, *sliders, detail, gr.update()]
+    kind = example_kind(library, model_name)
+    examples = [gr.update(visible=k == kind) for k in EXAMPLE_KINDS]
+    return [
+        gr.update(value=model_name), model_name, info, help_, sweep, *sliders, detail,
+        *examples, gr.update(),
+    ]  # fmt: skip
 
 
 def markdown_text(message: str) -> str:
@@ -830,9 +846,6 @@ def shows_a_face(photo: str) -> bool:
 
 SHOWN_SIDE = 192  # crops smaller than this are enlarged for the page, pixel for pixel
 PREVIEW_QUALITY = 85  # JPEG quality of the edited photo's preview in the page
-# PNGs made on every move: zlib's fastest level with its run-length strategy (Z_RLE), lossless,
-# faster than the level alone on a photo's crop and about as small
-FAST_PNG = {"compress_level": 1, "compress_type": 3}
 
 
 def enlargement(width: int) -> int:
@@ -862,7 +875,7 @@ def inline_crop(crop: Image.Image) -> str:
     without smoothing (`image-rendering: pixelated`)."""
     factor = enlargement(crop.width)
     return (
-        f'<img src="{data_url(crop, "PNG", **FAST_PNG)}" alt="The edited crop" '
+        f'<img src="{data_url(crop, "PNG", compress_level=1)}" alt="The edited crop" '
         f'width="{crop.width * factor}" height="{crop.height * factor}" '
         'style="image-rendering: pixelated; max-width: 100%; height: auto; object-fit: contain">'
     )
@@ -1067,8 +1080,7 @@ def pictures_as_files(handler: Callable, outputs: Sequence[gr.Image], folder: Pa
             if isinstance(value, Image.Image):  # a name of its own, no folder left behind
                 handle, values[index] = tempfile.mkstemp(f".{image_format}", "picture-", folder)
                 with os.fdopen(handle, "wb") as file:
-                    options = FAST_PNG if image_format == "png" else {}
-                    value.save(file, format=image_format, **options)
+                    value.save(file, format=image_format)
         return values[0] if len(outputs) == 1 else tuple(values)
 
     return call
@@ -1123,7 +1135,9 @@ class Page:
     current_model: gr.State  # the model the page shows: where a failed switch goes back to
     model_loading: gr.Markdown  # a model's download shows its progress here
     model_info: gr.Markdown
+    face_help: gr.Accordion  # how to get a face model, folded; shown with other models
     image: gr.Image
+    examples: list[gr.Column]  # example photos by kind (EXAMPLE_KINDS), the model's shown
     status: gr.Markdown
     crop: gr.Image
     photo_id: gr.Textbox
@@ -1304,16 +1318,31 @@ def layout(library: ModelLibrary) -> Page:
     with gr.Row():
         choices = [(choice_label(name), name) for name in library.names]
         with gr.Column(scale=1):
-            model_name = gr.Dropdown(choices, value=library.names[0], label="Model")
+            model_name = gr.Dropdown(
+                choices, value=library.names[0], label="Model", allow_custom_value=True
+            )
             # Where a model's download shows its progress: under the list, not over any text.
             model_loading = gr.Markdown("", elem_id="model-loading")
         current_model = gr.State(library.names[0])
-        model_info = gr.Markdown(elem_id="model-info")
+        with gr.Column(scale=2):
+            model_info = gr.Markdown(elem_id="model-info")
+            with gr.Accordion(
+                "How to get a face model", open=False, visible=False, elem_id="face-help"
+            ) as face_help:
+                gr.Markdown(GET_A_FACE_MODEL)
     with gr.Row(elem_id="workspace"):
         with gr.Column(elem_id="photo-column"):
-            image = photo_input(
-                label="Photo", sources=["upload", "webcam", "clipboard"], height=320
-            )
+            sources = ["upload", "webcam", "clipboard"]
+            image = photo_input(label="Photo", sources=sources, height=320, elem_id="photo")
+            # A click sets the photo; its change event finds the latent `encode_examples` cached.
+            # Under the photo box, so that both are on the first screen; those of the model's kind.
+            kind = example_kind(library, library.names[0])
+            examples = []
+            for each in EXAMPLE_KINDS:
+                with gr.Column(visible=each == kind, elem_id=f"examples-{each}") as column:
+                    paths = example_photos().get(each, [])
+                    gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {each}")
+                examples.append(column)
             status = gr.Markdown("Upload a photo to start.", elem_id="status")
             download = gr.File(label="Full-resolution PNG", interactive=False, elem_id="download")
             crop = gr.Image(
@@ -1374,22 +1403,19 @@ def layout(library: ModelLibrary) -> Page:
             sweep_button = gr.Button("Sweep")
         sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
     webcam = live_webcam_layout()
-    # A click sets the photo; its change event finds the latent `encode_examples` cached.
-    for kind, paths in example_photos().items():
-        gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {kind}")
     return Page(
-        model_name, current_model, model_loading, model_info, image, status, crop, photo_id,
-        sliders, slider_note, reset_all, targets, detail, faces, faces_ticked, edited_crop,
-        edited_photo, edit_files, values, download, sweep_attribute, sweep_steps, sweep_button,
-        sweep_strip, webcam=webcam,
+        model_name, current_model, model_loading, model_info, face_help, image, examples, status,
+        crop, photo_id, sliders, slider_note, reset_all, targets, detail, faces, faces_ticked,
+        edited_crop, edited_photo, edit_files, values, download, sweep_attribute, sweep_steps,
+        sweep_button, sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
 def model_page(page: Page) -> list:
     """What `switch_model` updates."""
     return [
-        page.model_name, page.current_model, page.model_info, page.sweep_attribute,
-        *page.sliders, page.detail, page.status,
+        page.model_name, page.current_model, page.model_info, page.face_help,
+        page.sweep_attribute, *page.sliders, page.detail, *page.examples, page.status,
     ]  # fmt: skip
 
 
@@ -1614,8 +1640,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    for name, value in GRADIO_SETTINGS.items():  # read as the queue is made, in build_demo
-        os.environ.setdefault(name, value)
     try:
         # The user's models first; else a face model when one can be had (the authors', once
         # converted or downloadable), else the bundled one, so a visitor meets a face model.
