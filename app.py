@@ -74,7 +74,7 @@ CSS = """
   #result-column > * { flex: 1 1 0; min-width: 0 !important; }
   #result-column img { max-height: 26vh; }
   #result-column:not(:has(img)) { display: none; }  /* no empty boxes above the upload */
-  #photo { height: 200px !important; }  /* the upload box and the examples on the first screen */
+  #photo { height: 170px !important; }  /* the upload box and the examples on the first screen */
   #slider-column .min_value, #slider-column .max_value { display: inline !important; }
 }
 """
@@ -83,7 +83,7 @@ CSS = """
 HEAD = (
     "<style>@media (max-width: 768px) "
     "{ .gradio-container { overflow: visible !important; } }</style>"
-    f"<script>{(Path(__file__).resolve().parent / 'assets' / 'sliders.js').read_text()}</script>"
+    f"<script>{(Path(__file__).resolve().parent / 'assets' / 'page.js').read_text()}</script>"
 )
 
 
@@ -478,6 +478,14 @@ def encode(
     return shown(prepared.crop), " ".join(filter(None, [how, judged, prepared.note])), photo_id
 
 
+def page_encode(library: ModelLibrary, model_name: str, image: Photo, session: str = "") -> tuple:
+    """`encode` as the page shows it: a refused photo also clears the previous photo's edit and
+    download in the same answer, where the steps after the encoding would clear them a second
+    later (its download stayed beside the refusal). An accepted photo's replace them."""
+    crop, note, photo_id = encode(library, model_name, image, session)
+    return crop, note, photo_id, *(("", "", None) if not photo_id else (gr.skip(),) * 3)
+
+
 def starting_sliders(
     library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
 ) -> list:
@@ -802,8 +810,9 @@ def model_description(library: ModelLibrary, model_name: str) -> str:
 
 def switch_model(library: ModelLibrary, model_name: str, current: str | None = None) -> list:
     """The page for another model: the list's choice, what it edits, its sweep choices and
-    sliders, and a status line. A model that cannot load leaves the page on `current` and says
-    why in the status, whole."""
+    sliders, its examples, and a line under the list. A model that cannot load leaves the page
+    on `current` and says why in that line (under the list, where the name was chosen: the
+    status under the photo is the photo's), whole."""
     try:
         if model_name not in library.names:  # typed into the list
             raise ValueError(
@@ -827,7 +836,7 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
     examples = [gr.update(visible=k == kind) for k in EXAMPLE_KINDS]
     return [
         gr.update(value=model_name), model_name, info, help_, sweep, *sliders, detail,
-        *examples, gr.update(),
+        *examples, "",
     ]  # fmt: skip
 
 
@@ -1334,6 +1343,7 @@ def layout(library: ModelLibrary) -> Page:
         with gr.Column(elem_id="photo-column"):
             sources = ["upload", "webcam", "clipboard"]
             image = photo_input(label="Photo", sources=sources, height=320, elem_id="photo")
+            status = gr.Markdown("Upload a photo to start.", elem_id="status")  # in view
             # A click sets the photo; its change event finds the latent `encode_examples` cached.
             # Under the photo box, so that both are on the first screen; those of the model's kind.
             kind = example_kind(library, library.names[0])
@@ -1343,7 +1353,6 @@ def layout(library: ModelLibrary) -> Page:
                     paths = example_photos().get(each, [])
                     gr.Examples([[str(p)] for p in paths], inputs=[image], label=f"Example {each}")
                 examples.append(column)
-            status = gr.Markdown("Upload a photo to start.", elem_id="status")
             download = gr.File(label="Full-resolution PNG", interactive=False, elem_id="download")
             crop = gr.Image(
                 label="What the model sees", format="png", interactive=False, height=200
@@ -1415,7 +1424,7 @@ def model_page(page: Page) -> list:
     """What `switch_model` updates."""
     return [
         page.model_name, page.current_model, page.model_info, page.face_help,
-        page.sweep_attribute, *page.sliders, page.detail, *page.examples, page.status,
+        page.sweep_attribute, *page.sliders, page.detail, *page.examples, page.model_loading,
     ]  # fmt: skip
 
 
@@ -1429,6 +1438,8 @@ def wire(
     exports.mkdir(parents=True, exist_ok=True)
     controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
     encoded = [page.crop, page.status, page.photo_id]
+    # The page's own: a refusal also clears the last photo's edit and download, at once.
+    page_encoded = [*encoded, page.edited_crop, page.edited_photo, page.download]
     api_outputs = [*page.edit_files, page.photo_id]  # the API's edit: the crop and the preview
 
     def with_files(handler: Callable, outputs: Sequence[gr.Image]) -> Callable:
@@ -1436,6 +1447,7 @@ def wire(
 
     bound = {
         "encode": for_session(with_files(encode, encoded), library),
+        "page_encode": for_session(with_files(page_encode, page_encoded), library),
         "starting_sliders": for_session(starting_sliders, library),
         "face_choices": for_session(face_choices, library),
         "edit": for_session(with_files(edit, api_outputs), library, controls),
@@ -1534,13 +1546,15 @@ def wire(
     reset.then(moving, page_inputs, edit_outputs, queue=False, **hidden).then(
         bound["export"], page_inputs, page.download, **hidden
     )
+    gr.on([], bound["encode"], [page.model_name, page.image], encoded, api_name="encode")
     uploaded = gr.on(
         [page.image.input, page.image.change],
-        bound["encode"],
+        bound["page_encode"],
         [page.model_name, page.image],
-        encoded,
-        api_name="encode",
+        page_encoded,
+        api_name="page_encode",
         trigger_mode="always_last",
+        **hidden,
     )
     then_show_edit(uploaded)
     sweep_inputs = [page.model_name, page.image, page.photo_id, page.sweep_attribute]
@@ -1557,7 +1571,8 @@ def wire(
         api_name="switch_model",
         show_progress_on=page.model_loading,  # a download's bar in one place, not on every slider
     )
-    then_show_edit(switched.then(bound["encode"], [page.model_name, page.image], encoded, **hidden))
+    inputs = [page.model_name, page.image]
+    then_show_edit(switched.then(bound["page_encode"], inputs, page_encoded, **hidden))
     wire_live_webcam(page, library, Streams() if streams is None else streams)
 
 

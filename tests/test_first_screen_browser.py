@@ -60,10 +60,10 @@ def test_a_model_name_typed_into_the_list_is_answered_in_plain_words(digits_url)
         model = page.get_by_label("Model")
         model.fill("alice/fader-smiling-male")
         model.press("Enter")
-        status = page.locator("#status")
-        status.get_by_text("is not one of this app's models").wait_for(timeout=30_000)
-        assert "python app.py --model alice/fader-smiling-male" in status.inner_text()
-        assert "page stays on digits" in status.inner_text()
+        said = page.locator("#model-loading")  # under the list
+        said.get_by_text("is not one of this app's models").wait_for(timeout=30_000)
+        assert "python app.py --model alice/fader-smiling-male" in said.inner_text()
+        assert "page stays on digits" in said.inner_text()
         assert page.locator(".toast-body").count() == 0
 
 

@@ -1,5 +1,15 @@
-// The page's sliders, where Gradio's own behaviour would leave box, slider, picture and
-// download apart (app.py's TypedSlider and reset_targets say why):
+// The page's own behaviour, where Gradio's would mislead.
+//
+// A refused file (text renamed .png) leaves no broken-image icon in the photo box: the status
+// under it says why it was refused.
+window.addEventListener("error", (event) => {
+  if (event.target.tagName === "IMG" && event.target.closest("#photo")) {
+    event.target.style.visibility = "hidden";
+  }
+}, true);
+
+// The sliders, where Gradio's own behaviour would leave box, slider, picture and download
+// apart (app.py's TypedSlider and reset_targets say why):
 // - a number box left with no number in it ("--", "") gets back the number it had when it
 //   was focused, before Gradio's own blur handler would set it to 0;
 // - a number box left past an end is left to the server (`settle` sets it to the end and

@@ -1,0 +1,55 @@
+"""A refused photo clears what the page showed for the previous one in the same moment as its
+message appears, the message in view and no broken picture left in the photo box, in real
+Chromium at desktop and phone size.
+
+Needs Debian's Chromium (see tests/test_browser.py)."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import app
+from fader.library import ModelLibrary, bundled_models
+from tests.test_app import serve
+from tests.test_browser import (
+    ARTIFACTS,
+    DESKTOP,
+    PHONE,
+    opened,
+    pytestmark,  # noqa: F401 — skipped where Chromium is missing
+)
+
+
+@pytest.fixture(scope="module")
+def digits_url() -> Iterator[str]:
+    with serve(ModelLibrary(list(bundled_models()))) as url:
+        yield url
+
+
+SHOWN = """() => ({
+    crop: !!document.querySelector('#edited-crop img'),
+    photo: !!document.querySelector('#edited-photo img'),
+    download: !!document.querySelector('#download a'),
+})"""
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
+def test_a_refusal_clears_the_edit_and_the_download_with_its_message(
+    digits_url, viewport, tmp_path: Path
+):
+    not_a_photo = tmp_path / "notes.png"
+    not_a_photo.write_text("a text file renamed .png")
+    with opened(digits_url, viewport) as page:
+        page.set_input_files("input[type=file]", str(app.EXAMPLES / "digits" / "three.png"))
+        everything = f"() => Object.values(({SHOWN})()).every(Boolean)"
+        page.wait_for_function(everything, timeout=60_000)  # the three's edit and download
+        page.set_input_files("input[type=file]", str(not_a_photo))
+        page.locator("#status").get_by_text("not an image we can read").wait_for(timeout=60_000)
+        shown = page.evaluate(SHOWN)  # at once: no wait between the message and this look
+        assert shown == {"crop": False, "photo": False, "download": False}, shown
+        box = page.locator("#status").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= viewport["height"], "in view"
+        broken = "img => img.naturalWidth === 0 && getComputedStyle(img).visibility !== 'hidden'"
+        assert not page.locator("#photo img").evaluate_all(f"all => all.some({broken})")
+        page.screenshot(path=str(ARTIFACTS / f"refused-{viewport['width']}.png"))
