@@ -7,7 +7,7 @@ value per category, e.g. Hair = Black, Blond, Brown). Slider values are a dict o
 video editor, the webcam) reads these two functions, so they start alike.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from fader.model import FaderConfig
 
@@ -42,3 +42,29 @@ def values_read(config: FaderConfig, names: Sequence[str], read: Sequence[float]
         elif group is not None:
             start[group] = dict.fromkeys(start[group], 0.0) | {name: value}
     return start
+
+
+def with_values(
+    config: FaderConfig, start: SliderValues, named: Mapping[str, float | str | dict]
+) -> SliderValues:
+    """`start` with the values `named` by a person: an attribute by its name (a number, or for
+    a group the name of the value to switch on), or one value of a group by that value's name
+    (`{"three": 1}` sets the Digit group's "three"), the group's other values kept from `start`.
+    A ValueError names what the model has for anything else."""
+    values = {name: dict(v) if isinstance(v, dict) else v for name, v in start.items()}
+    for name, value in named.items():
+        group = None if name in config.attributes else group_of(config, name)
+        if group is not None:
+            values[group] = {**values[group], name: float(value)}
+        elif isinstance(value, dict) and name in config.categories:
+            values[name] = {**values[name], **{k: float(v) for k, v in value.items()}}
+        elif (categories := config.categories.get(name)) is not None:
+            if value not in categories:
+                raise ValueError(f"{name} is one of {', '.join(categories)}, not {value!r}.")
+            values[name] = {c: float(c == value) for c in categories}
+        elif name in config.attributes:
+            values[name] = float(value)
+        else:
+            names = [*config.attributes, *(v for vs in config.categories.values() for v in vs)]
+            raise ValueError(f"The model has no {name!r}; it has {', '.join(names)}.")
+    return values

@@ -17,8 +17,7 @@ from typing import TYPE_CHECKING
 
 from tqdm import tqdm
 
-if TYPE_CHECKING:  # torch loads with these: --help answers without it
-    from fader.attributes import SliderValues
+if TYPE_CHECKING:  # torch loads with it: --help answers without it
     from fader.model import FaderConfig
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm"})  # to fader.video
@@ -103,24 +102,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def slider_settings(pairs: list[str], config: "FaderConfig") -> "SliderValues":
-    """`["Smiling=1.5", "male=0", "Hair=Blond_Hair"]` → {"Smiling": 1.5, "Male": 0.0, "Hair":
-    {"Blond_Hair": 1.0, …: 0.0}}: names matched without case; an attribute with several values
-    is set to one of them by name."""
-    attributes = config.attributes
-    by_lower = {name.lower(): name for name in attributes}
-    values: SliderValues = {}
+def slider_settings(pairs: list[str], config: "FaderConfig") -> dict[str, float | str]:
+    """`["Smiling=1.5", "male=0", "Hair=Blond_Hair", "three=1"]` → {"Smiling": 1.5, "Male": 0.0,
+    "Hair": "Blond_Hair", "three": 1.0}: names matched without case and spelled as the model
+    does: an attribute, or one value of an attribute with several values (a group), which
+    `fader.attributes.with_values` then applies to a photo's starting values."""
+    names = [*config.attributes, *(v for values in config.categories.values() for v in values)]
+    by_lower = {name.lower(): name for name in names}
+    settings: dict[str, float | str] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep:
             raise ValueError(f"--set {pair!r}: write ATTRIBUTE=VALUE, e.g. Smiling=1.5.")
         if name.lower() not in by_lower:
-            raise ValueError(f"--set {pair!r}: the model has no {name!r}; it has {attributes}.")
-        if categories := config.categories_of(by_lower[name.lower()]):
+            raise ValueError(f"--set {pair!r}: the model has no {name!r}; it has {names}.")
+        name = by_lower[name.lower()]
+        if categories := config.categories.get(name):
             chosen = [c for c in categories if c.lower() == text.lower()]
             if not chosen:
                 raise ValueError(f"--set {pair!r}: {name} is one of {', '.join(categories)}.")
-            values[by_lower[name.lower()]] = {c: float(c == chosen[0]) for c in categories}
+            settings[name] = chosen[0]
             continue
         try:
             value = float(text)
@@ -128,8 +129,8 @@ def slider_settings(pairs: list[str], config: "FaderConfig") -> "SliderValues":
             value = math.nan
         if not math.isfinite(value):
             raise ValueError(f"--set {pair!r}: the value must be a finite number.")
-        values[by_lower[name.lower()]] = value
-    return values
+        settings[name] = value
+    return settings
 
 
 def input_files(inputs: list[Path]) -> list[Path]:
@@ -183,6 +184,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
 def run(args: argparse.Namespace) -> Outcome:
     # Deferred so that --help answers without loading torch and the model.
+    from fader.attributes import with_values
     from fader.library import ModelLibrary
     from fader.video import FrameEditor, edit_video  # PyAV, FFmpeg: likewise
 
@@ -191,7 +193,7 @@ def run(args: argparse.Namespace) -> Outcome:
         raise ValueError(f"--out {args.out} is a file; name a folder.")
     library = ModelLibrary([args.model], args.aligner)
     editor = library.editor(args.model)
-    values = slider_settings(args.set, editor.model.config)
+    settings = slider_settings(args.set, editor.model.config)
     if args.sweep is not None:
         (sweep,) = slider_settings([f"{args.sweep}=0"], editor.model.config)
         if not 2 <= args.steps <= 32:
@@ -208,7 +210,7 @@ def run(args: argparse.Namespace) -> Outcome:
                     raise ValueError("--sweep writes strips for photos, not videos")
                 target = names(path, ".mp4")
                 frames = FrameEditor(
-                    editor.model, values, args.aligner, editor.classifier, args.detail
+                    editor.model, settings, args.aligner, editor.classifier, args.detail
                 )
                 frame_bar = tqdm(desc=path.name, unit="frame", leave=False)
 
@@ -222,7 +224,9 @@ def run(args: argparse.Namespace) -> Outcome:
                     )
             else:
                 photo_id = editor.load(path)
-                start = editor.photo(photo_id).slider_start
+                values = with_values(
+                    editor.model.config, editor.photo(photo_id).slider_start, settings
+                )
                 if args.sweep is not None:
                     low, high = editor.model.config.slider_range
                     image = editor.sweep(
@@ -231,7 +235,7 @@ def run(args: argparse.Namespace) -> Outcome:
                         low,
                         high,
                         args.steps,
-                        start | values,
+                        values,
                         detail=args.detail,
                         faces=args.faces,
                     )
@@ -239,7 +243,7 @@ def run(args: argparse.Namespace) -> Outcome:
                 else:
                     edited = editor.edit(
                         photo_id,
-                        start | values,
+                        values,
                         full_resolution=True,
                         detail=args.detail,
                         faces=args.faces,

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from fader.align import AlignedFace, NoFaceFound, aligned_on, faces_in, largest_face
-from fader.attributes import SliderValues, neutral_values, values_read
+from fader.attributes import SliderValues, neutral_values, values_read, with_values
 from fader.classifier import Classifier
 from fader.crop_edit import decode_crops, detail_strength, encode_crops, model_input, paste_crops
 from fader.model import FaderNetwork
@@ -63,12 +63,15 @@ class VideoResult:
 
 
 class FrameEditor:
-    """One model's edit applied frame by frame: decoder input fixed for the whole video."""
+    """One model's edit applied frame by frame: decoder input fixed for the whole video.
+
+    `values` are named as `fader.attributes.with_values` reads them (an attribute, or one value
+    of a group), applied to the video's starting values."""
 
     def __init__(
         self,
         model: FaderNetwork,
-        values: Mapping[str, float | Mapping[str, float]],
+        values: Mapping[str, float | str | dict],
         aligner: str = "auto",
         classifier: Classifier | None = None,
         detail: float | None = None,
@@ -112,7 +115,8 @@ class FrameEditor:
             faces = [aligned_on(frame, landmarks, self.size, self.aligner)]
         crop = faces[0].crop if faces else centre_square(frame, self.size)
         encoded = encode_crops(self.model, [crop], start if self.detail else None)
-        ((edited,),) = decode_crops(self.model, encoded, [start | self.values], [0], self.detail)
+        asked = with_values(self.model.config, start, self.values)
+        ((edited,),) = decode_crops(self.model, encoded, [asked], [0], self.detail)
         return paste_crops(frame, [edited], faces, crop, self.detail)
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+from fader.attributes import neutral_values, with_values
 from fader.edit import main as edit_main
 from fader.editor import Editor
 from fader.library import ModelLibrary
@@ -126,3 +127,20 @@ def test_a_photo_with_the_other_background_is_edited_inverted_and_shown_inverted
     assert np.array_equal(np.asarray(edited), 255 - np.asarray(expected))
     night = on_black.load(ImageOps.invert(photo))  # already light on dark: left as it is
     assert not on_black.photo(night).inverted and on_black.photo(night).note == ""
+
+
+def test_a_value_of_a_group_is_set_by_its_own_name_as_on_a_model_of_binary_attributes(
+    model_folder: Path, photo: Path, tmp_path: Path
+):
+    """`--set two=1 zero=0` works for the Digit group as it did for ten binary digits, and
+    edits as `--set Digit=two` does (the start is zero on, the others off)."""
+    common = [str(photo), "--model", str(model_folder), "--detail", "0"]
+    assert edit_main([*common, "--set", "two=1", "zero=0", "--out", str(tmp_path / "a")]) == 0
+    assert edit_main([*common, "--set", "Digit=two", "--out", str(tmp_path / "b")]) == 0
+    by_value, by_group = (np.asarray(Image.open(tmp_path / f / "digit.png")) for f in "ab")
+    assert np.array_equal(by_value, by_group)
+    config = FaderNetwork.from_pretrained(model_folder).config
+    start = neutral_values(config)
+    assert with_values(config, start, {"one": 0.5})["Digit"] == {"zero": 1, "one": 0.5, "two": 0}
+    with pytest.raises(ValueError, match="no 'seven'; it has Digit, Bold, zero, one, two"):
+        with_values(config, start, {"seven": 1})
