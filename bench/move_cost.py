@@ -19,7 +19,12 @@ machine's cores over the CPU per move). py-spy samples every server throughout (
 installed): the top functions by own samples and, for the app, its own functions by inclusive
 share. Cases: the bundled digits model on its example three (28²) and on the same digit at
 900×900; the paper's 256² face model (random weights) on Grace Hopper at 1024 px, at 4000×3000,
-and four of her at 1024 px (a group). Prints one JSON object and writes it to `--out`.
+and four of her at 1024 px (a group).
+
+A run records a few hundred queued events, too few for Gradio's analytics summary (rebuilt after
+every queued event over the last 10,000 by default) to show in the null app's figures: its cost
+per queued event is also timed on its own, at Gradio's defaults and at the app's settings.
+Prints one JSON object and writes it to `--out`.
 
     python bench/move_cost.py --code before=HEAD~1 --code after=. [--moves 40]
 """
@@ -98,7 +103,8 @@ def paper_model(folder: Path) -> Path:
 
 
 def decode_ms(model: FaderNetwork, faces: int, repeats: int = 30) -> float:
-    """The decoder alone on `faces` latents in one batch, one thread as the app runs it: ms."""
+    """The decoder alone on `faces` latents in one batch, one thread as the app runs it: CPU ms
+    (the thread's, as the server's is CPU time: other processes' load does not count)."""
     torch.set_num_threads(1)
     model = model.eval().to(memory_format=torch.channels_last)
     latent = torch.randn(faces, *model.config.latent_shape)
@@ -107,9 +113,40 @@ def decode_ms(model: FaderNetwork, faces: int, repeats: int = 30) -> float:
     with torch.inference_mode():
         model.decode(latent, channels)
         for _ in range(repeats):
-            start = time.perf_counter()
+            start = time.thread_time()
             model.decode(latent, channels)
-            seconds.append(time.perf_counter() - start)
+            seconds.append(time.thread_time() - start)
+    return 1000 * statistics.median(seconds)
+
+
+def analytics_ms(events: int, repeats: int = 10) -> float:
+    """What Gradio's queue spends after an event when it rebuilds its analytics summary (a
+    pandas table, `Queue.compute_analytics_summary`) over `events` recorded ones: ms, median.
+    By default it does so after every queued event over the last 10,000; the app's settings
+    (`app.GRADIO_SETTINGS`) once per 1,000 events over the last 1,000."""
+    from types import SimpleNamespace
+
+    from gradio.queueing import Queue
+
+    records = [
+        {"time": time.time(), "status": "success", "process_time": 0.05, "function": "edit"}
+        | {"session_hash": f"visitor{i % 50}"}
+        for i in range(events)
+    ]
+    queue = SimpleNamespace(
+        events_recorded=0,
+        event_count_at_last_cache=0,
+        ANAYLTICS_CACHE_FREQUENCY=1,  # sic: Gradio's spelling
+        events_recorded_per_fn={"edit": events},
+        cached_event_analytics_summary={},
+        _get_df=Queue._get_df,
+    )
+    seconds = []
+    for _ in range(repeats):
+        queue.events_recorded += 1
+        start = time.process_time()
+        Queue.compute_analytics_summary(queue, records)
+        seconds.append(time.process_time() - start)
     return 1000 * statistics.median(seconds)
 
 
@@ -425,6 +462,10 @@ def main() -> None:
         "code": {name: revision_of(rev) for name, rev in codes.items()},
         "cases": {},
         "profiles": {},
+        "gradio_analytics_ms_per_queued_event": {
+            "gradio_default": round(analytics_ms(10_000), 2),
+            "app_settings": round(analytics_ms(1_000) / 1_000, 3),
+        },
     }
     for name, model in cases.items():
         report["cases"][name] = {
