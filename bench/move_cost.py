@@ -15,11 +15,12 @@ a move can take:
 For each it reports the server's CPU time per move (`/proc/PID/stat` before and after), its
 share above the null app's on the same route ("ours"), the wall time, the decoder's own time on
 the photo's faces (one thread, as the app runs it) and the server-bound moves per second (the
-machine's cores over the CPU per move). py-spy samples every server throughout (when it is
-installed): the top functions by own samples and, for the app, its own functions by inclusive
-share. Cases: the bundled digits model on its example three (28²) and on the same digit at
-900×900; the paper's 256² face model (random weights) on Grace Hopper at 1024 px, at 4000×3000,
-and four of her at 1024 px (a group).
+machine's cores over the CPU per move), and the handler's own CPU per move called in a process
+of its own, without a server (our share, without Gradio's or the server's noise). py-spy
+samples every server throughout (when it is installed): the top functions by own samples and,
+for the app, its own functions by inclusive share. Cases: the bundled digits model on its
+example three (28²) and on the same digit at 900×900; the paper's 256² face model (random
+weights) on Grace Hopper at 1024 px, at 4000×3000, and four of her at 1024 px (a group).
 
 A run records a few hundred queued events, too few for Gradio's analytics summary (rebuilt after
 every queued event over the last 10,000 by default) to show in the null app's figures: its cost
@@ -148,6 +149,44 @@ def analytics_ms(events: int, repeats: int = 10) -> float:
         Queue.compute_analytics_summary(queue, records)
         seconds.append(time.process_time() - start)
     return 1000 * statistics.median(seconds)
+
+
+HANDLER = """
+import json, sys, tempfile, time
+from pathlib import Path
+import torch
+import app
+from fader.library import ModelLibrary
+
+model, photo, moves, detail = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+torch.set_num_threads(1)
+library = ModelLibrary([model])
+photo_id = library.editor(model).load(photo)
+outputs = [type("Picture", (), {"format": f})() for f in ("png", "jpeg")] + [None]
+api = app.pictures_as_files(app.edit, outputs, Path(tempfile.mkdtemp()))
+routes = {"live": lambda v: app.edit(library, model, None, photo_id, *v, detail=detail,
+                                     inline=True),
+          "api": lambda v: api(library, model, None, photo_id, *v, detail=detail)}
+cpu = {}
+for route, move in routes.items():
+    values = lambda i: [round(((i * 7) % 21) / 10 - 1, 2)] + [0.0] * 15
+    move(values(-1))
+    start = time.process_time()
+    for i in range(moves):
+        move(values(i))
+    cpu[route] = round(1000 * (time.process_time() - start) / moves, 1)
+print(json.dumps(cpu))
+"""
+
+
+def handler_ms(tree: Path, model: str, photo: Path, moves: int, detail: float) -> dict:
+    """The move's own handler called in a process of its own, no server: CPU ms per move for
+    the page's live edit and the API's edit (its pictures written as files), the same work as
+    "ours" without Gradio's share or the server's noise."""
+    command = [sys.executable, "-c", HANDLER, model, str(photo), str(moves), str(detail)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "FADER_OFFLINE": "1"}
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 # ---- Servers ---------------------------------------------------------------------------------
@@ -478,12 +517,14 @@ def main() -> None:
     pictures = work / "pictures"
     pictures.mkdir()
     servers: dict[str, Server] = {}
+    trees: dict[str, Path] = {}
     tuned: dict[str, bool] = {}  # whether a tree's app sets Gradio's settings: its floor
     try:
         for code, revision in codes.items():
             tree = checkout(revision, work / "code" / code)
             command = [sys.executable, "app.py", "--model", str(paper), "--host", "127.0.0.1"]
             servers[code] = Server(code, command, tree, env, work)
+            trees[code] = tree
             tuned[code] = "GRADIO_SETTINGS" in (tree / "app.py").read_text()
         null = [sys.executable, str(Path(__file__).resolve()), "--null-server", str(pictures)]
         servers["null"] = Server("null", null, ROOT, env, work)
@@ -494,6 +535,9 @@ def main() -> None:
             for code in codes:
                 row[code] = drive_app(
                     servers[code], model, photos[name], args.moves, detail, pictures
+                )
+                row[code]["handler_cpu_ms"] = handler_ms(
+                    trees[code], model, photos[name], args.moves, detail
                 )
             for null_name in ("null", "null_tuned"):
                 row[null_name] = drive_null(servers[null_name], name, args.moves)
