@@ -68,8 +68,17 @@ CSS = """
 /* Room for a model download's bar while it shows (an empty element would hide it), none else */
 #model-loading:has(> [data-testid="status-tracker"]:not(.hide)) { min-height: 5em; }
 #reset-targets { display: none; }
+/* The download's whole name, wrapped, not cut to "fader-digits-thr….png" */
+#download .filename, #download .filename .stem { white-space: normal !important;
+  overflow-wrap: anywhere; overflow: visible !important; text-overflow: clip !important; }
+#download .filename { display: table-cell !important; }
+#download .filename .stem, #download .filename .ext { display: inline !important; }
+/* On a desktop the result column stays in view while the lower sliders are reached */
+@media (min-width: 769px) {
+  #result-column { position: sticky; top: 0; align-self: flex-start; }
+}
 @media (max-width: 768px) {
-  #result-column { order: -1; position: sticky; top: 0; z-index: 20; flex-direction: row;
+  #result-column { order: -1; position: sticky; top: 0; z-index: 1000; flex-direction: row;
                    flex-wrap: nowrap; background: var(--body-background-fill); }
   #result-column > * { flex: 1 1 0; min-width: 0 !important; }
   #result-column img { max-height: 26vh; }
@@ -81,8 +90,7 @@ CSS = """
 # Gradio scopes `css` to its container, so the container's own overflow (hidden, which would
 # disable sticky positioning) is overridden from the page's head instead.
 HEAD = (
-    "<style>@media (max-width: 768px) "
-    "{ .gradio-container { overflow: visible !important; } }</style>"
+    "<style>.gradio-container { overflow: visible !important; }</style>"
     f"<script>{(Path(__file__).resolve().parent / 'assets' / 'page.js').read_text()}</script>"
 )
 
@@ -891,10 +899,15 @@ def inline_crop(crop: Image.Image) -> str:
 
 
 def inline_photo(photo: Image.Image) -> str:
-    """The edited photo's preview (at most 768 px a side) as an <img> of a JPEG."""
+    """The edited photo's preview (at most 768 px a side) as an <img> of a JPEG; a small photo
+    (a digit) enlarged as its crop is (`inline_crop`), not shown smaller than the crop."""
+    factor = enlargement(photo.width)
+    pixelated = "image-rendering: pixelated; " if factor > 1 else ""  # a downscale stays smooth
     return (
         f'<img src="{data_url(photo, "JPEG", quality=PREVIEW_QUALITY)}" '
-        'alt="The edited photo (preview)" style="max-width: 100%; object-fit: contain">'
+        f'alt="The edited photo (preview)" width="{photo.width * factor}" '
+        f'height="{photo.height * factor}" style="{pixelated}max-width: 100%; height: auto; '
+        'object-fit: contain">'
     )
 
 
