@@ -831,20 +831,21 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
     except ValueError as error:
         if current is None or current == model_name:
             raise
-        unchanged = [gr.update()] * (4 + MAX_SLIDERS + len(EXAMPLE_KINDS))
+        unchanged = [gr.update()] * (5 + MAX_SLIDERS + len(EXAMPLE_KINDS))
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = sweep_choices(editor)
     sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
     info = model_description(library, model_name)
     help_ = gr.update(visible=not editor.aligns_faces)  # how to get a face model, folded
+    webcam = gr.update(visible=editor.aligns_faces)  # the live webcam follows faces
     sweep = gr.update(choices=choices, value=choices[0] if choices else None)
     detail = gr.update(value=editor.model.config.default_detail)
     kind = example_kind(library, model_name)
     examples = [gr.update(visible=k == kind) for k in EXAMPLE_KINDS]
     return [
         gr.update(value=model_name), model_name, info, help_, sweep, *sliders, detail,
-        *examples, "",
+        *examples, webcam, "",
     ]  # fmt: skip
 
 
@@ -1149,6 +1150,7 @@ class LiveWebcam:
     camera: gr.Image  # streaming input: frames as the browser captures them
     edited: gr.HTML  # the edited frame as an <img>, no file per frame
     note: gr.Markdown
+    section: gr.Accordion  # shown with face models only: the stream follows a face
 
 
 @dataclass
@@ -1182,8 +1184,10 @@ class Page:
     webcam: LiveWebcam | None = None
 
 
-def live_webcam_layout() -> LiveWebcam:
-    with gr.Accordion("Live webcam", open=False, elem_id="live-webcam"):
+def live_webcam_layout(faces: bool) -> LiveWebcam:
+    """The live webcam, shown when the first model edits `faces` (`switch_model` shows it per
+    model): its frames are edited face by face, nothing else."""
+    with gr.Accordion("Live webcam", open=False, visible=faces, elem_id="live-webcam") as section:
         gr.Markdown(
             "Start the camera: each frame is edited with the sliders above as it plays, the "
             "face followed from frame to frame. Frames without a face are shown as they are."
@@ -1194,7 +1198,7 @@ def live_webcam_layout() -> LiveWebcam:
             )
             edited = gr.HTML(label="Edited live", elem_id="live-edited")
         note = gr.Markdown(elem_id="live-note")
-    return LiveWebcam(camera, edited, note)
+    return LiveWebcam(camera, edited, note, section)
 
 
 def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> None:
@@ -1424,7 +1428,7 @@ def layout(library: ModelLibrary) -> Page:
             sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
             sweep_button = gr.Button("Sweep")
         sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
-    webcam = live_webcam_layout()
+    webcam = live_webcam_layout(first.aligns_faces)
     return Page(
         model_name, current_model, model_loading, model_info, face_help, image, examples, status,
         crop, photo_id, sliders, slider_note, reset_all, targets, detail, faces, faces_ticked,
@@ -1437,7 +1441,8 @@ def model_page(page: Page) -> list:
     """What `switch_model` updates."""
     return [
         page.model_name, page.current_model, page.model_info, page.face_help,
-        page.sweep_attribute, *page.sliders, page.detail, *page.examples, page.model_loading,
+        page.sweep_attribute, *page.sliders, page.detail, *page.examples, page.webcam.section,
+        page.model_loading,
     ]  # fmt: skip
 
 

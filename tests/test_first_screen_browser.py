@@ -44,6 +44,7 @@ def test_offline_the_first_screen_says_why_only_digits_and_holds_upload_and_exam
         assert in_view(page, "#photo", viewport), "the upload box"
         assert in_view(page, "#examples-digits img", viewport), "the first example"
         assert not page.locator("#examples-faces").is_visible(), "no face examples for digits"
+        assert not page.locator("#live-webcam").is_visible(), "the live webcam follows faces"
         if viewport == PHONE:
             assert not page.locator("#edited-crop").is_visible(), "no empty boxes above"
         page.screenshot(path=str(ARTIFACTS / f"first-screen-{viewport['width']}.png"))
@@ -67,15 +68,17 @@ def test_a_model_name_typed_into_the_list_is_answered_in_plain_words(digits_url)
         assert page.locator(".toast-body").count() == 0
 
 
-def test_the_examples_follow_the_chosen_model(tmp_path):
+def test_the_examples_and_the_live_webcam_follow_the_chosen_model(tmp_path):
     face = save_model(tmp_path / "face", "celeba", ["Smiling", "Male"])
     library = ModelLibrary([face, *bundled_models()], aligner="dlib")
     with serve(library) as url, opened(url, FIRST_SCREEN) as page:
         page.locator("#examples-faces img").first.wait_for(timeout=60_000)
         assert not page.locator("#examples-digits").is_visible()
         assert not page.locator("#face-help").is_visible(), "a face model needs no such help"
+        assert page.locator("#live-webcam").is_visible()
         page.get_by_label("Model").click()
         page.get_by_role("option").filter(has_text="digits").click()
         page.locator("#examples-digits img").first.wait_for(timeout=60_000)
         assert not page.locator("#examples-faces").is_visible()
         assert page.locator("#face-help").is_visible()
+        assert not page.locator("#live-webcam").is_visible()
