@@ -5,38 +5,48 @@ server whose tools edit a photo (a real MCP client session against the running a
 import ast
 import asyncio
 import base64
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
 import app
-from fader.library import ModelLibrary, bundled_models
 from tests.test_app import free_port
 
+ROOT = Path(app.__file__).resolve().parent
 THREE = app.EXAMPLES / "digits" / "three.png"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[tuple[Client, str]]:
-    """The digits app with its MCP server, as `python app.py --mcp` launches it."""
-    demo = app.build_demo(ModelLibrary(list(bundled_models())))
-    _, url, _ = demo.launch(
-        server_name="127.0.0.1",
-        server_port=free_port(),
-        prevent_thread_lock=True,
-        quiet=True,
-        mcp_server=True,
-        **app.LAUNCH,
-    )
+    """`python app.py --mcp` in a process of its own (offline: the bundled digits model), as a
+    user starts it; Gradio's MCP server is set up once per process, so not inside the tests'."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    command = [sys.executable, "app.py", "--mcp", "--host", "127.0.0.1", "--port", str(port)]
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "FADER_OFFLINE": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     try:
+        for _ in range(240):  # Gradio's import and the model's load: ~15 s here
+            try:
+                httpx.get(url, timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, "the app exited"
+                time.sleep(0.5)
         yield Client(url, verbose=False), url
     finally:
-        demo.close()
+        process.terminate()
+        process.wait(30)
 
 
 def endpoints(client: Client) -> dict:
