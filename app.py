@@ -59,6 +59,13 @@ LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes 
 EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
+# Gradio's queue rebuilds its monitoring summary (a pandas table over its last 10,000 events)
+# after every queued event by default; the app has no use for it, so once per 1,000 events over
+# the last 1,000 (bench/move_cost.py measures the difference). A host's own values are kept.
+GRADIO_SETTINGS = {
+    "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000",
+    "GRADIO_ANALYTICS_MAX_EVENTS": "1000",
+}
 EXAMPLES = Path(__file__).resolve().parent / "assets" / "examples"
 log = logging.getLogger("fader.app")
 # On a phone the three columns stack: the result goes first and stays at the top while the
@@ -864,6 +871,9 @@ def shows_a_face(photo: str) -> bool:
 
 SHOWN_SIDE = 192  # crops smaller than this are enlarged for the page, pixel for pixel
 PREVIEW_QUALITY = 85  # JPEG quality of the edited photo's preview in the page
+# PNGs made on every move: zlib's fastest level with its run-length strategy (Z_RLE), lossless,
+# faster than the level alone on a photo's crop and about as small
+FAST_PNG = {"compress_level": 1, "compress_type": 3}
 
 
 def enlargement(width: int) -> int:
@@ -893,7 +903,7 @@ def inline_crop(crop: Image.Image) -> str:
     without smoothing (`image-rendering: pixelated`)."""
     factor = enlargement(crop.width)
     return (
-        f'<img src="{data_url(crop, "PNG", compress_level=1)}" alt="The edited crop" '
+        f'<img src="{data_url(crop, "PNG", **FAST_PNG)}" alt="The edited crop" '
         f'width="{crop.width * factor}" height="{crop.height * factor}" '
         'style="image-rendering: pixelated; max-width: 100%; height: auto; object-fit: contain">'
     )
@@ -1103,7 +1113,8 @@ def pictures_as_files(handler: Callable, outputs: Sequence[gr.Image], folder: Pa
             if isinstance(value, Image.Image):  # a name of its own, no folder left behind
                 handle, values[index] = tempfile.mkstemp(f".{image_format}", "picture-", folder)
                 with os.fdopen(handle, "wb") as file:
-                    value.save(file, format=image_format)
+                    options = FAST_PNG if image_format == "png" else {}
+                    value.save(file, format=image_format, **options)
         return values[0] if len(outputs) == 1 else tuple(values)
 
     return call
@@ -1673,6 +1684,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    for name, value in GRADIO_SETTINGS.items():  # read as the queue is made, in build_demo
+        os.environ.setdefault(name, value)
     try:
         # The user's models first; else a face model when one can be had (the authors', once
         # converted or downloadable), else the bundled one, so a visitor meets a face model.
