@@ -438,7 +438,10 @@ def values_by_position(editor: Editor, values: Any, start: dict) -> list[float]:
             'Give the attribute values as an object by name, such as {"three": 0, "eight": 1}.'
         )
     keys = slider_keys(editor)
-    position = {api_name(key): i for i, key in enumerate(keys)}
+    # a group's value also by its own name ({"blond_hair": 1} for hair_blond_hair), as on a
+    # model whose values are binary attributes of their own
+    aliases = {api_name((category, None)): i for i, (_, category) in enumerate(keys) if category}
+    position = aliases | {api_name(key): i for i, key in enumerate(keys)}
     by_name = {api_name((str(name), None)): value for name, value in values.items()}
     unknown = [name for name in by_name if name not in position]
     if unknown:
@@ -467,11 +470,11 @@ def encode(
 ) -> tuple[Any, str, str]:
     """Align (for face models) and encode the photo once; return the crop the model sees, what
     the page says about it, and the photo's id ("" when refused: the message says why)."""
+    editor = library.editor(model_name)  # an unknown model is refused whatever the photo
     if image is None:
         return None, "Upload a photo to start.", ""
     if isinstance(image, RejectedPhoto):
         return None, markdown_text(image.message), ""
-    editor = library.editor(model_name)
     if not editor.aligns_faces and shows_a_face(image):
         return (
             None,
@@ -1238,8 +1241,11 @@ def wire_live_webcam(page: Page, library: ModelLibrary, streams: Streams) -> Non
 
 PHOTO_ARGS = """    model_name: the model to edit with, one of the app's (its page lists them)
     photo: the photo (a file, URL or data: URL); may be left out when photo_id is given"""
-EDIT_ARGS = PHOTO_ARGS + """
+EDIT_ARGS = (
+    PHOTO_ARGS
+    + """
     photo_id: the id /encode answered for this photo, in this client's session"""
+)
 CONTROL_ARGS = """    detail: keep photo detail: 0 the model's output alone, 1 the photo's detail
     faces: the faces to edit by label ("Face 1 (largest)", "Face 2"…); left out: every face"""
 API_DOCS = {  # Google style, as Gradio reads it for the API page and MCP: an argument a line

@@ -161,3 +161,22 @@ def test_an_mcp_client_encodes_a_photo_and_edits_it_by_attribute_values(server):
     _, _, photo_id = client.predict("digits", handle_file(str(THREE)), api_name="/encode")
     expected, _, _ = client.predict("digits", None, photo_id, values, api_name="/edit_by_name")
     assert np.array_equal(pixels(edited[0]["path"]), pixels(expected)), "the edit asked for"
+
+
+def test_a_groups_value_is_named_by_the_group_and_value_or_by_the_value_alone(tmp_path: Path):
+    """`{"blond_hair": 1}` sets the Hair group's slider as `{"hair_blond_hair": 1}` does."""
+    from fader.editor import Editor
+    from fader.model import FaderConfig, FaderNetwork
+
+    hair = ["Black_Hair", "Blond_Hair", "Gray_Hair"]
+    config = FaderConfig(
+        ["Hair", "Smiling"], image_size=32, init_fm=8, max_fm=32, n_layers=3,
+        categories={"Hair": hair}, preprocessing="center",
+    )  # fmt: skip
+    editor = Editor(FaderNetwork(config))
+    start = {"Hair": {"Black_Hair": 1.0, "Blond_Hair": 0.0, "Gray_Hair": 0.0}, "Smiling": 0.0}
+    by_value = app.values_by_position(editor, {"Blond_Hair": 1, "smiling": 0.5}, start)
+    by_group = app.values_by_position(editor, {"hair_blond_hair": 1, "Smiling": 0.5}, start)
+    assert by_value == by_group == [1.0, 1.0, 0.0, 0.5]
+    with pytest.raises(ValueError, match="no attribute 'red_hair'"):
+        app.values_by_position(editor, {"red_hair": 1}, start)
