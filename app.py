@@ -36,6 +36,8 @@ from PIL import Image, ImageDraw
 from starlette.middleware import Middleware
 
 from fader.align import faces_in
+from fader.attributes import SliderKey, api_name, flat_values, plain_words, slider_label
+from fader.attributes import slider_keys as model_slider_keys
 from fader.editor import MAX_FACES, Editor, EditResult, preview_of
 from fader.environment import offline
 from fader.heap import return_freed_memory
@@ -324,11 +326,6 @@ LAUNCH = {  # every launch of the page
 # ---- Handlers: plain functions of the library, the inputs and the visitor's session ---------
 
 
-def plain_words(attribute: str) -> str:
-    """CelebA's `Wearing_Hat` → "Wearing hat"."""
-    return attribute.replace("_", " ").capitalize()
-
-
 def finite(values: Sequence[float | None], what: str = "Slider values") -> list[float]:
     numbers = [0.0 if v is None else float(v) for v in values]
     if not all(math.isfinite(v) for v in numbers):
@@ -380,26 +377,12 @@ def typing(values: Sequence[float | None], options: dict[str, Any]) -> bool:
     return None in values or ("detail" in options and options["detail"] is None)
 
 
-SliderKey = tuple[str, str | None]  # (attribute, its value for a slider group, else None)
-
-
 def slider_keys(editor: Editor) -> list[SliderKey]:
-    """One slider per binary attribute, one per value of an attribute with several (a group,
-    such as hair colour: black, blond, brown, gray)."""
-    keys: list[SliderKey] = []
-    for name in editor.attributes:
-        categories = editor.model.config.categories_of(name)
-        keys += [(name, c) for c in categories] if categories else [(name, None)]
+    """The model's sliders (`fader.attributes.slider_keys`), as many as the page has."""
+    keys = model_slider_keys(editor.model.config)
     if len(keys) > MAX_SLIDERS:
         raise ValueError(f"This model needs {len(keys)} sliders; the app shows {MAX_SLIDERS}.")
     return keys
-
-
-def slider_label(key: SliderKey) -> str:
-    name, category = key
-    return (
-        plain_words(name) if category is None else f"{plain_words(name)}: {plain_words(category)}"
-    )
 
 
 def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
@@ -423,11 +406,6 @@ def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float
         else:
             by_attribute.setdefault(name, {})[category] = value
     return by_attribute
-
-
-def api_name(key: SliderKey) -> str:
-    """A slider's name for the API and MCP clients: `three`, `smiling`, `hair_blond_hair`."""
-    return re.sub(r"[^a-z0-9]+", "_", "_".join(filter(None, key)).lower()).strip("_")
 
 
 def values_by_position(editor: Editor, values: Any, start: dict) -> list[float]:
@@ -455,14 +433,6 @@ def values_by_position(editor: Editor, values: Any, start: dict) -> list[float]:
     for name, value in zip(by_name, given, strict=True):
         numbers[position[name]] = value
     return numbers
-
-
-def flat_values(sliders: dict) -> dict[str, float]:
-    """`{"Smiling": 1, "Hair": {"Blond_Hair": 1}}` → `{"Smiling": 1, "Blond_Hair": 1}`."""
-    flat: dict[str, float] = {}
-    for name, value in sliders.items():
-        flat |= value if isinstance(value, dict) else {name: value}
-    return flat
 
 
 def encode(

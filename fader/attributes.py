@@ -7,6 +7,7 @@ value per category, e.g. Hair = Black, Blond, Brown). Slider values are a dict o
 video editor, the webcam) reads these two functions, so they start alike.
 """
 
+import re
 from collections.abc import Mapping, Sequence
 
 from fader.model import FaderConfig
@@ -68,3 +69,41 @@ def with_values(
             names = [*config.attributes, *(v for vs in config.categories.values() for v in vs)]
             raise ValueError(f"The model has no {name!r}; it has {', '.join(names)}.")
     return values
+
+
+SliderKey = tuple[str, str | None]  # (attribute, its value for a slider group, else None)
+
+
+def slider_keys(config: FaderConfig) -> list[SliderKey]:
+    """One slider per binary attribute, one per value of an attribute with several (a group,
+    such as hair colour: black, blond, brown, gray), in the decoder's channel order."""
+    keys: list[SliderKey] = []
+    for name in config.attributes:
+        categories = config.categories.get(name)
+        keys += [(name, c) for c in categories] if categories else [(name, None)]
+    return keys
+
+
+def plain_words(attribute: str) -> str:
+    """CelebA's `Wearing_Hat` → "Wearing hat"."""
+    return attribute.replace("_", " ").capitalize()
+
+
+def slider_label(key: SliderKey) -> str:
+    name, category = key
+    return (
+        plain_words(name) if category is None else f"{plain_words(name)}: {plain_words(category)}"
+    )
+
+
+def api_name(key: SliderKey) -> str:
+    """A slider's name for the API and MCP clients: `three`, `smiling`, `hair_blond_hair`."""
+    return re.sub(r"[^a-z0-9]+", "_", "_".join(filter(None, key)).lower()).strip("_")
+
+
+def flat_values(sliders: Mapping[str, float | Mapping[str, float]]) -> dict[str, float]:
+    """`{"Smiling": 1, "Hair": {"Blond_Hair": 1}}` → `{"Smiling": 1, "Blond_Hair": 1}`."""
+    flat: dict[str, float] = {}
+    for name, value in sliders.items():
+        flat |= dict(value) if isinstance(value, Mapping) else {name: value}
+    return flat
