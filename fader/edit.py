@@ -184,7 +184,7 @@ def write_atomically(target: Path, write: Callable[[Path], None]) -> None:
 
 def run(args: argparse.Namespace) -> Outcome:
     # Deferred so that --help answers without loading torch and the model.
-    from fader.attributes import with_values
+    from fader.attributes import with_values  # the model's schema: torch, likewise
     from fader.library import ModelLibrary
     from fader.video import FrameEditor, edit_video  # PyAV, FFmpeg: likewise
 

@@ -162,8 +162,8 @@ def test_push_uploads_exactly_the_model_files_and_leaves_the_run_as_it_was(
     downloaded(cache, REPO, files)
     loaded = FaderNetwork.from_pretrained(REPO, cache_dir=cache)
     local = FaderNetwork.from_pretrained(trained_run)
-    assert loaded.attributes == ["day", "night"]
-    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    assert loaded.attributes == ["day", "night"] and loaded.config.image_channels == 1
+    x = torch.rand(1, 1, 32, 32) * 2 - 1  # day/night pictures are gray: a 1-channel model
     with torch.inference_mode():
         assert torch.equal(
             loaded(x, loaded.slider_channels([1.0, 0.0])),

@@ -88,7 +88,9 @@ def classifier_columns(attributes: list[str], config: FaderConfig) -> list[list[
 def classifier_config(config: FaderConfig) -> ClassifierConfig:
     """A fresh classifier discriminator: one output pair per binary attribute and per value."""
     columns = [n for name in config.attributes for n in config.categories_of(name) or [name]]
-    return ClassifierConfig(attributes=columns, image_size=config.image_size)
+    return ClassifierConfig(
+        attributes=columns, image_size=config.image_size, image_channels=config.image_channels
+    )
 
 
 def attribute_logits(
