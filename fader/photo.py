@@ -68,8 +68,8 @@ def load_photo(
     rgb = _to_rgb(image, owned=not isinstance(source, Image.Image | np.ndarray))
     if min(rgb.size) < min_side:
         raise BadPhoto(
-            f"The image is {rgb.width}×{rgb.height} pixels: too small to hold a face. "
-            f"Use a photo at least {min_side} pixels on each side (256 or more works best)."
+            f"The image is {rgb.width}×{rgb.height} pixels: too small to edit. Use one at "
+            f"least {min_side} pixels on each side."
         )
     return rgb
 

@@ -108,3 +108,23 @@ def test_bundled_digits_model_card_reports_its_held_out_metrics():
         assert f"{metrics[name]:.4f}" in card, name
     assert "python -m train --data mnist5k" in card, "the card says how to reproduce it"
     assert (DIGITS_MODEL / "sample_grid.png").is_file()
+
+
+def test_a_digit_drawn_dark_on_paper_is_read_and_edited_as_the_model_knows_digits():
+    """The digits model learnt light strokes on black (its config says `background: dark`): a
+    three drawn dark on white is inverted for it, read as a three, and shown dark on white."""
+    from PIL import ImageOps
+
+    from fader.editor import Editor
+
+    model = FaderNetwork.from_pretrained(DIGITS_MODEL)
+    assert model.config.background == "dark"
+    editor = Editor(model, classifier=Classifier.from_folder(DIGITS_MODEL))
+    paper = ImageOps.invert(Image.open(EXAMPLES / "three.png").convert("RGB"))
+    photo_id = editor.load(paper)
+    prepared = editor.photo(photo_id)
+    assert prepared.inverted and "dark background" in prepared.note
+    start = prepared.slider_start
+    assert max(start, key=start.get) == "three", "read as the three it is"
+    edited = np.asarray(editor.edit(photo_id, start).photo.convert("L"), dtype=float)
+    assert edited[0].mean() > 200 and edited[:, 0].mean() > 200, "shown on white again"
