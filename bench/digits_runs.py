@@ -1,11 +1,11 @@
 """The table of digits runs tried for the bundled model: each run's settings and evaluations.
 
-    python bench/digits_runs.py runs/digits-a runs/digits-b … > bench/results/digits_runs.json
+    python bench/digits_runs.py runs/digits-a runs/digits-b … > bench/results/digits_runs_cpu.json
 
 Reads each run folder's checkpoint (its settings, the step it reached) and train.log (every
 evaluation: reconstruction, latent-discriminator and swap accuracy), and prints one JSON object:
-a row per run with its best evaluation by swap accuracy and its last. `python -m
-train.release_digits --runs` turns it into the model card's table of what was tried.
+a row per run with its best evaluation by swap accuracy and its last: the table of what was
+tried that BENCHMARKS.md quotes ("Retraining it as a grayscale model").
 """
 
 import json
