@@ -20,6 +20,7 @@ from fader.model import FaderConfig, FaderNetwork, LatentDiscriminator
 from tests.builders import make_celeba, make_class_folders, make_labelled_folder
 from train.__main__ import main, parse_args
 from train.checkpoint import read_checkpoint_info
+from train.classifier import main as classifier_main
 from train.config import PRESETS, TrainConfig, lambda_schedule
 from train.step import adam, training_step
 
@@ -312,6 +313,23 @@ def test_grayscale_data_trains_a_one_channel_model_unless_a_flag_says_otherwise(
     }
     assert channels == {"gray": 1, "rgb": 3, "c": 3}
     assert "Images have 1 channel(s)" in (tmp_path / "gray" / "train.log").read_text()
+
+
+def test_a_gray_classifier_judges_and_starts_the_classifier_discriminator_of_a_gray_run(
+    tmp_path: Path,
+):
+    """The channels a classifier reads are checked against the model's once the data has said
+    them: a gray classifier fits a gray run as its judge and as --clf-dis-reload."""
+    gray = make_class_folders(tmp_path / "daynight")
+    cache, judge = tmp_path / "cache", tmp_path / "judge"
+    assert classifier_main(["--data", str(gray), "--image-size", "32", "--epochs", "1",
+        "--no-flip", "--out", str(judge), "--cache-dir", str(cache), "--workers", "1"]) == 0  # fmt: skip
+    flags = ["--preset", "tiny", "--steps", 2, "--cache-dir", cache, "--workers", 1, "--no-flip"]
+    flags += ["--classifier", judge, "--n-clf-dis", 1, "--lambda-clf-dis", 0.01]
+    assert (
+        run_cli("--data", gray, "--out", tmp_path / "run", *flags, "--clf-dis-reload", judge) == 0
+    )
+    assert FaderNetwork.from_pretrained(tmp_path / "run").config.image_channels == 1
 
 
 def test_a_run_records_the_background_its_pictures_share(tmp_path: Path):

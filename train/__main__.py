@@ -447,8 +447,6 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
     classifier = Classifier.from_folder(plan.classifier) if plan.classifier else None
     plan.train.select_by(classifier is not None)  # an impossible --select is said now
     reloaded = Classifier.from_folder(plan.clf_dis_reload) if plan.clf_dis_reload else None
-    if reloaded is not None:
-        check_classifier(reloaded, model_config)
     # A folder of its own when --out is not given; args.out then names it for every later
     # message (how to resume, where the model is). Process 0 chooses it for all.
     if processes.main:
@@ -492,8 +490,9 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
         )
     background = model.get("background", None if plan.align else data.background())
     model_config = replace(model_config, image_channels=data.channels, background=background)
-    if classifier is not None:
-        check_classifier(classifier, model_config)
+    for judge in (classifier, reloaded):  # checked once the data has said its channels
+        if judge is not None:
+            check_classifier(judge, model_config)
     if data.skipped:
         log.warning(
             "%d of %d images could not be read and were skipped (see %s/meta.json).",
