@@ -107,11 +107,13 @@ def train_in_process(rank: int, cache: str, out: str, port: int) -> None:
     torch.set_num_threads(1)
     processes = from_environment()
     start(processes, torch.device("cpu"))
+    finished = False
     try:
         model, train = settings()
         Trainer(model, train, load_prepared(Path(cache)), Path(out), processes=processes).fit()
+        finished = True
     finally:
-        stop()
+        stop(together=finished)
 
 
 @pytest.fixture(scope="module")

@@ -557,11 +557,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         report_error(str(error))
         return 2
+    code = 2  # what an exception escaping the run means too
     try:
-        return train_and_push(args, processes)
+        code = train_and_push(args, processes)
+        return code
     finally:
         close_logging()
-        leave_processes()
+        leave_processes(together=code != 2)  # 2: a failure, perhaps in this process alone
 
 
 def train_and_push(args: argparse.Namespace, processes: Processes) -> int:

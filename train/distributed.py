@@ -79,9 +79,17 @@ def start(processes: Processes, device: torch.device) -> None:
     dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT, device_id=gpu)
 
 
-def stop() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def stop(together: bool) -> None:
+    """Leave the process group. `together` (every process finished, or stopped at the same step):
+    first wait for all of them, so that none closes its connections while another still holds
+    them open; a gloo process that did so was seen to abort as it exited ("terminate called
+    without an active exception"). After a failure in one process nothing waits: torchrun stops
+    the others."""
+    if not dist.is_initialized():
+        return
+    if together:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def check_batch_size(processes: Processes, batch_size: int) -> None:
