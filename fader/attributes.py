@@ -4,7 +4,8 @@ An attribute is binary (one value, 0 absent … 1 present) or has several values
 value per category, e.g. Hair = Black, Blond, Brown). Slider values are a dict of either kind:
 `{"Smiling": 1.0, "Hair": {"Blond_Hair": 1.0, "Black_Hair": 0.0}}`, as
 `FaderNetwork.slider_channels` reads them. Every surface that starts sliders (the editor, the
-video editor, the webcam) reads these two functions, so they start alike.
+video editor, the webcam) reads these two functions, so they start alike; the trainer names a
+classifier's columns and its swaps through them too (`flat_names`, `value_name`).
 """
 
 import re
@@ -107,3 +108,19 @@ def flat_values(sliders: Mapping[str, float | Mapping[str, float]]) -> dict[str,
     for name, value in sliders.items():
         flat |= dict(value) if isinstance(value, Mapping) else {name: value}
     return flat
+
+
+def flat_names(config: FaderConfig) -> dict[str, list[str]]:
+    """Each attribute's sliders by the names `flat_values` gives them, which are also the
+    attributes a classifier reads: `{"Smiling": ["Smiling"], "Hair": ["Black_Hair", …]}`."""
+    names: dict[str, list[str]] = {}
+    for name, category in slider_keys(config):
+        names.setdefault(name, []).append(category or name)
+    return names
+
+
+def value_name(config: FaderConfig, attribute: str, value: int) -> str:
+    """An attribute's value (its label: 0 or 1 for a binary attribute, the place of a group's
+    value) as a person names it to `with_values`: `1`, `Blond_Hair`."""
+    categories = config.categories_of(attribute)
+    return categories[value] if categories else str(value)

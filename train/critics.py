@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fader.attributes import flat_names
 from fader.classifier import Classifier, ClassifierConfig
 from fader.model import FaderConfig, FaderNetwork, attribute_loss, label_channels
 from fader.modes import evaluating
@@ -74,7 +75,7 @@ def random_labels(labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
 def classifier_columns(attributes: list[str], config: FaderConfig) -> list[list[int]]:
     """Where each of the model's attributes is among a classifier's `attributes`: its own column
     for a binary one, one column per value for an attribute with several values."""
-    wanted = {name: config.categories_of(name) or [name] for name in config.attributes}
+    wanted = flat_names(config)
     missing = [n for names in wanted.values() for n in names if n not in attributes]
     if missing:
         raise ValueError(
@@ -87,7 +88,7 @@ def classifier_columns(attributes: list[str], config: FaderConfig) -> list[list[
 
 def classifier_config(config: FaderConfig) -> ClassifierConfig:
     """A fresh classifier discriminator: one output pair per binary attribute and per value."""
-    columns = [n for name in config.attributes for n in config.categories_of(name) or [name]]
+    columns = [n for names in flat_names(config).values() for n in names]
     return ClassifierConfig(
         attributes=columns, image_size=config.image_size, image_channels=config.image_channels
     )

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fader.attributes import value_name
 from fader.classifier import Classifier
 from fader.model import (
     FaderConfig,
@@ -190,12 +191,12 @@ class SwapTally:
                     self.count(f"swap_accuracy/{name}", hits, real)
 
     def swap_name(self, attribute: int, target: int, exclusive: bool) -> str:
-        """`Smiling=1`, `Hair=Blond_Hair`; a class of exclusive data by its name alone."""
+        """`Smiling=1`, `Hair=Blond_Hair` (the target as a person names it); a class of
+        exclusive data (a binary attribute, swapped on alone) by its name alone."""
         name = self.config.attributes[attribute]
-        values = self.config.categories_of(name)
-        if values is not None:
-            return f"{name}={values[target]}"
-        return name if exclusive else f"{name}={target}"
+        if exclusive and self.config.attribute_sizes[attribute] == 2:
+            return name
+        return f"{name}={value_name(self.config, name, target)}"
 
     def metrics(self) -> dict[str, float]:
         return {key: hits / total for key, (hits, total) in self.counts.items() if total}
