@@ -21,7 +21,9 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import wraps
@@ -1125,8 +1127,53 @@ def export_move(
         return gr.skip()
     if photo_id and library.editor(model_name).photos.latest(session) != photo_id:
         return gr.skip()
-    path = export(library, model_name, image, photo_id, *values, session=session, **options)
+    path = page_export(library, model_name, image, photo_id, *values, session=session, **options)
     return gr.skip() if path is None else path
+
+
+class PageExports:
+    """Each session's last export from the page, by the inputs it was made of. An upload (and
+    "Reset all") asks for one export twice: at the end of its chain, and as the sliders are
+    set to the photo's start, whose `change` a move's download follows; the second is answered
+    with the first's file, waiting for it if it is still being made."""
+
+    def __init__(self, sessions: int = 1024, locks: int = 64):
+        self.sessions = sessions
+        self.last: OrderedDict[str, tuple[tuple, str]] = OrderedDict()  # session → (inputs, path)
+        self.locks = [threading.Lock() for _ in range(locks)]  # a session's exports in turn
+
+    def made(self, session: str, inputs: tuple, make: Callable[[], str | None]) -> str | None:
+        with self.locks[hash(session) % len(self.locks)]:
+            known, path = self.last.get(session, ((), ""))
+            if known == inputs and os.path.isfile(path):
+                return path
+            path = make()
+            if path is not None:
+                self.last[session] = inputs, path
+                self.last.move_to_end(session)
+                while len(self.last) > self.sessions:
+                    self.last.popitem(last=False)
+            return path
+
+
+def page_export(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    exports: PageExports,
+    **options: Any,
+) -> str | None:
+    """`export` (the same `options`) as the page asks for it: once per set of inputs."""
+    faces = options.get("faces")
+    inputs = (model_name, photo_id, values, options.get("detail"), faces and tuple(faces))
+    return exports.made(
+        session,
+        inputs,
+        lambda: export(library, model_name, image, photo_id, *values, session=session, **options),
+    )
 
 
 @dataclass
@@ -1442,6 +1489,7 @@ def wire(
     exports = files / "exports"  # apart from the pictures, so clearing them reads few entries
     exports.mkdir(parents=True, exist_ok=True)
     controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
+    once = {"exports": PageExports()}  # the page's exports: one per set of inputs
     encoded = [page.crop, page.status, page.photo_id]
     # The page's own: a refusal also clears the last photo's edit and download, at once.
     page_encoded = [*encoded, page.edited_crop, page.edited_photo, page.download]
@@ -1460,7 +1508,8 @@ def wire(
         "live_edit": for_session(edit, library, controls, inline=True),
         "sweep": for_session(with_files(sweep, [page.sweep_strip]), library, controls),
         "export": for_session(export, library, controls, folder=exports),
-        "export_move": for_session(export_move, library, controls, folder=exports),
+        "page_export": for_session(page_export, library, controls, folder=exports, **once),
+        "export_move": for_session(export_move, library, controls, folder=exports, **once),
     }
     for name, (names, doc) in api_docs(library).items():  # named and described for clients
         documented(bound[name], names, doc)
@@ -1487,7 +1536,7 @@ def wire(
         event.then(bound["starting_sliders"], photo, starts, **hidden).then(
             bound["face_choices"], photo, faces, **hidden
         ).then(bound["live_edit"], page_inputs, edit_outputs, **hidden).then(
-            bound["export"], page_inputs, page.download, **hidden
+            bound["page_export"], page_inputs, page.download, **hidden
         )
 
     # A drag fires input (live) and release, keys and typing input and change, the reset button
@@ -1530,15 +1579,15 @@ def wire(
     exporting = limited(
         bound["export_move"], asyncio.Semaphore(QUEUE_CONCURRENCY), wait=EXPORT_WAIT
     )
-    page_export = {"api_name": "export_move", "queue": False, **live, **hidden}
-    gr.on(releases, exporting, page_inputs, page.download, **page_export)
+    export_options = {"api_name": "export_move", "queue": False, **live, **hidden}
+    gr.on(releases, exporting, page_inputs, page.download, **export_options)
     # Ticking a face: kept for the page's edits first, then the edit and its download.
     picked = page.faces.input(
         picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **hidden
     )
     picked.then(
         moving, page_inputs, edit_outputs, api_name="live_edit_faces", queue=False, **hidden
-    ).then(bound["export"], page_inputs, page.download, api_name="export_faces", **hidden)
+    ).then(bound["page_export"], page_inputs, page.download, api_name="export_faces", **hidden)
     gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # API: at once
     reset = page.reset_all.click(
         bound["starting_sliders"],
@@ -1549,11 +1598,13 @@ def wire(
         **hidden,
     )
     reset.then(moving, page_inputs, edit_outputs, queue=False, **hidden).then(
-        bound["export"], page_inputs, page.download, **hidden
+        bound["page_export"], page_inputs, page.download, **hidden
     )
     gr.on([], bound["encode"], [page.model_name, page.image], encoded, api_name="encode")
+    # `change` alone: an upload fires `input` and `change`, and both encoded and exported the
+    # photo twice (tests/test_work_per_event_browser.py); an example click fires only `change`.
     uploaded = gr.on(
-        [page.image.input, page.image.change],
+        [page.image.change],
         bound["page_encode"],
         [page.model_name, page.image],
         page_encoded,
