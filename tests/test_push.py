@@ -240,13 +240,17 @@ def test_hub_refusals_say_what_to_do(
     assert TOKEN not in str(error.value)
 
 
+@pytest.mark.parametrize("given_out", [True, False])
 def test_a_failed_final_push_exits_3_with_the_retry_command(
-    tmp_path: Path, online, refusing_hub: list[int], caplog
+    tmp_path: Path, online, refusing_hub: list[int], caplog, monkeypatch, given_out: bool
 ):
+    """The retry command names the run folder, also one the run chose itself (no --out)."""
     data = make_class_folders(tmp_path / "daynight")
-    out = tmp_path / "run"
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run" if given_out else Path("runs") / "day-night"
     code = train_main(
-        [str(a) for a in ("--data", data, "--preset", "tiny", "--steps", 3, "--out", out,
+        [str(a) for a in ("--data", data, "--preset", "tiny", "--steps", 3,
+                          *(["--out", out] if given_out else []),
                           "--cache-dir", tmp_path / "cache", "--workers", 1,
                           "--push-to-hub", REPO, "--private")]
     )  # fmt: skip

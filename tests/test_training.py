@@ -178,23 +178,30 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(celeba_dir: Path
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_ctrl_c_saves_a_checkpoint_that_resume_continues(celeba_dir: Path, tmp_path: Path):
-    out = tmp_path / "run"
+def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume_in_the_folder_the_run_chose(
+    celeba_dir: Path, tmp_path: Path
+):
+    """Without --out the run chose runs/smiling itself: the resume command names it."""
+    out = tmp_path / "runs" / "smiling"
     log = tmp_path / "stderr.txt"
     command = [
         sys.executable, "-m", "train", "--data", str(celeba_dir), "--attrs", "Smiling",
         "--preset", "tiny", "--steps", "100000", "--save-every", "100000", "--eval-every", "100000",
-        "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
+        "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
     ]  # fmt: skip
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}  # run from tmp_path, as a user might
     with log.open("w") as stderr:
-        process = subprocess.Popen(command, cwd=ROOT, stderr=stderr, stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=environment, stderr=stderr, stdout=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 120
         while not re.search(r"Training: .* (\d{2,})/100000", log.read_text()):
             assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 130
-    assert "Resume with: python -m train" in log.read_text()
+    resume = f"Resume with: python -m train --out {Path('runs') / 'smiling'} --resume"
+    assert resume in log.read_text()
     step, _ = read_checkpoint_info(out / "checkpoint.safetensors")
     assert step >= 10
     FaderNetwork.from_pretrained(out)

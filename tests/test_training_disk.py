@@ -82,6 +82,19 @@ def test_a_read_only_run_folder_or_cache_is_a_message_and_a_line_in_the_log(tmp_
         assert f"ERROR could not write {locked / 'cache'}" in (out / "train.log").read_text()
 
 
+def test_a_run_without_out_where_runs_cannot_be_made_is_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    data = make_class_folders(tmp_path / "daynight", per_class=6)
+    flags = ["--data", data, "--preset", "tiny", "--workers", 1, "--cache-dir", tmp_path / "c"]
+    with read_only_folder(tmp_path / "locked") as locked, monkeypatch.context() as inside:
+        inside.chdir(locked)
+        assert train_main([str(flag) for flag in flags]) == 2
+    printed = capsys.readouterr().err
+    assert "Traceback" not in printed
+    assert printed.strip().splitlines()[-1].startswith("error: could not write runs: ")
+
+
 def test_a_full_disk_while_preprocessing_is_a_message_and_leaves_no_half_built_cache(
     tmp_path: Path,
 ):

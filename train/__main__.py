@@ -375,6 +375,15 @@ def new_run_folder(attributes: list[str], parent: Path = RUNS) -> Path:
     raise AssertionError("unreachable")
 
 
+def run_folder(out: Path | None, attributes: list[str], processes: Processes) -> Path:
+    """The run folder, created: `--out`, or a new runs/<attributes> when it is not given.
+    Process 0 chooses it, and every process gets its choice."""
+    if processes.main:
+        out = out or new_run_folder(attributes)
+        out.mkdir(parents=True, exist_ok=True)
+    return Path(broadcast_text(str(out) if out else None, processes))
+
+
 def check_several_processes(train: TrainConfig, processes: Processes) -> None:
     """What a run of several processes cannot do, said before any work."""
     check_batch_size(processes, train.batch_size)
@@ -420,7 +429,9 @@ def report_error(message: str) -> None:
             handler.handle(record)
 
 
-def run(args: argparse.Namespace, processes: Processes) -> None:
+def prepared_run(args: argparse.Namespace, processes: Processes) -> Trainer:
+    """Everything a run needs before its first step: flags checked, data found and cached, the
+    run folder chosen (`trainer.out`) and logging started in it, the networks built."""
     require_at_least(1, workers=args.workers, push_every=args.push_every)
     if args.push_to_hub:
         check_can_push(args.push_to_hub)  # no token or a bad repo id: say so now, not at the end
@@ -447,17 +458,13 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
     classifier = Classifier.from_folder(plan.classifier) if plan.classifier else None
     plan.train.select_by(classifier is not None)  # an impossible --select is said now
     reloaded = Classifier.from_folder(plan.clf_dis_reload) if plan.clf_dis_reload else None
-    # A folder of its own when --out is not given; args.out then names it for every later
-    # message (how to resume, where the model is). Process 0 chooses it for all.
+    out = run_folder(args.out, model["attributes"], processes)
     if processes.main:
-        args.out = args.out or new_run_folder(model["attributes"])
-        args.out.mkdir(parents=True, exist_ok=True)
-        setup_logging(args.out)
+        setup_logging(out)
     else:
         setup_quiet_logging(processes)
-    args.out = Path(broadcast_text(str(args.out), processes))
     log = logging.getLogger("train")
-    log.info("Run folder: %s", args.out)
+    log.info("Run folder: %s", out)
     if processes.several:
         log.info(
             "Training in %d processes (%s): each takes %d of every global batch of %d.",
@@ -526,13 +533,13 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
         "cache_dir": str(data.path.parent),
         "classifier": str(plan.classifier.resolve()) if plan.classifier else None,
     }
-    push = pusher(args.out, args.push_to_hub, args.private) if args.push_to_hub else None
+    push = pusher(out, args.push_to_hub, args.private) if args.push_to_hub else None
     push = push if processes.main else None
-    trainer = Trainer(
+    return Trainer(
         model_config,
         plan.train,
         data,
-        args.out,
+        out,
         plan.resume,
         run_info,
         push,
@@ -541,12 +548,6 @@ def run(args: argparse.Namespace, processes: Processes) -> None:
         reloaded,
         processes,
         device,
-    )
-    trainer.fit()
-    log.info(
-        "Model saved to %s (load it with FaderNetwork.from_pretrained(%r)).",
-        args.out,
-        str(args.out),
     )
 
 
@@ -568,48 +569,61 @@ def main(argv: list[str] | None = None) -> int:
 
 def train_and_push(args: argparse.Namespace, processes: Processes) -> int:
     """The run and its final push (by process 0), as an exit code (see EXAMPLES)."""
+    out = args.out  # the run folder every message names: --out, or the one the run chose
     try:
-        run(args, processes)
+        trainer = prepared_run(args, processes)
+        out = trainer.out
+        trainer.fit()
     except WRITE_ERRORS as error:  # a full disk, a read-only or unwritable folder
-        checkpoint = args.out / CHECKPOINT_NAME
-        kept = (
-            f" The last good checkpoint ({checkpoint}) is kept: --resume continues from it."
-            if checkpoint.is_file()
-            else ""
-        )
-        report_error(write_failure(error) + kept)
+        report_error(write_failure(error) + kept_checkpoint(out))
         return 2
     except TrainingInterrupted as stop:
-        push = f" --push-to-hub {args.push_to_hub}" if args.push_to_hub else ""
-        command = "python -m train"
-        if processes.several:
-            command = f"torchrun --nproc_per_node {processes.world_size} -m train"
         if processes.main:
-            print(
-                f"\n{stop} Resume with: {command} --out {args.out} --resume{push}", file=sys.stderr
-            )
+            print(f"\n{stop} Resume with: {resume_command(out, args, processes)}", file=sys.stderr)
         return 130
     except (ValueError, TrainingDiverged) as error:
         report_error(str(error))
         return 2
-    return push_trained(args) if args.push_to_hub and processes.main else 0
+    log = logging.getLogger("train")
+    log.info("Model saved to %s (load it with FaderNetwork.from_pretrained(%r)).", out, str(out))
+    if args.push_to_hub and processes.main:
+        return push_trained(out, args.push_to_hub, args.private)
+    return 0
 
 
-def push_trained(args: argparse.Namespace) -> int:
-    """The final push. If it fails the model is still complete in --out and one command retries,
-    so it is exit code 3 rather than an error that hides the finished training."""
+def kept_checkpoint(out: Path | None) -> str:
+    """What a failed write leaves to resume from: said only when `out` holds a checkpoint (a
+    run may fail before it has a folder, such as when runs/ cannot be created)."""
+    checkpoint = out / CHECKPOINT_NAME if out is not None else None
+    if checkpoint is None or not checkpoint.is_file():
+        return ""
+    return f" The last good checkpoint ({checkpoint}) is kept: --resume continues from it."
+
+
+def resume_command(out: Path, args: argparse.Namespace, processes: Processes) -> str:
+    """The command that continues an interrupted run, started as this one was."""
+    command = "python -m train"
+    if processes.several:
+        command = f"torchrun --nproc_per_node {processes.world_size} -m train"
+    push = f" --push-to-hub {args.push_to_hub}" if args.push_to_hub else ""
+    return f"{command} --out {out} --resume{push}"
+
+
+def push_trained(out: Path, repo_id: str, private: bool) -> int:
+    """The final push. If it fails the model is still complete in `out` and one command
+    retries, so it is exit code 3 rather than an error that hides the finished training."""
     log = logging.getLogger("train")
     try:
-        url = push_run(args.out, args.push_to_hub, args.private, commit_message="Trained model")
+        url = push_run(out, repo_id, private, commit_message="Trained model")
     except ValueError as error:
         log.error(
             "The model is trained and saved in %s, but was not pushed: %s\nRetry with: %s",
-            args.out,
+            out,
             error,
-            retry_command(args.out, args.push_to_hub, args.private),
+            retry_command(out, repo_id, private),
         )
         return 3
-    log.info("Pushed to %s (try it: python app.py --model %s)", url, args.push_to_hub)
+    log.info("Pushed to %s (try it: python app.py --model %s)", url, repo_id)
     return 0
 
 
