@@ -16,9 +16,10 @@ import pytest
 
 from fader import FaderNetwork
 from tests.builders import CELEBA_ATTRIBUTES, hub_celeba_table, make_celeba, make_hub_dataset
-from train.__main__ import main, new_run_folder
+from train.__main__ import main
 from train.celeba import locate_celeba
 from train.hub_datasets import CELEBA_REPO, read_parquet_dataset
+from train.plan import new_run_folder
 from train.sources import TEST, TRAIN, VALIDATION
 
 ROOT = Path(__file__).resolve().parents[1]

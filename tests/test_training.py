@@ -22,6 +22,7 @@ from train.__main__ import main, parse_args
 from train.checkpoint import read_checkpoint_info
 from train.classifier import main as classifier_main
 from train.config import PRESETS, TrainConfig, lambda_schedule
+from train.plan import configs_from_args
 from train.step import adam, training_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -329,8 +330,9 @@ def test_a_gray_classifier_judges_and_starts_the_classifier_discriminator_of_a_g
     them: a gray classifier fits a gray run as its judge and as --clf-dis-reload."""
     gray = make_class_folders(tmp_path / "daynight")
     cache, judge = tmp_path / "cache", tmp_path / "judge"
-    assert classifier_main(["--data", str(gray), "--image-size", "32", "--epochs", "1",
-        "--no-flip", "--out", str(judge), "--cache-dir", str(cache), "--workers", "1"]) == 0  # fmt: skip
+    judge_flags = ["--data", gray, "--image-size", 32, "--epochs", 1, "--no-flip", "--out", judge]
+    judge_flags += ["--cache-dir", cache, "--workers", 1]
+    assert classifier_main([str(flag) for flag in judge_flags]) == 0
     flags = ["--preset", "tiny", "--steps", 2, "--cache-dir", cache, "--workers", 1, "--no-flip"]
     flags += ["--classifier", judge, "--n-clf-dis", 1, "--lambda-clf-dis", 0.01]
     assert (
@@ -374,8 +376,6 @@ def test_help_documents_every_setting(capsys):
 
 
 def test_presets_and_flags_combine(tmp_path: Path):
-    from train.__main__ import configs_from_args
-
     args = parse_args(
         ["--out", str(tmp_path), "--preset", "authors", "--lr", "1e-3", "--n-layers", "5"]
     )

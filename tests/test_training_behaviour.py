@@ -23,13 +23,14 @@ from safetensors.torch import load_file, save_file
 
 from fader.model import FaderConfig, FaderNetwork, LatentDiscriminator
 from fader.pixels import to_model_range
-from train.__main__ import configs_from_args, parse_args
 from train.__main__ import main as train_main
+from train.__main__ import parse_args
 from train.checkpoint import CHECKPOINT_NAME, read_checkpoint_info
 from train.config import PRESETS, TrainConfig
 from train.cuda_graph import GraphedTrainingStep
 from train.data import BatchStream, PreparedData, load_prepared
 from train.loop import Trainer, step_for_device
+from train.plan import configs_from_args
 from train.sources import TRAIN, VALIDATION
 from train.step import adam, training_step
 
