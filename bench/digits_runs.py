@@ -23,7 +23,17 @@ EVALUATION = re.compile(
     r"latent-discriminator accuracy ([\d.]+), swap accuracy ([\d.]+)"
 )
 # the settings that differ between runs, as python -m train spells them
-SHOWN = ("n_layers", "init_fm", "max_fm", "lr", "lambda_dis", "lambda_schedule", "batch_size")
+SHOWN = (
+    "n_layers",
+    "init_fm",
+    "max_fm",
+    "lr",
+    "lambda_dis",
+    "lambda_schedule",
+    "batch_size",
+    "n_clf_dis",
+    "lambda_clf_dis",
+)
 
 
 def evaluations(run: Path) -> list[dict[str, float]]:

@@ -78,9 +78,7 @@ def test_a_converted_models_card_names_its_origin_and_licence():
 
 def test_the_shipped_digits_card_is_what_the_card_builder_renders_from_its_config():
     config = FaderConfig(**json.loads((DIGITS / "config.json").read_text()))
-    appendix = card_appendix(
-        config.metrics, DIGITS_TRAIN, DIGITS_RELEASE, config.training["train_images"], 500, 7
-    )
+    appendix = card_appendix(config, [DIGITS_TRAIN], DIGITS_RELEASE, 500, 7)
     rendered = digits_card(config, "assets/models/digits", appendix)
     assert rendered == (DIGITS / "README.md").read_text()
 

