@@ -11,7 +11,7 @@ outside the queue), the event stream's `process_starts` and `process_completed` 
 (Gradio's front end reads them through `fetch`, wrapped here before the page loads), the <img>
 given its new src, the image file fetched (Resource Timing; nothing when the crop comes inline
 as a data: URL), decoded and painted. Each part's p50 and mean are reported.
-Beside it, in the same run, the handler's own time for the same move (`app.edit` called
+Beside it, in the same run, the handler's own time for the same move (`page.edits.edit` called
 directly), so the difference is what the queue, the event stream, image encoding and the
 browser cost. Prints one JSON object.
 
@@ -36,9 +36,10 @@ from skimage import data as skimage_data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import app  # noqa: E402
 from fader.library import ModelLibrary, bundled_models  # noqa: E402
 from fader.model import CELEBA, FaderConfig, FaderNetwork  # noqa: E402
+from page.edits import edit  # noqa: E402
+from page.sliders import MAX_SLIDERS  # noqa: E402
 from tests.test_app import serve  # noqa: E402
 from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 from train.config import PRESETS  # noqa: E402
@@ -254,10 +255,10 @@ def main() -> None:
         browser.close()
         editor = library.editor(library.names[0])
         photo_id = editor.load(photo, session="bench")
-        values = [0.5] + [0.0] * (app.MAX_SLIDERS - 1)
+        values = [0.5] + [0.0] * (MAX_SLIDERS - 1)
         for _ in range(args.drags):
             start = time.perf_counter()
-            app.edit(library, library.names[0], None, photo_id, *values, session="bench")
+            edit(library, library.names[0], None, photo_id, *values, session="bench")
             handler.append(1000 * (time.perf_counter() - start))
     shutil.rmtree(work, ignore_errors=True)
     report = {

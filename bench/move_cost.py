@@ -156,6 +156,8 @@ import json, sys, tempfile, time
 from pathlib import Path
 import torch
 import app
+from page.calls import pictures_as_files
+from page.edits import edit
 from fader.library import ModelLibrary
 
 model, photo, moves, detail = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
@@ -163,8 +165,8 @@ torch.set_num_threads(1)
 library = ModelLibrary([model])
 photo_id = library.editor(model).load(photo)
 outputs = [type("Picture", (), {"format": f})() for f in ("png", "jpeg")] + [None]
-api = app.pictures_as_files(app.edit, outputs, Path(tempfile.mkdtemp()))
-routes = {"live": lambda v: app.edit(library, model, None, photo_id, *v, detail=detail,
+api = pictures_as_files(edit, outputs, Path(tempfile.mkdtemp()))
+routes = {"live": lambda v: edit(library, model, None, photo_id, *v, detail=detail,
                                      inline=True),
           "api": lambda v: api(library, model, None, photo_id, *v, detail=detail)}
 cpu = {}

@@ -43,7 +43,7 @@ MUTANTS = [
     Mutant(
         "app_main_without_upload_cap",
         "app.py",
-        (("share=args.share, max_file_size=MAX_UPLOAD", "share=args.share"),),
+        (('    "max_file_size": MAX_UPLOAD,\n', ""),),
         ENTRY_SPACE,
     ),
     Mutant(
@@ -126,22 +126,22 @@ MUTANTS = [
     ),
     Mutant(
         "sliders_ignore_the_models_range",
-        "app.py",
+        "page/sliders.py",
         (
             (
-                "    low, high = editor.model.config.slider_range\n    names = editor.attributes",
-                "    low, high = 0.0, 1.0\n    names = editor.attributes",
+                "    low, high = editor.model.config.slider_range\n    keys = slider_keys(editor)",
+                "    low, high = 0.0, 1.0\n    keys = slider_keys(editor)",
             ),
         ),
         ("tests/test_slider_range.py",),
     ),
     Mutant(
         "sweep_runs_0_to_0",
-        "app.py",
+        "page/edits.py",
         (
             (
-                "    low, high = editor.model.config.slider_range\n    strip = editor.sweep",
-                "    low, high = 0.0, 0.0\n    strip = editor.sweep",
+                "    low, high = editor.model.config.slider_range\n    faces = faces_present",
+                "    low, high = 0.0, 0.0\n    faces = faces_present",
             ),
         ),
         ("tests/test_slider_range.py",),

@@ -2,11 +2,12 @@
 
 A 256² face architecture (the paper preset, random weights, `preprocessing="celeba"`) edits a
 clip of the astronaut moving across a 640×480 frame (`tests/clips.py`) through `fader.stream`,
-each frame then encoded as the app sends it (`app.live_image`: JPEG in a data: URL). Measured
-per frame: detection, tracking, warp, encode, decode, paste-back, image encoding. The baseline
-is the same pipeline with a full detection on every frame (what aligning each frame as a photo
-costs), run in the same process alternating frame by frame, so the ratio holds on a busy
-machine; the host's load average is recorded beside the figures. Prints one JSON object.
+each frame then encoded as the app sends it (`fader.web_pictures.inline_frame`: JPEG in a
+data: URL). Measured per frame: detection, tracking, warp, encode, decode, paste-back, image
+encoding. The baseline is the same pipeline with a full detection on every frame (what
+aligning each frame as a photo costs), run in the same process alternating frame by frame, so
+the ratio holds on a busy machine; the host's load average is recorded beside the figures.
+Prints one JSON object.
 
     python bench/webcam.py
     python bench/webcam.py --frames 90 --threads 1 --detail 1
@@ -27,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 os.environ.setdefault("FADER_OFFLINE", "1")  # a benchmark must not download weights
 
-import app
 from fader.model import CELEBA, FaderConfig, FaderNetwork
 from fader.stream import DETECT_EVERY, FaceStream
+from fader.web_pictures import inline_frame
 from tests.clips import clip
 from train.config import PRESETS
 
@@ -48,7 +49,7 @@ def timed(stream: FaceStream, frame, detail: float, seconds: dict[str, list[floa
     start = time.perf_counter()
     result = stream.edit(frame, {"Smiling": 1.0, "Male": 0.0}, detail)
     encoded = time.perf_counter()
-    app.live_image(result.image, result.edited)
+    inline_frame(result.image, result.edited)
     done = time.perf_counter()
     for stage in STAGES[:-1]:
         seconds.setdefault(stage, []).append(result.seconds.get(stage, 0.0))

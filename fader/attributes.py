@@ -5,11 +5,15 @@ value per category, e.g. Hair = Black, Blond, Brown). Slider values are a dict o
 `{"Smiling": 1.0, "Hair": {"Blond_Hair": 1.0, "Black_Hair": 0.0}}`, as
 `FaderNetwork.slider_channels` reads them. Every surface that starts sliders (the editor, the
 video editor, the webcam) reads these two functions, so they start alike; the trainer names a
-classifier's columns and its swaps through them too (`flat_names`, `value_name`).
+classifier's columns and its swaps through them too (`flat_names`, `value_name`). A page's
+sliders and an API's arguments hold one number per slider (`positions`, `from_positions`,
+`positions_by_name`), checked finite and clamped to the model's range (`finite`, `clamp`).
 """
 
+import math
 import re
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from fader.model import FaderConfig
 
@@ -124,3 +128,64 @@ def value_name(config: FaderConfig, attribute: str, value: int) -> str:
     value) as a person names it to `with_values`: `1`, `Blond_Hair`."""
     categories = config.categories_of(attribute)
     return categories[value] if categories else str(value)
+
+
+def positions(
+    config: FaderConfig, values: Mapping[str, float | Mapping[str, float]]
+) -> list[float]:
+    """Slider values as one number per slider, in `slider_keys` order (as a page's sliders or
+    an API's positional arguments hold them)."""
+    flat = flat_values(values)
+    return [flat[category or name] for name, category in slider_keys(config)]
+
+
+def from_positions(config: FaderConfig, numbers: Sequence[float]) -> SliderValues:
+    """One number per slider (`slider_keys` order; missing ones left out) → slider values: a
+    float per binary attribute, a dict of its values' numbers per group."""
+    values: SliderValues = {}
+    for (name, category), number in zip(slider_keys(config), numbers, strict=False):
+        if category is None:
+            values[name] = number
+        else:
+            values.setdefault(name, {})[category] = number  # type: ignore[index]
+    return values
+
+
+def positions_by_name(config: FaderConfig, values: Any, start: SliderValues) -> list[float]:
+    """An object of attribute values by their API names (`{"eight": 1, "three": 0}`, any case;
+    a group's value also by its own name, `{"blond_hair": 1}` for `hair_blond_hair`) as one
+    number per slider; the sliders not named stay at `start`."""
+    if not isinstance(values, dict):
+        raise ValueError(
+            'Give the attribute values as an object by name, such as {"three": 0, "eight": 1}.'
+        )
+    keys = slider_keys(config)
+    aliases = {api_name((category, None)): i for i, (_, category) in enumerate(keys) if category}
+    position = aliases | {api_name(key): i for i, key in enumerate(keys)}
+    by_name = {api_name((str(name), None)): value for name, value in values.items()}
+    unknown = [name for name in by_name if name not in position]
+    if unknown:
+        raise ValueError(
+            f"This model has no attribute {unknown[0][:40]!r}; its attributes are "
+            f"{', '.join(position)}."
+        )
+    numbers = positions(config, start)
+    given = finite(list(by_name.values()), "Attribute values")
+    for name, value in zip(by_name, given, strict=True):
+        numbers[position[name]] = value
+    return numbers
+
+
+def finite(values: Sequence[float | None], what: str = "Slider values") -> list[float]:
+    """`values` as floats (None, a value left out, as 0); a ValueError naming `what` for any
+    that is not a finite number."""
+    numbers = [0.0 if v is None else float(v) for v in values]
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"{what} must be finite numbers.")
+    return numbers
+
+
+def clamp(value: float, ends: tuple[float, float]) -> float:
+    """`value` moved to the nearer end of `ends` if past it: a number typed past a slider's end
+    is taken as that end, by a page and an API alike."""
+    return min(max(value, ends[0]), ends[1])

@@ -18,11 +18,12 @@ import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
-import app
+from fader.attributes import positions_by_name
+from page.photos import EXAMPLES
 from tests.test_app import free_port
 
-ROOT = Path(app.__file__).resolve().parent
-THREE = app.EXAMPLES / "digits" / "three.png"
+ROOT = Path(__file__).resolve().parents[1]
+THREE = EXAMPLES / "digits" / "three.png"
 DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
@@ -175,8 +176,8 @@ def test_a_groups_value_is_named_by_the_group_and_value_or_by_the_value_alone(tm
     )  # fmt: skip
     editor = Editor(FaderNetwork(config))
     start = {"Hair": {"Black_Hair": 1.0, "Blond_Hair": 0.0, "Gray_Hair": 0.0}, "Smiling": 0.0}
-    by_value = app.values_by_position(editor, {"Blond_Hair": 1, "smiling": 0.5}, start)
-    by_group = app.values_by_position(editor, {"hair_blond_hair": 1, "Smiling": 0.5}, start)
+    by_value = positions_by_name(editor.model.config, {"Blond_Hair": 1, "smiling": 0.5}, start)
+    by_group = positions_by_name(editor.model.config, {"hair_blond_hair": 1, "Smiling": 0.5}, start)
     assert by_value == by_group == [1.0, 1.0, 0.0, 0.5]
     with pytest.raises(ValueError, match="no attribute 'red_hair'"):
-        app.values_by_position(editor, {"red_hair": 1}, start)
+        positions_by_name(editor.model.config, {"red_hair": 1}, start)

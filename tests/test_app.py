@@ -25,17 +25,23 @@ from PIL import Image
 from skimage import data as skimage_data
 
 import app
+from fader import web_pictures
 from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
+from page import edits
+from page.calls import limited
+from page.edits import EXPORT_PREFIX, PageExports, export_move
+from page.photos import example_photos, face_choices
+from page.sliders import MAX_SLIDERS, slider_settings
 from tests.group_photo import changed, group_photo
 
-NEUTRAL = [0.0] * app.MAX_SLIDERS
+NEUTRAL = [0.0] * MAX_SLIDERS
 LARGEST = ["Face 1 (largest)"]  # the "Faces to edit" input after "Keep photo detail"
 
 
 def sliders(**values: float) -> list[float]:
     order = ["Smiling", "Male"]
-    return [values.get(order[i], 0.0) if i < len(order) else 0.0 for i in range(app.MAX_SLIDERS)]
+    return [values.get(order[i], 0.0) if i < len(order) else 0.0 for i in range(MAX_SLIDERS)]
 
 
 def free_port() -> int:
@@ -127,7 +133,7 @@ def test_upload_edit_sweep_through_the_real_server(server, models, photos):
 def test_clicking_an_example_finds_it_already_encoded(models, tmp_path):
     """Examples are encoded when the app starts: the click's encode runs no encoder."""
     library = ModelLibrary([models["scene"]])
-    examples = [p for paths in app.example_photos().values() for p in paths]
+    examples = [p for paths in example_photos().values() for p in paths]
     not_an_example = tmp_path / "mirrored.png"
     Image.open(examples[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(not_an_example)
     encoder_calls = []
@@ -368,11 +374,12 @@ def test_a_late_slider_export_for_a_photo_replaced_meanwhile_leaves_the_download
     library = ModelLibrary([scene])
     editor = library.editor(scene)
     old = editor.load(photos["astronaut"], session="alice")
-    values = [1.0, 0.0] + [0.0] * (app.MAX_SLIDERS - 2)
-    late = app.export_move(library, scene, None, old, *values, session="alice")
+    exports = PageExports()  # the page's: one export per set of inputs
+    values = [1.0, 0.0] + [0.0] * (MAX_SLIDERS - 2)
+    late = export_move(library, scene, None, old, *values, session="alice", exports=exports)
     assert Path(late).is_file(), "while the photo is shown, its export is made"
     editor.load(photos["coffee"], session="alice")
-    late = app.export_move(library, scene, None, old, *values, session="alice")
+    late = export_move(library, scene, None, old, *values, session="alice", exports=exports)
     assert late == gr.skip(), "another photo is shown now"
 
 
@@ -382,7 +389,7 @@ def test_an_export_clears_the_export_folders_gradio_emptied(models, photos, tmp_
     scene = models["scene"]
     library = ModelLibrary([scene])
     photo_id = library.editor(scene).load(photos["astronaut"], session="alice")
-    emptied, fresh, holding = (tmp_path / f"{app.EXPORT_PREFIX}{n}" for n in "abc")
+    emptied, fresh, holding = (tmp_path / f"{EXPORT_PREFIX}{n}" for n in "abc")
     for folder in (emptied, fresh, holding):
         folder.mkdir()
     (holding / "fader-scene-unchanged.png").write_bytes(b"an export still served")
@@ -390,9 +397,9 @@ def test_an_export_clears_the_export_folders_gradio_emptied(models, photos, tmp_
     an_hour_ago = time.time() - 3600
     for folder in (emptied, holding, tmp_path / "not-an-export"):
         os.utime(folder, (an_hour_ago, an_hour_ago))
-    values = [1.0, 0.0] + [0.0] * (app.MAX_SLIDERS - 2)
+    values = [1.0, 0.0] + [0.0] * (MAX_SLIDERS - 2)
     path = Path(
-        app.export(library, scene, None, photo_id, *values, session="alice", folder=tmp_path)
+        edits.export(library, scene, None, photo_id, *values, session="alice", folder=tmp_path)
     )
     assert path.is_file() and path.parent.parent == tmp_path
     assert not emptied.exists(), "emptied an hour ago: removed"
@@ -415,7 +422,9 @@ def test_the_pages_live_edit_answers_inline_and_only_to_the_photos_session(serve
     src = crop_html.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
     inline = Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")
     enlarged = Image.open(crop_file).convert("RGB")
-    assert np.array_equal(np.asarray(app.shown(inline)), np.asarray(enlarged)), "/edit's crop"
+    assert np.array_equal(np.asarray(web_pictures.shown(inline)), np.asarray(enlarged)), (
+        "/edit's crop"
+    )
     refused = live_move(url, "another-tab", models["face"], photo_id, values)
     assert "no longer loaded" in str(refused.get("error")), refused
 
@@ -435,7 +444,7 @@ def test_the_pages_moves_and_the_apis_edits_share_the_live_edit_limit():
 
     async def eight_moves_of_two_events() -> list[int]:
         turns = asyncio.Semaphore(3)  # made in the loop that runs them, as the app's server does
-        page, api = app.limited(move, turns), app.limited(move, turns)
+        page, api = limited(move, turns), limited(move, turns)
         return await asyncio.gather(*((page if i % 2 else api)(i) for i in range(8)))
 
     assert asyncio.run(eight_moves_of_two_events()) == list(range(8)), "each gets its answer"
@@ -504,7 +513,7 @@ def test_slider_values_must_be_finite(server, models):
     _, url = server
     photo_id = ""  # checked before any photo is looked at
     for api, extra in [("edit", []), ("export", []), ("sweep", ["Smiling", 3])]:
-        values = [float("nan")] + [0.0] * (app.MAX_SLIDERS - 1)
+        values = [float("nan")] + [0.0] * (MAX_SLIDERS - 1)
         inputs = [models["face"], None, photo_id, *extra, *values, 1.0, LARGEST]
         kind, message = call_raw(url, api, inputs)
         assert kind == "event: error" and "finite" in str(message), (api, message)
@@ -589,7 +598,7 @@ def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_p
     assert "2 faces found" in status
     library = ModelLibrary([models["face"]], aligner="dlib")
     photo_id = library.editor(models["face"]).load(group)
-    choice, ticked = app.face_choices(library, models["face"], photo_id)
+    choice, ticked = face_choices(library, models["face"], photo_id)
     assert choice["choices"] == choice["value"] == ["Face 1 (largest)", "Face 2"]
     assert ticked == [0, 1], "the page's edits read every face"
     assert choice["visible"], "the page shows the faces found"
@@ -626,7 +635,7 @@ def test_an_attribute_with_several_values_is_a_group_of_sliders(tmp_path, photos
     FaderNetwork(config).save_pretrained(tmp_path / "hair")
     model = str(tmp_path / "hair")
     library = ModelLibrary([model])
-    settings = app.slider_settings(library, model)
+    settings = slider_settings(library, model)
     assert [s["label"] for s in settings[:4]] == [
         "Hair: Black hair",
         "Hair: Blond hair",
@@ -642,7 +651,7 @@ def test_an_attribute_with_several_values_is_a_group_of_sliders(tmp_path, photos
         assert photo_id, status
         crops = {}
         for blond in (0.0, 1.0):
-            values = [1 - blond, blond, 0.0, 0.5] + [0.0] * (app.MAX_SLIDERS - 4)
+            values = [1 - blond, blond, 0.0, 0.5] + [0.0] * (MAX_SLIDERS - 4)
             crop, _, _ = client.predict(model, None, photo_id, *values, api_name="/edit")
             crops[blond] = np.asarray(Image.open(crop))
         path = client.predict(model, None, photo_id, *values, api_name="/export")

@@ -19,8 +19,10 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
-import app
 from fader.library import ModelLibrary
+from page import edits
+from page.photos import EXAMPLES
+from page.sliders import MAX_SLIDERS
 from tests.builders import save_model
 from tests.group_photo import changed, group_photo
 from tests.legacy_checkpoints import random_autoencoder, save_like_torch_0_3
@@ -149,7 +151,7 @@ def digits_page_url() -> Iterator[str]:
 
 
 def test_bundled_digits_model_starts_at_the_digit_it_reads(digits_page_url: str):
-    three = Path(app.EXAMPLES) / "digits" / "three.png"
+    three = EXAMPLES / "digits" / "three.png"
     with opened(digits_page_url) as page:
         page.get_by_text("does not edit faces").first.wait_for(timeout=60_000)
         page.set_input_files("input[type=file]", str(three))
@@ -339,8 +341,10 @@ def test_the_crop_shown_inline_is_the_edit_for_the_sliders_values(face_app, phot
     assert smiling > 1, "the drag moved the slider"
     editor = library.editor(name)
     photo_id = editor.load(photos["astronaut"], session="test")
-    values = [smiling, male] + [0.0] * (app.MAX_SLIDERS - 2)
-    expected, _, _ = app.edit(library, name, None, photo_id, *values, detail=detail, session="test")
+    values = [smiling, male] + [0.0] * (MAX_SLIDERS - 2)
+    expected, _, _ = edits.edit(
+        library, name, None, photo_id, *values, detail=detail, session="test"
+    )
     crop = editor.edit(photo_id, {"Smiling": smiling, "Male": male}, "test", detail=detail).crop
     assert sent.size == crop.size, "sent at the model's size, enlarged by the browser"
     assert np.array_equal(np.asarray(sent.convert("RGB")), np.asarray(crop)), "lossless"

@@ -27,6 +27,7 @@ from starlette.middleware import Middleware
 import app
 from fader.edit import main as edit_main
 from fader.library import ModelLibrary
+from fader.request_limits import MAX_BODY, RequestLimits
 from tests.clips import clip
 from tests.test_app import NEUTRAL, call_raw, data_url, png, serve
 
@@ -189,7 +190,7 @@ def test_a_body_over_its_routes_limit_is_refused_before_it_is_read(server):
 
     def chunks() -> Iterator[bytes]:  # no length declared: counted as it comes
         yield b'{"data": ["'
-        for _ in range(app.MAX_BODY // 2**20 + 2):
+        for _ in range(MAX_BODY // 2**20 + 2):
             yield b"x" * 2**20
 
     reply = httpx.post(f"{server}gradio_api/call/edit", content=chunks(), timeout=60)
@@ -236,7 +237,7 @@ def test_the_cache_returns_to_its_size_after_the_sweep(models, tmp_path, monkeyp
     cache = tmp_path / "cache"  # this server's alone: other servers write to the default
     monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
     library = ModelLibrary([models["scene"]], aligner="dlib")
-    stalled = {"app_kwargs": {"middleware": [Middleware(app.RequestLimits, stalled_after=1)]}}
+    stalled = {"app_kwargs": {"middleware": [Middleware(RequestLimits, stalled_after=1)]}}
     with serve(library, cache_lifetime=10, **stalled) as url:
         before = folder_bytes(cache)
         photo = tmp_path / "coffee.jpg"

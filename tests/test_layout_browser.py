@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-import app
 from fader.library import ModelLibrary, bundled_models
+from page.photos import EXAMPLES
 from tests.test_app import serve
 from tests.test_browser import (
     ARTIFACTS,
@@ -40,7 +40,7 @@ def test_the_result_stays_in_view_and_uncovered_while_the_last_slider_is_typed(
     digits_url, viewport
 ):
     with opened(digits_url, viewport) as page:
-        page.set_input_files("input[type=file]", str(app.EXAMPLES / "digits" / "three.png"))
+        page.set_input_files("input[type=file]", str(EXAMPLES / "digits" / "three.png"))
         page.locator("#download").get_by_text("unchanged").wait_for(timeout=60_000)
         nine = page.locator("#slider-9 input[type=number]")
         nine.scroll_into_view_if_needed()
@@ -65,7 +65,7 @@ def test_the_result_stays_in_view_and_uncovered_while_the_last_slider_is_typed(
 
 def test_the_download_shows_its_whole_name(digits_url):
     with opened(digits_url, PHONE) as page:
-        page.set_input_files("input[type=file]", str(app.EXAMPLES / "digits" / "three.png"))
+        page.set_input_files("input[type=file]", str(EXAMPLES / "digits" / "three.png"))
         page.locator("#download").get_by_text("unchanged").wait_for(timeout=60_000)
         for digit, value in [(8, "1.5"), (7, "-0.5"), (2, "2.25")]:
             page.locator(f"#slider-{digit} input[type=number]").fill(value)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import app
 from fader.library import ModelLibrary, bundled_models
+from page.photos import EXAMPLES
 from tests.test_app import serve
 from tests.test_browser import (
     ARTIFACTS,
@@ -41,7 +41,7 @@ def test_a_refusal_clears_the_edit_and_the_download_with_its_message(
     not_a_photo = tmp_path / "notes.png"
     not_a_photo.write_text("a text file renamed .png")
     with opened(digits_url, viewport) as page:
-        page.set_input_files("input[type=file]", str(app.EXAMPLES / "digits" / "three.png"))
+        page.set_input_files("input[type=file]", str(EXAMPLES / "digits" / "three.png"))
         everything = f"() => Object.values(({SHOWN})()).every(Boolean)"
         page.wait_for_function(everything, timeout=60_000)  # the three's edit and download
         page.set_input_files("input[type=file]", str(not_a_photo))

@@ -37,6 +37,7 @@ from fader.editor import Editor
 from fader.heap import return_freed_memory
 from fader.library import ModelLibrary
 from fader.model import FaderNetwork
+from page.sliders import MAX_SLIDERS
 from tests.builders import make_class_folders, save_model
 from tests.test_app import png, serve
 from train.__main__ import main as train_main
@@ -72,18 +73,16 @@ def rss_mb() -> float:
 
 
 def slider_values(client: int, move: int) -> list[float]:
-    values = [0.0] * app.MAX_SLIDERS
+    values = [0.0] * MAX_SLIDERS
     values[:2] = [((client * 7 + move) % 11) / 5 - 1, ((client + move * 3) % 7) / 3 - 1]
     return values
 
 
 def assert_edits(client: Client, model: str, photo_id: str) -> None:
     """The id came back usable: editing it gives a square crop, changed by the sliders."""
-    neutral, _, same = client.predict(
-        model, None, photo_id, *[0.0] * app.MAX_SLIDERS, api_name="/edit"
-    )
+    neutral, _, same = client.predict(model, None, photo_id, *[0.0] * MAX_SLIDERS, api_name="/edit")
     smiling, _, _ = client.predict(
-        model, None, photo_id, *[2.0] + [0.0] * (app.MAX_SLIDERS - 1), api_name="/edit"
+        model, None, photo_id, *[2.0] + [0.0] * (MAX_SLIDERS - 1), api_name="/edit"
     )
     width, height = Image.open(neutral).size
     assert same == photo_id and width == height >= 64
@@ -360,7 +359,7 @@ def test_concurrent_slider_moves_are_decoded_together_up_to_the_live_limit(model
         editor.decoder.batch_sizes.clear()
 
         def edit(i: int) -> None:
-            values = [i / 10, 1 - i / 10] + [0.0] * (app.MAX_SLIDERS - 2)
+            values = [i / 10, 1 - i / 10] + [0.0] * (MAX_SLIDERS - 2)
             clients[i].predict(models["scene"], None, photo_ids[i], *values, api_name="/edit")
 
         with ThreadPoolExecutor(10) as pool:

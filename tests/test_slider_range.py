@@ -7,9 +7,12 @@ import pytest
 import torch
 from PIL import Image
 
-import app
 from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
+from page.edits import sweep
+from page.models import switch_model
+from page.photos import encode
+from page.sliders import MAX_SLIDERS, slider_settings
 
 LOW, HIGH = -1.0, 2.0
 
@@ -33,12 +36,12 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelLibrary, str
 
 def test_the_sliders_span_the_models_range(library):
     library, name = library
-    shown = [s for s in app.slider_settings(library, name) if s["visible"]]
+    shown = [s for s in slider_settings(library, name) if s["visible"]]
     assert [(s["label"], s["minimum"], s["maximum"]) for s in shown] == [
         ("Day", -1.0, 2.0),
         ("Night", -1.0, 2.0),
     ]
-    page = app.switch_model(library, name)
+    page = switch_model(library, name)
     updates = [u for u in page if isinstance(u, dict) and u.get("visible") and "minimum" in u]
     assert [(u["minimum"], u["maximum"]) for u in updates] == [(-1.0, 2.0)] * 2
 
@@ -48,9 +51,9 @@ def test_the_sweep_runs_from_the_ranges_low_end_to_its_high_end(library, tmp_pat
     photo = tmp_path / "scene.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
-    _, _, photo_id = app.encode(library, name, str(photo))
-    others = [0.5] + [0.0] * (app.MAX_SLIDERS - 1)  # night as the sliders set it
-    strip = app.sweep(library, name, str(photo), photo_id, "Night", 4, *others)
+    _, _, photo_id = encode(library, name, str(photo))
+    others = [0.5] + [0.0] * (MAX_SLIDERS - 1)  # night as the sliders set it
+    strip = sweep(library, name, str(photo), photo_id, "Night", 4, *others)
     side = strip.width // 4  # the crops, enlarged pixel for pixel, with α written under them
     assert side % 32 == 0 and strip.height > side
     tiles = [np.asarray(strip.crop((i * side, 0, (i + 1) * side, side))) for i in range(4)]

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-import app
 from fader.library import ModelLibrary, bundled_models
+from page.photos import EXAMPLES
 from tests.test_app import serve
 from tests.test_browser import (
     ARTIFACTS,
@@ -20,7 +20,7 @@ from tests.test_browser import (
     pytestmark,  # noqa: F401 — skipped where Chromium is missing
 )
 
-THREE = app.EXAMPLES / "digits" / "three.png"
+THREE = EXAMPLES / "digits" / "three.png"
 TIMEOUT = 30.0  # seconds a page gets to settle; no assert depends on how fast it does
 
 

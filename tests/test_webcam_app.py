@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
 from fader.library import ModelLibrary
 from fader.stream import NO_FACE, Streams
+from page.webcam import live_frame, live_stop
 from tests.builders import save_model
 from tests.clips import clip, no_face
 
@@ -32,12 +32,12 @@ def test_a_face_frame_comes_back_edited_and_a_faceless_one_as_it_was(library):
     streams = Streams()
     name = library.names[0]
     face = clip(1, 0)[0]
-    html, note = app.live_frame(library, name, face, 1.0, 0.0, session="s", streams=streams)
+    html, note = live_frame(library, name, face, 1.0, 0.0, session="s", streams=streams)
     image, edited = shown(html)
     assert edited == "1" and note == "" and image.shape == face.shape
     assert np.abs(image.astype(int) - face).mean() > 1  # the face was redrawn
     empty = no_face()
-    html, note = app.live_frame(library, name, empty, 1.0, 0.0, session="s", streams=streams)
+    html, note = live_frame(library, name, empty, 1.0, 0.0, session="s", streams=streams)
     image, edited = shown(html)
     assert edited == "0" and note == NO_FACE
     assert np.abs(image.astype(int) - empty).mean() < 3  # only the JPEG's loss
@@ -47,14 +47,14 @@ def test_stopping_frees_the_session_stream_and_no_other(library):
     streams = Streams()
     name = library.names[0]
     for session in ("alice", "bob"):
-        app.live_frame(library, name, no_face(), session=session, streams=streams)
+        live_frame(library, name, no_face(), session=session, streams=streams)
     assert len(streams) == 2
-    assert app.live_stop(library, session="alice", streams=streams) == "Camera stopped."
+    assert live_stop(library, session="alice", streams=streams) == "Camera stopped."
     assert len(streams) == 1
 
 
 def test_no_frame_yet_shows_nothing(library):
-    assert app.live_frame(library, library.names[0], None, session="s", streams=Streams()) == (
+    assert live_frame(library, library.names[0], None, session="s", streams=Streams()) == (
         "",
         "",
     )
@@ -62,6 +62,6 @@ def test_no_frame_yet_shows_nothing(library):
 
 def test_non_finite_slider_is_refused_with_a_message(library):
     with pytest.raises(ValueError, match="finite"):
-        app.live_frame(
+        live_frame(
             library, library.names[0], no_face(), float("nan"), session="s", streams=Streams()
         )

@@ -15,9 +15,9 @@ from functools import wraps
 import pytest
 from PIL import Image
 
-from app import EXAMPLES
 from fader.editor import Editor
 from fader.library import ModelLibrary, bundled_models
+from page.photos import EXAMPLES
 from tests.test_app import serve
 from tests.test_browser import opened, pytestmark  # noqa: F401 — skipped where Chromium is missing
 

@@ -1,0 +1,92 @@
+"""Pictures as a web page shows them: a small model's crop enlarged pixel for pixel, edits as
+`<img>`s whose pictures travel inside the answer (`data:` URLs: no file written, no second
+request before the browser can paint), and a sweep's strip labelled with its values.
+
+Pixel work for the page, apart from the page's layout and wiring (`app.py`), which only passes
+these pictures on.
+"""
+
+import base64
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHOWN_SIDE = 192  # crops smaller than this are enlarged for the page, pixel for pixel
+PREVIEW_QUALITY = 85  # JPEG quality of the edited photo's preview in the page
+FRAME_QUALITY = 85  # JPEG quality of the live webcam's edited frames
+# PNGs made on every move: zlib's fastest level with its run-length strategy (Z_RLE), lossless,
+# faster than the level alone on a photo's crop and about as small
+FAST_PNG = {"compress_level": 1, "compress_type": 3}
+
+
+def enlargement(width: int) -> int:
+    """The whole factor a crop `width` pixels wide is enlarged by to be readable (1: none)."""
+    return 1 if width >= SHOWN_SIDE else -(-SHOWN_SIDE // width)
+
+
+def shown(image: Image.Image | None) -> Image.Image | None:
+    """A small model's crop enlarged by a whole factor with nearest neighbour: readable, and
+    every pixel still the model's own (no blur made up by the browser's scaling)."""
+    if image is None or (factor := enlargement(image.width)) == 1:
+        return image
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def data_url(image: Image.Image, format: str, **options: Any) -> str:
+    """`image` encoded as a `data:` URL, to send inside an event's message."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{format.lower()};base64,{data}"
+
+
+def inline_crop(crop: Image.Image) -> str:
+    """The edited crop as an <img> of a PNG at the model's own size (lossless, a few hundred
+    bytes for the digits), enlarged by the browser as `shown` enlarges it: by a whole factor,
+    without smoothing (`image-rendering: pixelated`)."""
+    factor = enlargement(crop.width)
+    return (
+        f'<img src="{data_url(crop, "PNG", **FAST_PNG)}" alt="The edited crop" '
+        f'width="{crop.width * factor}" height="{crop.height * factor}" '
+        'style="image-rendering: pixelated; max-width: 100%; height: auto; object-fit: contain">'
+    )
+
+
+def inline_photo(photo: Image.Image) -> str:
+    """The edited photo's preview (at most 768 px a side) as an <img> of a JPEG; a small photo
+    (a digit) enlarged as its crop is (`inline_crop`), not shown smaller than the crop."""
+    factor = enlargement(photo.width)
+    pixelated = "image-rendering: pixelated; " if factor > 1 else ""  # a downscale stays smooth
+    return (
+        f'<img src="{data_url(photo, "JPEG", quality=PREVIEW_QUALITY)}" '
+        f'alt="The edited photo (preview)" width="{photo.width * factor}" '
+        f'height="{photo.height * factor}" style="{pixelated}max-width: 100%; height: auto; '
+        'object-fit: contain">'
+    )
+
+
+def labelled_strip(strip: Image.Image, alphas: Sequence[float], attribute: str) -> Image.Image:
+    """The sweep's crops (a row per face) enlarged pixel for pixel to at least half a shown
+    crop each, with the α of each column written under them."""
+    factor = max(1, -(-SHOWN_SIDE // 2 // (strip.width // len(alphas))))
+    strip = strip.resize((strip.width * factor, strip.height * factor), Image.Resampling.NEAREST)
+    tile = strip.width // len(alphas)
+    canvas = Image.new("RGB", (strip.width, strip.height + 24), "white")
+    canvas.paste(strip, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, alpha in enumerate(alphas):
+        text = f"{attribute} {alpha:.2g}" if i == 0 else f"{alpha:.2g}"
+        draw.text((i * tile + 4, strip.height + 5), text, fill="black")
+    return canvas
+
+
+def inline_frame(frame: np.ndarray, edited: bool) -> str:
+    """`frame` as an <img> of a JPEG data: URL; `data-edited` says whether a face was edited."""
+    return (
+        f'<img src="{data_url(Image.fromarray(frame), "JPEG", quality=FRAME_QUALITY)}" '
+        f'data-edited="{int(edited)}" '
+        'alt="The camera, edited" style="width: 100%">'
+    )

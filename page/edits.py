@@ -1,0 +1,245 @@
+"""A photo edited for the page and the API: the live edit (the preview, or inline for a slider
+move), the full-resolution export and its file name, the edit by attribute names, the sweep.
+"""
+
+import contextlib
+import math
+import os
+import re
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from fader.attributes import finite, flat_values, plain_words, positions_by_name
+from fader.editor import EditResult
+from fader.library import ModelLibrary
+from fader.web_pictures import inline_crop, inline_photo, labelled_strip, shown
+from page.inputs import Photo
+from page.photos import faces_present, photo_for
+from page.sliders import detail_value, slider_values, typing
+
+EXPORT_PREFIX = "fader-export-"  # each export's own folder
+
+
+def edited(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    values: Sequence[float],
+    session: str,
+    full_resolution: bool,
+    *,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
+) -> tuple[EditResult, str, dict[str, float]] | None:
+    """What `edit` and `export` share: the inputs checked, the photo found, the edit made. None
+    when no photo was accepted. `detail` is "keep photo detail" (None: the model's default),
+    `faces` the face numbers to edit (None: all)."""
+    sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        return None
+    editor = library.editor(model_name)
+    faces = faces_present(editor, photo_id, session, faces)
+    result = editor.edit(
+        photo_id, sliders, session, full_resolution=full_resolution, detail=detail, faces=faces
+    )
+    return result, photo_id, sliders
+
+
+def edit(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    inline: bool = False,
+    **options: Any,
+) -> tuple:
+    """The live path: decoder only, pasted into the preview-sized photo (`options` as `edited`
+    takes them). `inline`, as the page shows a slider move: the crop and the preview as <img>s
+    whose pictures travel inside the event's own message, so no file is written and the browser
+    makes no second request before it can paint ("" clears them)."""
+    if inline and typing(values, options):
+        return gr.skip(), gr.skip(), gr.skip()
+    done = edited(library, model_name, image, photo_id, values, session, False, **options)
+    if done is None:
+        return ("", "", "") if inline else (None, None, "")
+    result, photo_id, _ = done
+    if inline:
+        return inline_crop(result.crop), inline_photo(result.photo), photo_id
+    return shown(result.crop), result.photo, photo_id
+
+
+def edit_by_name(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    values: Any,
+    session: str = "",
+    **options: Any,
+) -> tuple:
+    """`edit` with the attribute values as an object by name (`values_by_position`): the
+    attributes not named stay at the photo's start, what the classifier reads from it."""
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        raise ValueError("Send the photo, or the photo_id that /encode answered.")
+    editor = library.editor(model_name)
+    start = editor.photo(photo_id, session).slider_start
+    positional = positions_by_name(editor.model.config, values, start)
+    return edit(library, model_name, image, photo_id, *positional, session=session, **options)
+
+
+def export(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    folder: Path | None = None,
+    **options: Any,
+) -> str | None:
+    """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
+    done = edited(library, model_name, image, photo_id, values, session, True, **options)
+    if done is None:
+        return None
+    result, photo_id, sliders = done
+    start = library.editor(model_name).photo(photo_id, session).slider_start
+    folder = folder or Path(tempfile.gettempdir())
+    remove_emptied_exports(folder)
+    path = Path(tempfile.mkdtemp(dir=folder, prefix=EXPORT_PREFIX)) / download_name(
+        model_name, sliders, start
+    )
+    result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
+    return str(path)
+
+
+def remove_emptied_exports(folder: Path) -> None:
+    """Remove the export folders Gradio has emptied. Each export has a folder of its own (for
+    its download name); Gradio deletes the file an hour on, never the folder, so a public app
+    would gather one empty folder per export. Only those unchanged for a minute go: a new one
+    is empty for a moment, until its file is written."""
+    settled = time.time() - 60
+    for entry in os.scandir(folder):
+        if entry.name.startswith(EXPORT_PREFIX) and entry.stat().st_mtime < settled:
+            with contextlib.suppress(OSError):  # not empty (or already gone): it stays
+                os.rmdir(entry.path)
+
+
+def download_name(model_name: str, sliders: dict, start: dict) -> str:
+    """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes: the
+    values not 0 or not at the photo's `start` (a three's `three=0`), and "unchanged" only
+    when every slider is at its start."""
+    model = re.sub(r"[^A-Za-z0-9]+", "-", Path(model_name).name).strip("-")[:40] or "model"
+    flat, begun = flat_values(sliders), flat_values(start)
+    moved = {name for name, value in flat.items() if not math.isclose(value, begun.get(name, 0))}
+    values = "_".join(f"{name}={value:g}" for name, value in flat.items() if value or name in moved)
+    label = values if moved else "unchanged"
+    return re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{label}")[:120] + ".png"
+
+
+class PageExports:
+    """Each session's last export from the page, by the inputs it was made of. An upload (and
+    "Reset all") asks for one export twice: at the end of its chain, and as the sliders are
+    set to the photo's start, whose `change` a move's download follows; the second is answered
+    with the first's file, waiting for it if it is still being made."""
+
+    def __init__(self, sessions: int = 1024, locks: int = 64):
+        self.sessions = sessions
+        self.last: OrderedDict[str, tuple[tuple, str]] = OrderedDict()  # session → (inputs, path)
+        self.locks = [threading.Lock() for _ in range(locks)]  # a session's exports in turn
+
+    def made(self, session: str, inputs: tuple, make: Callable[[], str | None]) -> str | None:
+        with self.locks[hash(session) % len(self.locks)]:
+            known, path = self.last.get(session, ((), ""))
+            if known == inputs and os.path.isfile(path):
+                return path
+            path = make()
+            if path is not None:
+                self.last[session] = inputs, path
+                self.last.move_to_end(session)
+                while len(self.last) > self.sessions:
+                    self.last.popitem(last=False)
+            return path
+
+
+def page_export(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    exports: PageExports,
+    **options: Any,
+) -> str | None:
+    """`export` (the same `options`) as the page asks for it: once per set of inputs."""
+    faces = options.get("faces")
+    inputs = (model_name, photo_id, values, options.get("detail"), faces and tuple(faces))
+    return exports.made(
+        session,
+        inputs,
+        lambda: export(library, model_name, image, photo_id, *values, session=session, **options),
+    )
+
+
+def export_move(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    **options: Any,
+) -> Any:
+    """`export` (the same `options`) for slider moves, answered a moment late
+    (`app.EXPORT_WAIT`): for a photo the session no longer shows (another was uploaded
+    meanwhile) it leaves the download alone, as it does when there is no photo (a refused
+    photo's download is cleared by the upload's own export), and while a slider's box holds
+    no number (`typing`)."""
+    if typing(values, options):
+        return gr.skip()
+    if photo_id and library.editor(model_name).photos.latest(session) != photo_id:
+        return gr.skip()
+    path = page_export(library, model_name, image, photo_id, *values, session=session, **options)
+    return gr.skip() if path is None else path
+
+
+def sweep(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    attribute: str,
+    steps: float,
+    *values: float,
+    detail: float | None = None,
+    faces: Sequence[int] | None = None,
+    session: str = "",
+) -> Image.Image:
+    """One attribute from the slider minimum to maximum, other sliders as set; a row per face."""
+    (steps,) = finite([steps], "The number of steps")
+    sliders = slider_values(library, model_name, values)
+    detail = detail_value(detail)
+    photo_id = photo_for(library, model_name, image, photo_id, session)
+    if photo_id is None:
+        raise ValueError("Upload a photo first.")
+    editor = library.editor(model_name)
+    name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
+    low, high = editor.model.config.slider_range
+    faces = faces_present(editor, photo_id, session, faces)
+    strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail, faces)
+    return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
