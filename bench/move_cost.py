@@ -36,19 +36,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import torch
 from PIL import Image
+from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -191,88 +190,6 @@ def handler_ms(tree: Path, model: str, photo: Path, moves: int, detail: float) -
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-# ---- Servers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def checkout(revision: str, folder: Path) -> Path:
-    """`revision`'s tracked files in `folder` (no worktree, no index touched); "." is this
-    working tree, a folder is used as it is."""
-    if revision == ".":
-        return ROOT
-    if Path(revision).is_dir():
-        return Path(revision).resolve()
-    folder.mkdir(parents=True)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
-    return folder
-
-
-class Server:
-    """A process serving the page on 127.0.0.1; its output goes to `folder/NAME.log`, and
-    py-spy's samples of each route's moves to `folder/NAME-ROUTE-N.raw`."""
-
-    def __init__(self, name: str, command: list[str], cwd: Path, env: dict, folder: Path):
-        self.name, self.folder, self.profiles = name, folder, 0
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log = folder / f"{name}.log"
-        self.process = subprocess.Popen(
-            [*command, "--port", str(self.port)],
-            cwd=cwd,
-            env=env,
-            stdout=self.log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        self.wait_until_up()
-        config = httpx.get(f"{self.url}config", timeout=30).json()
-        self.fn = {d.get("api_name"): d["id"] for d in config["dependencies"]}
-
-    def wait_until_up(self) -> None:
-        for _ in range(480):
-            try:
-                urllib.request.urlopen(self.url, timeout=2).close()
-                return
-            except OSError:
-                if self.process.poll() is not None:
-                    raise RuntimeError(self.log.read_text()[-3000:]) from None
-                time.sleep(0.5)
-        raise RuntimeError("the app did not answer within 4 minutes")
-
-    def cpu(self) -> float:
-        return cpu_seconds(self.process.pid)
-
-    def sample(self, route: str) -> subprocess.Popen | None:
-        """py-spy sampling this server until stopped (SIGINT), when it is installed."""
-        if not shutil.which("py-spy"):
-            return None
-        self.profiles += 1
-        raw = self.folder / f"{self.name}-{route}-{self.profiles}.raw"
-        command = ["py-spy", "record", "-p", str(self.process.pid), "-r", "100", "-f", "raw"]
-        return subprocess.Popen(
-            [*command, "-o", str(raw), "--nonblocking"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(30)
-
-
 # ---- The null app: Gradio's floor ------------------------------------------------------------
 
 
@@ -340,9 +257,8 @@ def values_for(move: int) -> list[float]:
 
 def live_move(server: Server, session: str, model: str, photo_id: str, values, detail) -> dict:
     """A slider move as the page sends it: one POST outside the queue."""
-    data = [model, None, photo_id, *values, detail, None]
-    body = {"data": data, "fn_index": server.fn["live_edit"], "session_hash": session}
-    reply = httpx.post(f"{server.url}gradio_api/run/predict", json=body, timeout=120)
+    body = server.live_edit_body(session, model, photo_id, values, detail)
+    reply = httpx.post(f"{server.url}{LIVE_EDIT_ROUTE}", json=body, timeout=120)
     reply.raise_for_status()
     return reply.json()
 
@@ -514,8 +430,7 @@ def main() -> None:
             "decode_ms": round(decode_ms(models[model], faces[name]), 1),
         }
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GRADIO_ANALYTICS")}
-    env |= {"HF_HUB_OFFLINE": "1", "FADER_OFFLINE": "1"}
+    env = server_env()
     pictures = work / "pictures"
     pictures.mkdir()
     servers: dict[str, Server] = {}
@@ -565,18 +480,6 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text + "\n")
     shutil.rmtree(work, ignore_errors=True)
-
-
-def revision_of(revision: str) -> str:
-    """The commit a revision names ("." and its uncommitted changes: the working tree)."""
-    if revision == "." or Path(revision).is_dir():
-        return f"the files in {Path(revision).resolve()}"
-    return subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", revision],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 if __name__ == "__main__":
