@@ -150,6 +150,7 @@ def test_a_run_of_one_ten_valued_digit_attribute_is_released_with_its_own_judge(
     assert classifier_main([*judging, *common]) == 0
     training = ["--data", MNIST5K, "--attrs", "Digit=" + ",".join(DIGIT_NAMES), "--preset"]
     training += ["tiny", "--steps", "2", "--eval-every", "2", "--classifier", str(judge)]
+    training += ["--n-clf-dis", "1", "--lambda-clf-dis", "0.01", "--clf-dis-reload", str(judge)]
     assert train_main([*training, "--out", str(run), *common]) == 0
     tried = tmp_path / "tried.json"
     row = {"run": "digits-x", "attributes": "10 binary", "steps_done": 1500}
@@ -157,6 +158,7 @@ def test_a_run_of_one_ten_valued_digit_attribute_is_released_with_its_own_judge(
     row["best_by_swap_accuracy"] = {"step": 1000, "swap": 0.5, "psnr": 17.25}
     tried.write_text(json.dumps({"runs": [row]}))
     releasing = ["--run", str(run), "--out", str(out), "--tried", str(tried)]
+    releasing += ["--second-judge", str(judge)]  # the same reader: the same swaps read alike
     said = ["python -m train.classifier --data mnist5k", "python -m train --data mnist5k"]
     releasing += ["--command", said[0], "--command", said[1], "--cache-dir", str(cache_dir)]
     assert release_main(releasing) == 0
@@ -170,6 +172,8 @@ def test_a_run_of_one_ten_valued_digit_attribute_is_released_with_its_own_judge(
     assert all(torch.equal(a, b) for a, b in pairs), "the run's judge, shipped"
     card = (out / "README.md").read_text()
     assert "fed as one gray channel" in card and "It also chose this model" in card
+    assert metrics["swap_accuracy_second_judge"] == metrics["swap_accuracy"]
+    assert "Swap accuracy by a second classifier" in card and "λ_clf_dis = 0.01" in card
     assert f'CLASSIFIER="{said[0]}"\nTRAIN="{said[1]}"\n$CLASSIFIER\n$TRAIN\n' in card
     assert "release_digits --run" in card and '--command "$CLASSIFIER" --command "$TRAIN"' in card
     assert (

@@ -48,6 +48,7 @@ METRIC_LABELS = {
     "swap_accuracy": "**Swap accuracy** (target ≠ own class; chance 0.1)",
     "swap_accuracy_all_targets": "Swap accuracy, own class included",
     "swap_accuracy_extended": "Swap accuracy with the target class at α = 3 (the slider's end)",
+    "swap_accuracy_second_judge": "Swap accuracy by a second classifier (no part in training)",
 }
 
 
@@ -136,14 +137,40 @@ def training_minutes(run: Path) -> float | None:
 def latent_bullet(config: FaderConfig) -> str:
     accuracy = config.metrics["latent_class_accuracy"]
     bullet = (
-        f"- **Latent class accuracy {accuracy:.3f}**: the latent discriminator's 10-way guess "
-        "of\n  the class from z"
+        f"- **Latent class accuracy {accuracy:.3f}**: the 10-way guess of the class from z by "
+        "the\n  latent discriminator of the run's last checkpoint"
     )
     if one_class_attribute(config):
         return f"{bullet} (chance 0.1). Lower means z hides the class better."
     return f"""{bullet} (its largest "is class k" logit; chance 0.1). Lower means z hides the class
   better. The trainer's `latent_discriminator_accuracy` scores the 10 one-hot attributes as
   separate yes/no questions, where answering "no" everywhere already scores 0.9."""
+
+
+def second_judge_bullet(config: FaderConfig) -> str:
+    """The swap accuracy read by a classifier that neither trained nor chose the model: how
+    much of the judge's figure holds for another reader of digits."""
+    accuracy = config.metrics.get("swap_accuracy_second_judge")
+    if accuracy is None:
+        return ""
+    return f"""- **Swap accuracy by a second classifier {accuracy:.3f}**: the same swaps read by
+  another classifier (another seed and width, trained the same way) that took no part in
+  training the model or choosing it.
+"""
+
+
+def classifier_discriminator_note(training: dict) -> str:
+    """What the card must say when the decoder also learnt from a classifier's reading of its
+    edits (the authors' --n-clf-dis): the judge is then one of two similar readers."""
+    if not training.get("n_clf_dis"):
+        return ""
+    return f"""
+The decoder also learnt from a classifier discriminator (the authors' `--n-clf-dis`, weight
+λ_clf_dis = {training["lambda_clf_dis"]:g}): a classifier of real digits, started from one
+trained with another seed (`--clf-dis-reload`), reading each decode made with random target
+classes, so an edit must read as the class it was asked for. The judge above is a separate
+classifier, which took no part in training.
+"""
 
 
 def tried_table(runs: list[dict]) -> str:
@@ -231,7 +258,7 @@ them in training).
   Counting the digit's own class too (10 decodes each): {metrics["swap_accuracy_all_targets"]:.3f}.
   With the asked-for class at α = 3, the end of the app's slider:
   {metrics["swap_accuracy_extended"]:.3f}.
-{latent_bullet(config)}
+{second_judge_bullet(config)}{latent_bullet(config)}
 - **Reconstruction MSE / PSNR**: decoding each digit with its own class, on the [-1, 1] scale
   (PSNR on [0, 1]).
 
@@ -254,7 +281,7 @@ pip install -r requirements.txt
 {took}`--no-flip` turns off the random horizontal flips the trainer uses for faces: a mirrored
 digit is not the same digit. λ_dis (in the settings above) is far larger than the paper's 1e-4
 for CelebA because the run is short: the encoder must hide the class within a few thousand steps.
-{runs}
+{classifier_discriminator_note(training)}{runs}
 Sliders: set the digit's own class to 0 and another to 1 to turn, say, a three into an eight in
 the same handwriting; intermediate values blend.
 """
@@ -301,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="the digit classifier to judge with and ship (default: the run's --classifier; "
         "without either, one is trained here)",
+    )
+    parser.add_argument(
+        "--second-judge",
+        type=Path,
+        help="another digit classifier that took no part in training: its swap accuracy goes "
+        "in the card beside the judge's",
     )
     parser.add_argument(
         "--tried", type=Path, help="bench/digits_runs.py's JSON: the runs tried, for the card"
@@ -357,6 +390,12 @@ def release(args: argparse.Namespace) -> None:
     )
     metrics = {k: v for k, v in metrics.items() if "/" not in k}  # the card shows the totals
     metrics["latent_class_accuracy"] = latent_class_accuracy(model, discriminator, test_x, test_y)
+    if args.second_judge:
+        second = Classifier.from_folder(args.second_judge)
+        check_classifier(second, model.config)
+        batches = held_out_batches(data, rows, data.attribute_columns(model.attributes), 256)
+        read = evaluate(model, None, batches, torch.device("cpu"), second, (0.0, 1.0))
+        metrics["swap_accuracy_second_judge"] = read["swap_accuracy"]
     classifier.config.metrics = {"held_out_accuracy": metrics["classifier_accuracy"]}
     print(json.dumps(metrics, indent=1))
 
