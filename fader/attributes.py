@@ -38,15 +38,20 @@ def group_of(config: FaderConfig, category: str) -> str | None:
 
 def values_read(config: FaderConfig, names: Sequence[str], read: Sequence[float]) -> SliderValues:
     """Slider values from a classifier's reading (`read[i]` of the classifier's attribute
-    `names[i]`): a binary attribute takes its reading, a group the value read as on; an
-    attribute the classifier does not read stays neutral."""
+    `names[i]`): a binary attribute takes its reading, a group the readings of its values (the
+    one read as on; a video's share of frames for each); an attribute the classifier does not
+    read, or a group none of whose values it reads as on, stays neutral."""
     start = neutral_values(config)
+    groups: dict[str, dict[str, float]] = {}
     for name, value in zip(names, read, strict=True):
         group = group_of(config, name)
         if name in start:
             start[name] = value
         elif group is not None:
-            start[group] = dict.fromkeys(start[group], 0.0) | {name: value}
+            groups.setdefault(group, dict.fromkeys(start[group], 0.0))[name] = float(value)
+    for group, values in groups.items():
+        if any(values.values()):
+            start[group] = values
     return start
 
 
