@@ -71,8 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--sweep",
         metavar="ATTRIBUTE",
-        help="write a strip of crops of this attribute from the model's slider minimum to its "
-        "maximum instead of the edited photo (photos only)",
+        help="write a strip of crops of this attribute (or one value of a group, e.g. eight) "
+        "from the model's slider minimum to its maximum instead of the edited photo (photos "
+        "only)",
     )
     parser.add_argument("--steps", type=int, default=7, help="crops in a --sweep strip (7)")
     parser.add_argument(

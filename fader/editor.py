@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageOps
 
 from fader.align import AlignedFace, faces_in, largest_face, rescaled
-from fader.attributes import neutral_values, values_read
+from fader.attributes import neutral_values, values_read, with_values
 from fader.batching import DecodeBatcher
 from fader.classifier import Classifier
 from fader.crop_edit import (
@@ -325,19 +325,22 @@ class Editor:
         detail: float | None = None,
         faces: Faces = "all",
     ) -> Image.Image:
-        """One attribute from `low` to `high` in `steps` crops side by side, others as given;
-        one row per face in `faces`."""
-        if attribute not in self.attributes:
-            raise ValueError(f"Unknown attribute {attribute!r}; this model has {self.attributes}.")
+        """One slider from `low` to `high` in `steps` crops side by side, the others as in
+        `values` (default: the photo's start); one row per face in `faces`. The slider is a
+        binary attribute, or one value of a group by its own name (`eight` of the Digit
+        group), the group's other values kept as `with_values` keeps them."""
         if not 2 <= steps <= 32:
             raise ValueError("A sweep needs between 2 and 32 steps.")
         strength = self.detail_strength(detail)
         prepared = self.photo(photo_id, session)
         numbers = self.face_numbers(prepared, faces)
-        base = dict(values or {})
-        alphas = [{**base, attribute: float(a)} for a in np.linspace(low, high, steps)]
+        config, base = self.model.config, dict(values or prepared.slider_start)
+        if attribute in config.categories:
+            raise ValueError(f"Sweep one value of {attribute}: {config.categories[attribute]}.")
+        alphas = [with_values(config, base, {attribute: a}) for a in np.linspace(low, high, steps)]
         size = self.model.config.image_size
-        strip = Image.new("RGB", (size * steps, size * len(numbers)))
+        mode = "L" if config.image_channels == 1 else "RGB"  # a gray model's strip stays gray
+        strip = Image.new(mode, (size * steps, size * len(numbers)))
         for row, number in enumerate(numbers):  # a face at a time: batches stay `steps` small
             for column, (crop,) in enumerate(self._decode(prepared, alphas, [number], strength)):
                 strip.paste(crop, (column * size, row * size))

@@ -18,13 +18,13 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from fader.attributes import finite, flat_values, plain_words, positions_by_name
+from fader.attributes import finite, flat_values, positions_by_name
 from fader.editor import EditResult
 from fader.library import ModelLibrary
 from fader.web_pictures import inline_crop, inline_photo, labelled_strip, shown
 from page.inputs import Photo
 from page.photos import faces_present, photo_for
-from page.sliders import detail_value, slider_values, typing
+from page.sliders import detail_value, slider_values, swept, typing
 
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
 
@@ -238,8 +238,8 @@ def sweep(
     if photo_id is None:
         raise ValueError("Upload a photo first.")
     editor = library.editor(model_name)
-    name = next((a for a in editor.attributes if plain_words(a) == attribute), attribute)
+    name, label = swept(editor, attribute)
     low, high = editor.model.config.slider_range
     faces = faces_present(editor, photo_id, session, faces)
     strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail, faces)
-    return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), plain_words(name))
+    return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), label)

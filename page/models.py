@@ -47,7 +47,12 @@ def model_description(library: ModelLibrary, model_name: str) -> str:
     editor = library.editor(model_name)
     config = editor.model.config
     low, high = config.slider_range
-    names = ", ".join(plain_words(a) for a in editor.attributes)
+    names = ", ".join(
+        f"{plain_words(a)} ({' … '.join(plain_words(v) for v in values[:: len(values) - 1])})"
+        if (values := config.categories_of(a))
+        else plain_words(a)
+        for a in editor.attributes
+    )
     lines = [
         f"**{model_name}** edits {what_it_edits(config)}, {config.image_size}×"
         f"{config.image_size}: {names}. Sliders run from {low:g} to {high:g}: 0 = without "

@@ -83,8 +83,20 @@ def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, An
 
 
 def sweep_choices(editor: Editor) -> list[str]:
-    """The attributes a sweep can run along: the binary ones (a group has no single α)."""
-    return [plain_words(name) for name, category in slider_keys(editor) if category is None]
+    """The sliders a sweep can run along, by their labels: every binary attribute and every
+    value of a group (its other values kept)."""
+    return [slider_label(key) for key in slider_keys(editor)]
+
+
+def swept(editor: Editor, label: str) -> tuple[str, str]:
+    """The slider a sweep's `label` names (a label of `sweep_choices`, or a binary attribute or
+    a group's value in plain words, as the API takes it): its name for `Editor.sweep`, and its
+    label for the strip."""
+    for key in slider_keys(editor):
+        name = key[1] or key[0]
+        if label in (slider_label(key), plain_words(name), name):
+            return name, slider_label(key)
+    return label, label  # the editor names what the model has
 
 
 def starting_sliders(
