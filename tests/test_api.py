@@ -63,7 +63,7 @@ def test_parameters_and_outputs_are_named_for_the_models_attributes(server):
     info = endpoints(client)
     edit = [p["parameter_name"] for p in info["/edit"]["parameters"]]
     assert edit[:3] == ["model_name", "photo", "photo_id"]
-    assert edit[3:13] == DIGITS and edit[-2:] == ["detail", "faces"]
+    assert edit[3:13] == [f"digit_{name}" for name in DIGITS] and edit[-2:] == ["detail", "faces"]
     assert [r["label"] for r in info["/edit"]["returns"]] == [
         "edited_crop",
         "edited_photo",

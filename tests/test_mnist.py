@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from fader import FaderNetwork
+from fader.attributes import flat_values, slider_keys
 from fader.classifier import Classifier
-from fader.model import attribute_channels
+from fader.crop_edit import model_input
 from fader.photo import centre_square
-from fader.pixels import to_model_range
+from train.metrics import swap_targets
 from train.mnist import DIGIT_NAMES, MNIST5K, materialise_mnist5k, mnist5k_csv
 from train.sources import TEST, TRAIN, VALIDATION, open_source
 
@@ -74,28 +74,30 @@ def test_mnist5k_is_reused_and_split_the_same_way_every_time(cache_dir: Path):
     assert [(second.split == s).sum() for s in (TRAIN, VALIDATION, TEST)] == [4500, 250, 250]
 
 
-def held_out_examples() -> tuple[torch.Tensor, list[int]]:
+def held_out_examples(model: FaderNetwork) -> tuple[torch.Tensor, list[int]]:
     """The app's example digits (held out from training), prepared as the editor does."""
     files = sorted(EXAMPLES.glob("*.png"))
     assert len(files) >= 5
-    images = [np.asarray(centre_square(Image.open(f).convert("RGB"), 32)) for f in files]
-    x = to_model_range(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
-    return x, [DIGIT_NAMES.index(f.stem) for f in files]
+    crops = [centre_square(Image.open(f).convert("RGB"), 32) for f in files]
+    return model_input(model, crops), [DIGIT_NAMES.index(f.stem) for f in files]
 
 
 def test_bundled_digits_model_turns_a_held_out_digit_into_the_class_its_slider_asks_for():
     model = FaderNetwork.from_pretrained(DIGITS_MODEL)
     classifier = Classifier.from_folder(DIGITS_MODEL)
-    assert model.attributes == DIGIT_NAMES and model.config.preprocessing == "center"
+    sliders = [value or name for name, value in slider_keys(model.config)]
+    assert sliders == DIGIT_NAMES and model.config.preprocessing == "center"
     assert classifier.config.exclusive and classifier.config.attributes == DIGIT_NAMES
-    images, classes = held_out_examples()
+    images, classes = held_out_examples(model)
     assert classifier.read(images).argmax(1).tolist() == classes
     hits, swaps = 0, 0
+    sizes = model.config.attribute_sizes
+    labels = torch.zeros(len(images), len(sizes))  # each target's channels replace them whole
     with torch.inference_mode():
         z = model.encode(images)
-        for target in range(10):
-            alpha = F.one_hot(torch.full((len(images),), target), 10).float()
-            read = classifier.read(model.decode(z, attribute_channels(alpha))).argmax(1)
+        targets = swap_targets(labels, sizes, exclusive=True, off=0.0, on=1.0)
+        for target, (_, _, channels) in enumerate(targets):  # zero … nine, in order
+            read = classifier.read(model.decode(z, channels)).argmax(1)
             hits += sum(r == target != c for r, c in zip(read.tolist(), classes, strict=True))
             swaps += sum(c != target for c in classes)
     assert hits / swaps >= 0.8, f"only {hits} of {swaps} swaps read as the asked-for class"
@@ -124,9 +126,11 @@ def test_a_digit_drawn_dark_on_paper_is_read_and_edited_as_the_model_knows_digit
     photo_id = editor.load(paper)
     prepared = editor.photo(photo_id)
     assert prepared.inverted and "dark background" in prepared.note
-    start = prepared.slider_start
+    start = flat_values(prepared.slider_start)
     assert max(start, key=start.get) == "three", "read as the three it is"
-    edited = np.asarray(editor.edit(photo_id, start).photo.convert("L"), dtype=float)
+    edited = editor.edit(photo_id, prepared.slider_start).photo
+    assert edited.mode == "L", "a gray model's edit stays gray"
+    edited = np.asarray(edited, dtype=float)
     assert edited[0].mean() > 200 and edited[:, 0].mean() > 200, "shown on white again"
 
 

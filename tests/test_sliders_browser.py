@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
+from fader.attributes import flat_values, from_positions, neutral_values
 from fader.library import ModelLibrary, bundled_models
 from page.photos import EXAMPLES
 from tests.test_app import serve
@@ -56,6 +57,7 @@ class Agreement:
     def __init__(self, page, library: ModelLibrary):
         self.page, self.editor = page, library.editor("digits")
         self.photo_id = self.editor.load(THREE, session="test")
+        self.names = list(flat_values(neutral_values(self.editor.model.config)))  # a slider each
 
     def values(self) -> list[str]:
         return [box(self.page, i).input_value() for i in range(10)]
@@ -65,7 +67,8 @@ class Agreement:
         return [ranges.nth(i).input_value() for i in range(10)]
 
     def expected_crop(self, values: dict[str, float]) -> np.ndarray:
-        sliders = {name: values.get(name, 0.0) for name in self.editor.attributes}
+        numbers = [values.get(name, 0.0) for name in self.names]
+        sliders = from_positions(self.editor.model.config, numbers)
         detail = self.editor.model.config.default_detail  # the page's, untouched here
         crop = self.editor.edit(self.photo_id, sliders, "test", detail=detail).crop
         return np.asarray(crop.convert("RGB"))
@@ -77,7 +80,7 @@ class Agreement:
     def all_at(self, values: dict[str, float], download: str) -> bool:
         """Box and track at `values` (others 0), the crop the model makes of them, and the
         download named `download`."""
-        wanted = [values.get(name, 0.0) for name in self.editor.attributes]
+        wanted = [values.get(name, 0.0) for name in self.names]
         shown = self.shown_crop()
         return (
             [float(v or "nan") for v in self.values()] == wanted

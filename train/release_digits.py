@@ -169,7 +169,8 @@ The decoder also learnt from a classifier discriminator (the authors' `--n-clf-d
 λ_clf_dis = {training["lambda_clf_dis"]:g}): a classifier of real digits, started from one
 trained with another seed (`--clf-dis-reload`), reading each decode made with random target
 classes, so an edit must read as the class it was asked for. The judge above is a separate
-classifier, which took no part in training.
+classifier, which took no part in training. With it the decoder draws the asked-for class
+even though z still tells the digit's own class fairly often (the latent class accuracy above).
 """
 
 
@@ -192,11 +193,16 @@ def tried_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def shell_name(command: str, place: int) -> str:
-    """The card's shell variable for a command: TRAIN, CLASSIFIER, else STEP<place>."""
-    program = " ".join(command.split()[:3])
+def shell_names(commands: list[str]) -> list[str]:
+    """The card's shell variable for each command: TRAIN, CLASSIFIER (CLASSIFIER_2 … for
+    more), else STEP<place>."""
     known = {"python -m train": "TRAIN", "python -m train.classifier": "CLASSIFIER"}
-    return known.get(program, f"STEP{place}")
+    names: list[str] = []
+    for place, command in enumerate(commands, start=1):
+        name = known.get(" ".join(command.split()[:3]), f"STEP{place}")
+        repeats = sum(1 for taken in names if taken.split("_")[0] == name)
+        names.append(f"{name}_{repeats + 1}" if repeats else name)
+    return names
 
 
 def card_appendix(
@@ -230,14 +236,15 @@ def card_appendix(
         else f"""
 ## What was tried
 
-Each run below trained with the settings of the command above except those listed, and kept its
-best evaluation by the classifier's swap accuracy (on 512 validation digits). The full record,
-with every evaluation, is `bench/results/digits_runs_cpu.json` in the project.
+The runs tried for this model (its own among them), each with the settings of the training
+command above except those listed, each keeping its best evaluation by the judge's swap accuracy
+on validation digits. The full record, with every evaluation, is
+`bench/results/digits_runs_cpu.json` in the project.
 
 {tried_table(tried)}
 """
     )
-    names = [shell_name(command, i) for i, command in enumerate(commands, start=1)]
+    names = shell_names(commands)
     reproduce = "\n".join(
         [*(f'{n}="{c}"' for n, c in zip(names, commands, strict=True)), *(f"${n}" for n in names)]
     )
@@ -399,18 +406,19 @@ def release(args: argparse.Namespace) -> None:
     classifier.config.metrics = {"held_out_accuracy": metrics["classifier_accuracy"]}
     print(json.dumps(metrics, indent=1))
 
-    # the 10-way latent class accuracy says these more plainly (or is the same number)
-    for key in [k for k in model.config.metrics if k.startswith("latent_discriminator_accuracy")]:
-        del model.config.metrics[key]
-    if not one_class_attribute(model.config):
-        model.config.metrics["latent_discriminator_accuracy"] = metrics[
-            "latent_discriminator_accuracy"
-        ]
-    else:
+    # the run's own readings (on validation digits) give way to the held-out ones; its
+    # per-attribute latent readings to the 10-way latent class accuracy, which says them plainly
+    model.config.metrics = {
+        k: v for k, v in model.config.metrics.items() if "/" not in k and not k.startswith("latent")
+    }
+    if one_class_attribute(model.config):  # the same number as the latent class accuracy
         del metrics["latent_discriminator_accuracy"]
     model.config.metrics.update(metrics)
-    release_command = f"python -m train.release_digits --run {args.run} --out {args.out}" + (
-        f" --examples {args.examples}" if args.examples else ""
+    given = {"--examples": args.examples, "--classifier": args.classifier}
+    given |= {"--second-judge": args.second_judge, "--tried": args.tried}
+    release_command = " ".join(
+        [f"python -m train.release_digits --run {args.run} --out {args.out}"]
+        + [f"{flag} {value}" for flag, value in given.items() if value]
     )
     tried = json.loads(args.tried.read_text())["runs"] if args.tried else None
     appendix = card_appendix(
