@@ -54,3 +54,18 @@ window.addEventListener("error", (event) => {
     type(slider.querySelector("input[type=number]"), target);
   }, true);
 })();
+
+// The live webcam's start button: Gradio's streaming camera calls it "Record", but nothing is
+// recorded or kept; each frame is edited as it plays. Its own words come back as Gradio
+// redraws the button, so they are replaced whenever they appear.
+(() => {
+  const start = "#live-camera button[aria-label='capture photo']";
+  new MutationObserver(() => {
+    for (const button of document.querySelectorAll(start)) {
+      const walker = document.createTreeWalker(button, NodeFilter.SHOW_TEXT);
+      for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        if (node.textContent.trim() === "Record") node.textContent = "Start live edit";
+      }
+    }
+  }).observe(document.body, { childList: true, subtree: true, characterData: true });
+})();

@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fader.align import faces_in  # noqa: E402
+from fader.attributes import from_positions, slider_keys  # noqa: E402
 from fader.model import ALIGN, FaderConfig, FaderNetwork  # noqa: E402
 from train.config import PRESETS  # noqa: E402
 
@@ -108,7 +109,8 @@ def decode_ms(model: FaderNetwork, faces: int, repeats: int = 30) -> float:
     torch.set_num_threads(1)
     model = model.eval().to(memory_format=torch.channels_last)
     latent = torch.randn(faces, *model.config.latent_shape)
-    channels = model.slider_channels([0.5] * len(model.attributes), batch_size=faces)
+    halfway = from_positions(model.config, [0.5] * len(slider_keys(model.config)))
+    channels = model.slider_channels(halfway, batch_size=faces)
     seconds = []
     with torch.inference_mode():
         model.decode(latent, channels)

@@ -104,6 +104,8 @@ def test_the_camera_stream_is_edited_as_it_plays_and_stops_cleanly(webcam_app, f
             page.get_by_text("Click to Access Webcam").click()
             page.evaluate(WATCH_FRAMES)
             record = page.locator("#live-camera button[aria-label='capture photo']")
+            record.get_by_text("Start live edit").wait_for(timeout=30_000)  # nothing is recorded
+            assert "Record" not in record.inner_text()
             record.click()
             # Until both kinds have been shown several times (the fake camera loops the clip).
             page.wait_for_function(
