@@ -98,6 +98,10 @@ def test_the_shipped_digits_card_is_what_the_card_builder_renders_from_its_confi
     assert "| **Swap accuracy** (target ≠ own class; chance 0.1) | " in card.text
     assert metrics["swap_accuracy"] >= 0.9 and metrics["swap_accuracy_second_judge"] >= 0.9
     assert metrics["psnr"] >= 20 and metrics["classifier_accuracy"] >= 0.97  # issue 31's bars
+    readme = (DIGITS.parents[2] / "README.md").read_text()
+    quoted = [metrics["swap_accuracy"], metrics["swap_accuracy_second_judge"]]
+    assert all(f"{100 * value:.1f}%" in readme for value in quoted), "the README quotes the card"
+    assert f"{metrics['psnr']:.1f} dB" in readme
     assert "| digits-h | one 10-valued attribute | 4 | 0.003 over 4,000 | 0.05 |" in card.text
     assert "![Held-out digits: the original, then decoded as zero … nine](sample_grid.png)" in (
         card.text
