@@ -132,6 +132,38 @@ class Page:
     sweep_strip: gr.Image
     webcam: LiveWebcam | None = None
 
+    @property
+    def encoded(self) -> list:
+        """What `/encode` answers: the crop the model sees, the note, the photo's id."""
+        return [self.crop, self.status, self.photo_id]
+
+    @property
+    def page_encoded(self) -> list:
+        """The page's own encoding: a refusal also clears the last photo's edit and download,
+        at once."""
+        return [*self.encoded, self.edited_crop, self.edited_photo, self.download]
+
+    @property
+    def edit_inputs(self) -> list:
+        """What the API's edits take: the model, the photo, its id, the sliders, the controls."""
+        controls = [self.detail, self.faces]
+        return [self.model_name, self.image, self.photo_id, *self.sliders, *controls]
+
+    @property
+    def page_inputs(self) -> list:
+        """The page's own edits: they read the ticked faces from the session (see `layout`)."""
+        return [*self.edit_inputs[:-1], self.faces_ticked]
+
+    @property
+    def edit_outputs(self) -> list:
+        """What the page shows of an edit."""
+        return [self.edited_crop, self.edited_photo, self.photo_id]
+
+    @property
+    def api_outputs(self) -> list:
+        """The API's edit: the crop and the preview, as files, and the photo's id."""
+        return [*self.edit_files, self.photo_id]
+
 
 def layout(library: ModelLibrary) -> Page:
     first = library.editor(library.names[0])
@@ -161,7 +193,7 @@ def layout(library: ModelLibrary) -> Page:
             status = gr.Markdown("Upload a photo to start.", elem_id="status")  # in view
             # A click sets the photo; its change event finds the latent `encode_examples` cached.
             # Under the photo box, so that both are on the first screen; those of the model's kind.
-            kind = example_kind(library, library.names[0])
+            kind = example_kind(first)
             examples = []
             for each in EXAMPLE_KINDS:
                 with gr.Column(visible=each == kind, elem_id=f"examples-{each}") as column:
@@ -179,7 +211,7 @@ def layout(library: ModelLibrary) -> Page:
                 TypedSlider(
                     **settings, step=0.05, elem_id=f"slider-{i}", elem_classes=["attribute-slider"]
                 )
-                for i, settings in enumerate(slider_settings(library, library.names[0]))
+                for i, settings in enumerate(slider_settings(first))
             ]
             slider_note = gr.Markdown(elem_id="slider-note")  # a typed value set to an end
             reset_all = gr.Button("Reset all", size="sm", elem_id="reset-all")
@@ -244,9 +276,14 @@ def model_page(page: Page) -> list:
     ]  # fmt: skip
 
 
-def wire(
-    page: Page, library: ModelLibrary, live_edits: int, streams: Streams | None = None
-) -> None:
+HIDDEN = {"api_visibility": "private"}  # the page's own events, not the API's
+LIVE = {"trigger_mode": "always_last", "show_progress": "hidden"}  # follows a slider as it goes
+
+
+def bound_handlers(page: Page, library: ModelLibrary) -> dict[str, Callable]:
+    """The handlers in `page/`, each bound to the library and the visitor's session, answering
+    pictures as files where the API needs them; the public ones named and described for
+    clients."""
     # Every file answered to a visitor (exports, the API's pictures) is the request's own, in
     # the app's own folder of Gradio's cache: deleted as the cache is.
     files = Path(page.download.GRADIO_CACHE) / "fader-files"
@@ -254,55 +291,55 @@ def wire(
     exports.mkdir(parents=True, exist_ok=True)
     controls = ("detail", "faces")  # the inputs after the sliders, by their keyword names
     once = {"exports": PageExports()}  # the page's exports: one per set of inputs
-    encoded = [page.crop, page.status, page.photo_id]
-    # The page's own: a refusal also clears the last photo's edit and download, at once.
-    page_encoded = [*encoded, page.edited_crop, page.edited_photo, page.download]
-    api_outputs = [*page.edit_files, page.photo_id]  # the API's edit: the crop and the preview
 
     def with_files(handler: Callable, outputs: Sequence[gr.Image]) -> Callable:
         return pictures_as_files(handler, outputs, files)
 
     bound = {
-        "encode": for_session(with_files(encode, encoded), library),
-        "page_encode": for_session(with_files(page_encode, page_encoded), library),
+        "encode": for_session(with_files(encode, page.encoded), library),
+        "page_encode": for_session(with_files(page_encode, page.page_encoded), library),
         "starting_sliders": for_session(starting_sliders, library),
         "face_choices": for_session(face_choices, library),
-        "edit": for_session(with_files(edit, api_outputs), library, controls),
-        "edit_by_name": for_session(with_files(edit_by_name, api_outputs), library, controls),
+        "edit": for_session(with_files(edit, page.api_outputs), library, controls),
+        "edit_by_name": for_session(with_files(edit_by_name, page.api_outputs), library, controls),
         "live_edit": for_session(edit, library, controls, inline=True),
         "sweep": for_session(with_files(sweep, [page.sweep_strip]), library, controls),
         "export": for_session(export, library, controls, folder=exports),
         "page_export": for_session(page_export, library, controls, folder=exports, **once),
         "export_move": for_session(export_move, library, controls, folder=exports, **once),
     }
-    for name, (names, doc) in api_docs(library).items():  # named and described for clients
+    for name, (names, doc) in api_docs(library).items():
         documented(bound[name], names, doc)
+    return bound
 
-    def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
-        """Downloads and conversions show their progress (tqdm) in the page."""
-        return switch_model(library, model_name, current)
 
-    switch = user_errors(switch)
-    controls_in = [page.detail, page.faces]
-    edit_inputs = [page.model_name, page.image, page.photo_id, *page.sliders, *controls_in]
-    # The page's own edits read the ticked faces from the session (see `layout`).
-    page_inputs = [*edit_inputs[:-1], page.faces_ticked]
-    edit_outputs = [page.edited_crop, page.edited_photo, page.photo_id]  # what the page shows
-    hidden = {"api_visibility": "private"}
-    live = {"trigger_mode": "always_last", "show_progress": "hidden"}
+def wire(
+    page: Page, library: ModelLibrary, live_edits: int, streams: Streams | None = None
+) -> None:
+    """Each part of the page tied to its handlers. Gradio's API page lists the public
+    endpoints in the order they are wired here, and names an event given no name after its
+    handler (`edit`, then `edit_1`…): the API's own endpoints come first, to keep theirs."""
+    bound = bound_handlers(page, library)
+    # The page's moves and the API's edits share `live_edits` turns: the decodes of those in
+    # flight are batched together.
+    edits = asyncio.Semaphore(live_edits)
+    wire_api_edits(page, bound, edits)
+    moving = wire_slider_moves(page, library, bound, edits)
+    wire_faces_and_reset(page, bound, moving)
+    wire_photo(page, bound)
+    wire_sweep(page, bound)
+    wire_model_switch(page, library, bound)
+    assert page.webcam is not None
+    webcam_controls = [page.model_name, *page.sliders, page.detail]
+    streams = Streams() if streams is None else streams
+    wire_live_webcam(page.webcam, webcam_controls, library, streams, LIVE_FRAMES)
 
-    def then_show_edit(event: Any) -> None:
-        """After a photo is encoded: sliders to their start, the faces found, the edit, its
-        download (or, for a refused photo, every output cleared)."""
-        photo = [page.model_name, page.photo_id]
-        faces = [page.faces, page.faces_ticked]
-        starts = [*page.sliders, page.reset_targets]
-        event.then(bound["starting_sliders"], photo, starts, **hidden).then(
-            bound["face_choices"], photo, faces, **hidden
-        ).then(bound["live_edit"], page_inputs, edit_outputs, **hidden).then(
-            bound["page_export"], page_inputs, page.download, **hidden
-        )
 
+def wire_slider_moves(
+    page: Page, library: ModelLibrary, bound: dict[str, Callable], edits: asyncio.Semaphore
+) -> Callable:
+    """A slider's move: the box set to an end, the live edit, then its download. Returns the
+    live edit as the page's other events run it (with one of `edits`)."""
     # A drag fires input (live) and release, keys and typing input and change, the reset button
     # input and change (HEAD's script types the photo's start into the box), a value the server
     # sets change: the edit follows input and release, the download release and change.
@@ -316,25 +353,14 @@ def wire(
         [*moved, page.slider_note],
         api_name="settle",
         queue=False,
-        **live,
-        **hidden,
+        **LIVE,
+        **HIDDEN,
     )
     # Outside the queue: a move is one POST answered with the edit (the queue's join request
-    # and event stream cost more than the decoder). The page's moves and the API's edits share
-    # `live_edits` turns: the decodes of those in flight are batched together.
-    edits = asyncio.Semaphore(live_edits)
+    # and event stream cost more than the decoder).
     moving = limited(bound["live_edit"], edits)
-    page_edit = {"api_name": "live_edit", "queue": False, **live, **hidden}
-    gr.on(slider_moves, moving, page_inputs, edit_outputs, **page_edit)
-    # The API's edit returns files (the crop and the preview) to its clients, through the queue;
-    # nothing in the page triggers it.
-    api = {"concurrency_limit": None}  # waiting for a turn holds no thread
-    gr.on([], limited(bound["edit"], edits), edit_inputs, api_outputs, api_name="edit", **api)
-    by_name = [*edit_inputs[:3], page.values, *controls_in]  # the values as an object by name
-    gr.on(
-        [], limited(bound["edit_by_name"], edits), by_name, api_outputs, api_name="edit_by_name",
-        **api,
-    )  # fmt: skip
+    page_edit = {"api_name": "live_edit", "queue": False, **LIVE, **HIDDEN}
+    gr.on(slider_moves, moving, page.page_inputs, page.edit_outputs, **page_edit)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
@@ -343,60 +369,110 @@ def wire(
     exporting = limited(
         bound["export_move"], asyncio.Semaphore(QUEUE_CONCURRENCY), wait=EXPORT_WAIT
     )
-    export_options = {"api_name": "export_move", "queue": False, **live, **hidden}
-    gr.on(releases, exporting, page_inputs, page.download, **export_options)
+    export_options = {"api_name": "export_move", "queue": False, **LIVE, **HIDDEN}
+    gr.on(releases, exporting, page.page_inputs, page.download, **export_options)
+    return moving
+
+
+def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callable) -> None:
+    """Ticking a face, and "Reset all": each followed by the edit (`moving`) and its download."""
     # Ticking a face: kept for the page's edits first, then the edit and its download.
     picked = page.faces.input(
-        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **hidden
+        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **HIDDEN
     )
     picked.then(
-        moving, page_inputs, edit_outputs, api_name="live_edit_faces", queue=False, **hidden
-    ).then(bound["page_export"], page_inputs, page.download, api_name="export_faces", **hidden)
-    gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # API: at once
+        moving, page.page_inputs, page.edit_outputs, api_name="live_edit_faces", queue=False,
+        **HIDDEN,
+    ).then(
+        bound["page_export"], page.page_inputs, page.download, api_name="export_faces", **HIDDEN
+    )  # fmt: skip
     reset = page.reset_all.click(
         bound["starting_sliders"],
         [page.model_name, page.photo_id],
         [*page.sliders, page.reset_targets],
         api_name="reset_all",
         queue=False,
-        **hidden,
+        **HIDDEN,
     )
-    reset.then(moving, page_inputs, edit_outputs, queue=False, **hidden).then(
-        bound["page_export"], page_inputs, page.download, **hidden
+    reset.then(moving, page.page_inputs, page.edit_outputs, queue=False, **HIDDEN).then(
+        bound["page_export"], page.page_inputs, page.download, **HIDDEN
     )
-    gr.on([], bound["encode"], [page.model_name, page.image], encoded, api_name="encode")
+
+
+def wire_api_edits(page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore) -> None:
+    """The API's own endpoints, which nothing in the page triggers: the edit (sharing `edits`
+    with the page's moves) and the edit by name, answering files through the queue, the
+    export, and the encoding."""
+    api = {"concurrency_limit": None}  # waiting for a turn holds no thread
+    edit_inputs, outputs = page.edit_inputs, page.api_outputs
+    gr.on([], limited(bound["edit"], edits), edit_inputs, outputs, api_name="edit", **api)
+    by_name = [*edit_inputs[:3], page.values, page.detail, page.faces]  # the values by name
+    gr.on(
+        [], limited(bound["edit_by_name"], edits), by_name, outputs, api_name="edit_by_name",
+        **api,
+    )  # fmt: skip
+    gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # at once
+    gr.on([], bound["encode"], [page.model_name, page.image], page.encoded, api_name="encode")
+
+
+def then_show_edit(event: Any, page: Page, bound: dict[str, Callable]) -> None:
+    """After a photo is encoded: sliders to their start, the faces found, the edit, its
+    download (or, for a refused photo, every output cleared)."""
+    photo = [page.model_name, page.photo_id]
+    faces = [page.faces, page.faces_ticked]
+    starts = [*page.sliders, page.reset_targets]
+    event.then(bound["starting_sliders"], photo, starts, **HIDDEN).then(
+        bound["face_choices"], photo, faces, **HIDDEN
+    ).then(bound["live_edit"], page.page_inputs, page.edit_outputs, **HIDDEN).then(
+        bound["page_export"], page.page_inputs, page.download, **HIDDEN
+    )
+
+
+def wire_photo(page: Page, bound: dict[str, Callable]) -> None:
+    """A photo uploaded (or an example clicked): encoded, then shown edited."""
     # `change` alone: an upload fires `input` and `change`, and both encoded and exported the
     # photo twice (tests/test_work_per_event_browser.py); an example click fires only `change`.
     uploaded = gr.on(
         [page.image.change],
         bound["page_encode"],
         [page.model_name, page.image],
-        page_encoded,
+        page.page_encoded,
         api_name="page_encode",
         trigger_mode="always_last",
-        **hidden,
+        **HIDDEN,
     )
-    then_show_edit(uploaded)
+    then_show_edit(uploaded, page, bound)
+
+
+def wire_sweep(page: Page, bound: dict[str, Callable]) -> None:
     sweep_inputs = [page.model_name, page.image, page.photo_id, page.sweep_attribute]
     page.sweep_button.click(
         bound["sweep"],
-        [*sweep_inputs, page.sweep_steps, *page.sliders, *controls_in],
+        [*sweep_inputs, page.sweep_steps, *page.sliders, page.detail, page.faces],
         page.sweep_strip,
         api_name="sweep",
     )
+
+
+def wire_model_switch(page: Page, library: ModelLibrary, bound: dict[str, Callable]) -> None:
+    """Another model chosen: its page (its download's progress under the list), then the
+    photo encoded for it and shown edited."""
+
+    def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
+        """Downloads and conversions show their progress (tqdm) in the page."""
+        return switch_model(library, model_name, current)
+
     switched = page.model_name.input(
-        switch,
+        user_errors(switch),
         [page.model_name, page.current_model],
         model_page(page),
         api_name="switch_model",
         show_progress_on=page.model_loading,  # a download's bar in one place, not on every slider
     )
-    inputs = [page.model_name, page.image]
-    then_show_edit(switched.then(bound["page_encode"], inputs, page_encoded, **hidden))
-    assert page.webcam is not None
-    webcam_controls = [page.model_name, *page.sliders, page.detail]
-    streams = Streams() if streams is None else streams
-    wire_live_webcam(page.webcam, webcam_controls, library, streams, LIVE_FRAMES)
+    encoded = switched.then(
+        bound["page_encode"], [page.model_name, page.image], page.page_encoded, **HIDDEN
+    )
+    then_show_edit(encoded, page, bound)
 
 
 def build_demo(

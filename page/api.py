@@ -10,6 +10,7 @@ import gradio as gr
 from gradio_client import handle_file
 
 from fader.attributes import api_name, slider_label
+from fader.editor import Editor
 from fader.library import ModelLibrary
 from page.photos import EXAMPLES, example_photos
 from page.sliders import MAX_SLIDERS, slider_keys
@@ -65,10 +66,10 @@ Args:
 }
 
 
-def slider_args(library: ModelLibrary) -> tuple[list[str], str]:
-    """The sliders' parameter names and their "Args:" lines: named for the first model's
-    attributes (each model takes its own, in its own order; the rest serve larger models)."""
-    editor = library.editor(library.names[0])
+def slider_args(editor: Editor, model_name: str) -> tuple[list[str], str]:
+    """The sliders' parameter names and their "Args:" lines: named for the attributes of the
+    first model, `model_name` (`editor`'s): each model takes its own, in its own order; the
+    rest serve larger models."""
     keys = slider_keys(editor)
     low, high = editor.model.config.slider_range
     names = [api_name(key) for key in keys] + [f"slider_{i}" for i in range(len(keys), MAX_SLIDERS)]
@@ -76,13 +77,14 @@ def slider_args(library: ModelLibrary) -> tuple[list[str], str]:
         f"    {name}: {slider_label(key)}, {low:g} to {high:g}: 0 without it, 1 with it"
         for name, key in zip(names, keys, strict=False)
     ]
-    lines += [f"    {name}: unused by {library.names[0]} (0)" for name in names[len(keys) :]]
+    lines += [f"    {name}: unused by {model_name} (0)" for name in names[len(keys) :]]
     return names, "\n".join(lines)
 
 
 def api_docs(library: ModelLibrary) -> dict[str, tuple[list[str], str]]:
     """Each public endpoint's parameter names and description."""
-    sliders, lines = slider_args(library)
+    first = library.editor(library.names[0])
+    sliders, lines = slider_args(first, library.names[0])
     edit = ["model_name", "photo", "photo_id"]
     names = {
         "encode": ["model_name", "photo"],
@@ -91,7 +93,7 @@ def api_docs(library: ModelLibrary) -> dict[str, tuple[list[str], str]]:
         "edit_by_name": [*edit, "values", "detail", "faces"],
         "sweep": [*edit, "attribute", "steps", *sliders, "detail", "faces"],
     }
-    attributes = [api_name(key) for key in slider_keys(library.editor(library.names[0]))]
+    attributes = [api_name(key) for key in slider_keys(first)]
     fill = {"photo": PHOTO_ARGS, "edit": EDIT_ARGS, "sliders": lines, "controls": CONTROL_ARGS}
     fill["names"] = ", ".join([*attributes[:3], "…"])
     return {name: (names[name], doc.format(**fill)) for name, doc in API_DOCS.items()}

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from fader.attributes import finite, flat_values, positions_by_name
-from fader.editor import EditResult
+from fader.editor import Editor, EditResult, PreparedPhoto
 from fader.library import ModelLibrary
 from fader.web_pictures import inline_crop, inline_photo, labelled_strip, shown
 from page.inputs import Photo
@@ -30,7 +30,7 @@ EXPORT_PREFIX = "fader-export-"  # each export's own folder
 
 
 def edited(
-    library: ModelLibrary,
+    editor: Editor,
     model_name: str,
     image: Photo,
     photo_id: str,
@@ -40,21 +40,23 @@ def edited(
     *,
     detail: float | None = None,
     faces: Sequence[int] | None = None,
-) -> tuple[EditResult, str, dict[str, float]] | None:
-    """What `edit` and `export` share: the inputs checked, the photo found, the edit made. None
-    when no photo was accepted. `detail` is "keep photo detail" (None: the model's default),
-    `faces` the face numbers to edit (None: all)."""
-    sliders = slider_values(library, model_name, values)
+    found: tuple[str, PreparedPhoto] | None = None,
+) -> tuple[EditResult, str, PreparedPhoto, dict[str, float]] | None:
+    """What `edit` and `export` share, with the model `model_name`'s `editor`: the inputs
+    checked, the photo found (or `found`, as `edit_by_name` finds it first), the edit made; the
+    photo's id and prepared photo with it. None when no photo was accepted. `detail` is "keep
+    photo detail" (None: the model's default), `faces` the face numbers to edit (None: all)."""
+    sliders = slider_values(editor, model_name, values)
     detail = detail_value(detail)
-    photo_id = photo_for(library, model_name, image, photo_id, session)
-    if photo_id is None:
+    found = found or photo_for(editor, image, photo_id, session)
+    if found is None:
         return None
-    editor = library.editor(model_name)
-    faces = faces_present(editor, photo_id, session, faces)
+    photo_id, prepared = found
+    faces = faces_present(prepared, faces)
     result = editor.edit(
         photo_id, sliders, session, full_resolution=full_resolution, detail=detail, faces=faces
     )
-    return result, photo_id, sliders
+    return result, photo_id, prepared, sliders
 
 
 def edit(
@@ -73,10 +75,11 @@ def edit(
     makes no second request before it can paint ("" clears them)."""
     if inline and typing(values, options):
         return gr.skip(), gr.skip(), gr.skip()
-    done = edited(library, model_name, image, photo_id, values, session, False, **options)
+    editor = library.editor(model_name)
+    done = edited(editor, model_name, image, photo_id, values, session, False, **options)
     if done is None:
         return ("", "", "") if inline else (None, None, "")
-    result, photo_id, _ = done
+    result, photo_id, _, _ = done
     if inline:
         return inline_crop(result.crop), inline_photo(result.photo), photo_id
     return shown(result.crop), result.photo, photo_id
@@ -93,13 +96,16 @@ def edit_by_name(
 ) -> tuple:
     """`edit` with the attribute values as an object by name (`values_by_position`): the
     attributes not named stay at the photo's start, what the classifier reads from it."""
-    photo_id = photo_for(library, model_name, image, photo_id, session)
-    if photo_id is None:
-        raise ValueError("Send the photo, or the photo_id that /encode answered.")
     editor = library.editor(model_name)
-    start = editor.photo(photo_id, session).slider_start
-    positional = positions_by_name(editor.model.config, values, start)
-    return edit(library, model_name, image, photo_id, *positional, session=session, **options)
+    found = photo_for(editor, image, photo_id, session)
+    if found is None:
+        raise ValueError("Send the photo, or the photo_id that /encode answered.")
+    positional = positions_by_name(editor.model.config, values, found[1].slider_start)
+    done = edited(
+        editor, model_name, image, photo_id, positional, session, False, found=found, **options
+    )
+    result, photo_id, _, _ = done
+    return shown(result.crop), result.photo, photo_id
 
 
 def export(
@@ -109,19 +115,34 @@ def export(
     photo_id: str,
     *values: float,
     session: str = "",
+    **options: Any,
+) -> str | None:
+    """The edit pasted into the full-resolution photo, as a PNG file of this request's own
+    (`options` as `export_png` takes them)."""
+    editor = library.editor(model_name)
+    return export_png(editor, model_name, image, photo_id, values, session, **options)
+
+
+def export_png(
+    editor: Editor,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    values: Sequence[float],
+    session: str,
     folder: Path | None = None,
     **options: Any,
 ) -> str | None:
-    """The edit pasted into the full-resolution photo, as a PNG file of this request's own."""
-    done = edited(library, model_name, image, photo_id, values, session, True, **options)
+    """`export` with the model `model_name`'s `editor`: the PNG file's path, in a folder of its
+    own in `folder` (default: the system's temporary folder)."""
+    done = edited(editor, model_name, image, photo_id, values, session, True, **options)
     if done is None:
         return None
-    result, photo_id, sliders = done
-    start = library.editor(model_name).photo(photo_id, session).slider_start
+    result, photo_id, prepared, sliders = done
     folder = folder or Path(tempfile.gettempdir())
     remove_emptied_exports(folder)
     path = Path(tempfile.mkdtemp(dir=folder, prefix=EXPORT_PREFIX)) / download_name(
-        model_name, sliders, start
+        model_name, sliders, prepared.slider_start
     )
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
     return str(path)
@@ -187,12 +208,27 @@ def page_export(
     **options: Any,
 ) -> str | None:
     """`export` (the same `options`) as the page asks for it: once per set of inputs."""
+    editor = library.editor(model_name)
+    return export_once(editor, model_name, image, photo_id, values, session, exports, **options)
+
+
+def export_once(
+    editor: Editor,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    values: Sequence[float],
+    session: str,
+    exports: PageExports,
+    **options: Any,
+) -> str | None:
+    """`page_export` with the model `model_name`'s `editor`."""
     faces = options.get("faces")
     inputs = (model_name, photo_id, values, options.get("detail"), faces and tuple(faces))
     return exports.made(
         session,
         inputs,
-        lambda: export(library, model_name, image, photo_id, *values, session=session, **options),
+        lambda: export_png(editor, model_name, image, photo_id, values, session, **options),
     )
 
 
@@ -203,18 +239,20 @@ def export_move(
     photo_id: str,
     *values: float,
     session: str = "",
+    exports: PageExports,
     **options: Any,
 ) -> Any:
-    """`export` (the same `options`) for slider moves, answered a moment late
+    """`page_export` (the same `options`) for slider moves, answered a moment late
     (`app.EXPORT_WAIT`): for a photo the session no longer shows (another was uploaded
     meanwhile) it leaves the download alone, as it does when there is no photo (a refused
     photo's download is cleared by the upload's own export), and while a slider's box holds
     no number (`typing`)."""
     if typing(values, options):
         return gr.skip()
-    if photo_id and library.editor(model_name).photos.latest(session) != photo_id:
+    editor = library.editor(model_name)
+    if photo_id and editor.photos.latest(session) != photo_id:
         return gr.skip()
-    path = page_export(library, model_name, image, photo_id, *values, session=session, **options)
+    path = export_once(editor, model_name, image, photo_id, values, session, exports, **options)
     return gr.skip() if path is None else path
 
 
@@ -232,14 +270,15 @@ def sweep(
 ) -> Image.Image:
     """One attribute from the slider minimum to maximum, other sliders as set; a row per face."""
     (steps,) = finite([steps], "The number of steps")
-    sliders = slider_values(library, model_name, values)
-    detail = detail_value(detail)
-    photo_id = photo_for(library, model_name, image, photo_id, session)
-    if photo_id is None:
-        raise ValueError("Upload a photo first.")
     editor = library.editor(model_name)
+    sliders = slider_values(editor, model_name, values)
+    detail = detail_value(detail)
+    found = photo_for(editor, image, photo_id, session)
+    if found is None:
+        raise ValueError("Upload a photo first.")
+    photo_id, prepared = found
     name, label = swept(editor, attribute)
     low, high = editor.model.config.slider_range
-    faces = faces_present(editor, photo_id, session, faces)
+    faces = faces_present(prepared, faces)
     strip = editor.sweep(photo_id, name, low, high, int(steps), sliders, session, detail, faces)
     return labelled_strip(strip, np.linspace(low, high, int(steps)).tolist(), label)

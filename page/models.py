@@ -7,6 +7,7 @@ from typing import Any
 import gradio as gr
 
 from fader.attributes import plain_words
+from fader.editor import Editor
 from fader.environment import offline
 from fader.library import ModelLibrary, bundled_models
 from page.calls import markdown_text
@@ -23,9 +24,9 @@ GET_A_FACE_MODEL = (
 EXAMPLE_KINDS = ("digits", "faces")  # assets/examples/<kind>/: offered with the models of a kind
 
 
-def example_kind(library: ModelLibrary, model_name: str) -> str:
-    """Which example photos fit the model: faces for a face model, else the digits."""
-    return "faces" if library.editor(model_name).aligns_faces else "digits"
+def example_kind(editor: Editor) -> str:
+    """Which example photos fit the editor's model: faces for a face model, else the digits."""
+    return "faces" if editor.aligns_faces else "digits"
 
 
 def only_bundled(library: ModelLibrary) -> bool:
@@ -43,8 +44,8 @@ def what_it_edits(config: Any) -> str:
     return "whole pictures like the ones it was trained on (the photo's centre square)"
 
 
-def model_description(library: ModelLibrary, model_name: str) -> str:
-    editor = library.editor(model_name)
+def model_description(library: ModelLibrary, model_name: str, editor: Editor) -> str:
+    """What the model `model_name` (`editor`'s) edits, its attributes and its sliders' range."""
     config = editor.model.config
     low, high = config.slider_range
     names = ", ".join(
@@ -85,13 +86,13 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = sweep_choices(editor)
-    sliders = [gr.update(**settings) for settings in slider_settings(library, model_name)]
-    info = model_description(library, model_name)
+    sliders = [gr.update(**settings) for settings in slider_settings(editor)]
+    info = model_description(library, model_name, editor)
     help_ = gr.update(visible=not editor.aligns_faces)  # how to get a face model, folded
     webcam = gr.update(visible=editor.aligns_faces)  # the live webcam follows faces
     sweep = gr.update(choices=choices, value=choices[0] if choices else None)
     detail = gr.update(value=editor.model.config.default_detail)
-    kind = example_kind(library, model_name)
+    kind = example_kind(editor)
     examples = [gr.update(visible=k == kind) for k in EXAMPLE_KINDS]
     return [
         gr.update(value=model_name), model_name, info, help_, sweep, *sliders, detail,

@@ -10,7 +10,7 @@ import gradio as gr
 
 from fader.align import faces_in
 from fader.attributes import flat_values, plain_words
-from fader.editor import Editor, preview_of
+from fader.editor import Editor, PreparedPhoto, preview_of
 from fader.heap import return_freed_memory
 from fader.library import ModelLibrary
 from fader.photo import load_photo
@@ -93,16 +93,15 @@ def shows_a_face(photo: str) -> bool:
 
 
 def photo_for(
-    library: ModelLibrary, model_name: str, image: Photo, photo_id: str, session: str
-) -> str | None:
-    """A valid id for the shown photo: the cached latent, re-encoded only if it was evicted.
-    None when no photo was accepted (nothing to edit, and nothing stale is edited)."""
+    editor: Editor, image: Photo, photo_id: str, session: str
+) -> tuple[str, PreparedPhoto] | None:
+    """The shown photo's valid id and its prepared photo: the cached latent, re-encoded only if
+    it was evicted. None when no photo was accepted (nothing to edit, and nothing stale is
+    edited)."""
     if isinstance(image, RejectedPhoto) or not photo_id:
         return None
-    editor = library.editor(model_name)
     try:
-        editor.photo(photo_id, session)
-        return photo_id
+        return photo_id, editor.photo(photo_id, session)
     except ValueError:
         if not image:
             raise ValueError(
@@ -110,7 +109,7 @@ def photo_for(
                 "no longer loaded): send the photo with it, or encode it again; /encode answers "
                 "a new photo_id."
             ) from None
-        return editor.load(image, session)
+        return editor.load_prepared(image, session)
 
 
 def face_labels(count: int) -> list[str]:
@@ -134,13 +133,11 @@ def picked_faces(ticked: list[int]) -> list[int]:
     return ticked
 
 
-def faces_present(
-    editor: Editor, photo_id: str, session: str, faces: Sequence[int] | None
-) -> Sequence[int] | str:
-    """The ticked face numbers this photo has ("all" when none were sent, and for whole-image
+def faces_present(prepared: PreparedPhoto, faces: Sequence[int] | None) -> Sequence[int] | str:
+    """The ticked face numbers the photo has ("all" when none were sent, and for whole-image
     models, which have nothing to pick). The API's default ticks every label the page can show,
     more than most photos have."""
-    count = len(editor.photo(photo_id, session).faces)
+    count = len(prepared.faces)
     if faces is None or count == 0:
         return "all"
     return [i for i in faces if i < count]

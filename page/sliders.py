@@ -38,10 +38,9 @@ def slider_keys(editor: Editor) -> list[SliderKey]:
     return keys
 
 
-def slider_values(library: ModelLibrary, model_name: str, values: Sequence[float]) -> dict:
-    """The sliders' numbers as the editor takes them: a float per binary attribute, a dict of
-    its values' numbers per slider group."""
-    editor = library.editor(model_name)
+def slider_values(editor: Editor, model_name: str, values: Sequence[float]) -> dict:
+    """The sliders' numbers as `editor` (the model `model_name`'s) takes them: a float per binary
+    attribute, a dict of its values' numbers per slider group."""
     keys = slider_keys(editor)
     ends = editor.model.config.slider_range
     numbers = finite(values)
@@ -65,9 +64,8 @@ def typing(values: Sequence[float | None], options: dict[str, Any]) -> bool:
     return None in values or ("detail" in options and options["detail"] is None)
 
 
-def slider_settings(library: ModelLibrary, model_name: str) -> list[dict[str, Any]]:
-    """Labels, ranges and visibility of the fixed slider pool for this model."""
-    editor = library.editor(model_name)
+def slider_settings(editor: Editor) -> list[dict[str, Any]]:
+    """Labels, ranges and visibility of the fixed slider pool for the editor's model."""
     low, high = editor.model.config.slider_range
     keys = slider_keys(editor)
     return [

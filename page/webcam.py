@@ -107,7 +107,7 @@ def live_frame(
     if isinstance(frame, RejectedPhoto):
         return "", markdown_text(frame.message)
     editor = library.editor(model_name)
-    sliders = slider_values(library, model_name, values)
+    sliders = slider_values(editor, model_name, values)
     strength = editor.detail_strength(detail_value(detail))
     result = streams.edit(
         session,

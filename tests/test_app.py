@@ -635,7 +635,7 @@ def test_an_attribute_with_several_values_is_a_group_of_sliders(tmp_path, photos
     FaderNetwork(config).save_pretrained(tmp_path / "hair")
     model = str(tmp_path / "hair")
     library = ModelLibrary([model])
-    settings = slider_settings(library, model)
+    settings = slider_settings(library.editor(model))
     assert [s["label"] for s in settings[:4]] == [
         "Hair: Black hair",
         "Hair: Blond hair",

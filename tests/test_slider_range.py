@@ -36,7 +36,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelLibrary, str
 
 def test_the_sliders_span_the_models_range(library):
     library, name = library
-    shown = [s for s in slider_settings(library, name) if s["visible"]]
+    shown = [s for s in slider_settings(library.editor(name)) if s["visible"]]
     assert [(s["label"], s["minimum"], s["maximum"]) for s in shown] == [
         ("Day", -1.0, 2.0),
         ("Night", -1.0, 2.0),
