@@ -44,6 +44,17 @@ def evaluations(run: Path) -> list[dict[str, float]]:
     ]
 
 
+def continued_run(run: Path) -> dict | None:
+    """The run this one continued from another's copied folder with new settings (its log
+    starts in that folder), and the step where they took over; None for a run of its own."""
+    log = (run / "train.log").read_text()
+    first = re.search(r"Run folder: (\S+)", log)
+    resumed = re.search(r"Resuming from step (\d+)", log)
+    if not first or Path(first.group(1)).name == run.name or not resumed:
+        return None
+    return {"run": Path(first.group(1)).name, "until_step": int(resumed.group(1))}
+
+
 def run_row(run: Path) -> dict:
     step, info = read_checkpoint_info(run / CHECKPOINT_NAME)
     model, train = info["fader_config"], info["train_config"]
@@ -55,6 +66,7 @@ def run_row(run: Path) -> dict:
     best = max(found, key=lambda e: (e["swap"], -e["step"])) if found else None
     return {
         "run": run.name,
+        "continues": continued_run(run),
         "attributes": "one 10-valued attribute" if groups else f"{len(model['attributes'])} binary",
         "settings": settings,
         "steps_planned": train["steps"],

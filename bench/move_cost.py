@@ -1,7 +1,9 @@
 """What a slider move costs the server, and how much of it is ours: the real app beside a null one.
 
 Starts `python app.py` on 127.0.0.1 from each code tree asked for (`--code before=REV` checks
-out a commit into a temporary folder with `git archive`; `.` is this working tree), and a null
+out a commit into a temporary folder with `git archive`; `.` is this working tree; a commit
+from 895e28c on, where the page's handlers live in `page/`, which the handler-alone measure
+calls), and a null
 app: the same inputs and outputs on the same routes, whose handler only returns the pictures the
 real app answered for that photo (Gradio's floor), once with Gradio's defaults and once with the
 settings `app.main` gives Gradio (`app.GRADIO_SETTINGS`). Each makes N moves through both routes

@@ -103,6 +103,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def swept_slider(name: str, config: "FaderConfig") -> str:
+    """`--sweep NAME` as the model spells it, matched without case: a binary attribute, or one
+    value of a group (a group as a whole has no single α to sweep)."""
+    from fader.attributes import slider_keys  # the model's schema imports torch: not for --help
+
+    sliders = [category or attribute for attribute, category in slider_keys(config)]
+    by_lower = {slider.lower(): slider for slider in sliders}
+    group = next((g for g in config.categories if g.lower() == name.lower()), None)
+    if group is not None:
+        values = ", ".join(config.categories[group])
+        raise ValueError(f"--sweep {name}: sweep one value of {group} ({values}).")
+    if name.lower() not in by_lower:
+        raise ValueError(f"--sweep {name}: the model has no {name!r}; it has {', '.join(sliders)}.")
+    return by_lower[name.lower()]
+
+
 def slider_settings(pairs: list[str], config: "FaderConfig") -> dict[str, float | str]:
     """`["Smiling=1.5", "male=0", "Hair=Blond_Hair", "three=1"]` → {"Smiling": 1.5, "Male": 0.0,
     "Hair": "Blond_Hair", "three": 1.0}: names matched without case and spelled as the model
@@ -196,7 +212,7 @@ def run(args: argparse.Namespace) -> Outcome:
     editor = library.editor(args.model)
     settings = slider_settings(args.set, editor.model.config)
     if args.sweep is not None:
-        (sweep,) = slider_settings([f"{args.sweep}=0"], editor.model.config)
+        sweep = swept_slider(args.sweep, editor.model.config)
         if not 2 <= args.steps <= 32:
             raise ValueError("--steps must be between 2 and 32.")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -336,7 +336,8 @@ class Editor:
         numbers = self.face_numbers(prepared, faces)
         config, base = self.model.config, dict(values or prepared.slider_start)
         if attribute in config.categories:
-            raise ValueError(f"Sweep one value of {attribute}: {config.categories[attribute]}.")
+            values = ", ".join(config.categories[attribute])
+            raise ValueError(f"Sweep one value of {attribute}: {values}.")
         alphas = [with_values(config, base, {attribute: a}) for a in np.linspace(low, high, steps)]
         size = self.model.config.image_size
         mode = "L" if config.image_channels == 1 else "RGB"  # a gray model's strip stays gray

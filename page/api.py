@@ -59,7 +59,7 @@ the other sliders as given: a strip of crops, a row per face, each column labell
 
 Args:
 {edit}
-    attribute: the attribute to sweep ("Three", "Smiling"), a binary one
+    attribute: the slider to sweep: "Smiling", or a group's value ("Digit: Eight", "eight")
     steps: how many values, 2 to 16
 {sliders}
 {controls}""",

@@ -95,7 +95,6 @@ def test_the_shipped_digits_card_is_what_the_card_builder_renders_from_its_confi
     card = ModelCard(rendered)
     assert card.data.datasets == ["mnist"] and card.data.license == "mit"
     metrics = config.metrics
-    assert "| **Swap accuracy** (target ≠ own class; chance 0.1) | " in card.text
     assert metrics["swap_accuracy"] >= 0.9 and metrics["swap_accuracy_second_judge"] >= 0.9
     assert metrics["psnr"] >= 20 and metrics["classifier_accuracy"] >= 0.97  # issue 31's bars
     readme = (DIGITS.parents[2] / "README.md").read_text()

@@ -105,7 +105,8 @@ def test_a_sweep_writes_the_strip_from_the_models_range(tmp_path):
         (["--set", "Smiling=1"], "has no 'Smiling'"),
         (["--set", "three"], "write ATTRIBUTE=VALUE"),
         (["--set", "three=nan"], "finite number"),
-        (["--sweep", "eleven"], "has no 'eleven'"),
+        (["--sweep", "eleven"], "--sweep eleven: the model has no 'eleven'"),
+        (["--sweep", "digit"], "--sweep digit: sweep one value of Digit (zero, one,"),
         (["--model", "no/such-model-here"], "no/such-model-here"),
     ],
 )

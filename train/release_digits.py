@@ -174,6 +174,12 @@ even though z still tells the digit's own class fairly often (the latent class a
 """
 
 
+def resumed(run: dict) -> str:
+    """A run that continued another's checkpoint with new settings says whose, and until when."""
+    earlier = run.get("continues")
+    return f" ({earlier['run']} until step {earlier['until_step']:,})" if earlier else ""
+
+
 def tried_table(runs: list[dict]) -> str:
     """The runs tried for this model (`bench/digits_runs.py`'s rows), as a Markdown table."""
     lines = [
@@ -186,7 +192,8 @@ def tried_table(runs: list[dict]) -> str:
         clf = settings.get("lambda_clf_dis") if settings.get("n_clf_dis") else None
         lines.append(
             f"| {run['run']} | {run['attributes']} | {settings['n_layers']} | "
-            f"{settings['lambda_dis']:g} over {settings['lambda_schedule']:,} | {clf or '–'} | "
+            f"{settings['lambda_dis']:g} over {settings['lambda_schedule']:,}{resumed(run)} | "
+            f"{clf or '–'} | "
             f"{run['steps_done']:,} | {best['swap']:.3f} ({best['step']:,}), "
             f"{best['psnr']:.1f} dB |"
         )
