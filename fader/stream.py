@@ -235,15 +235,27 @@ IDLE_SECONDS = 30.0
 """A session whose stream sent no frame for this long is dropped (a closed tab sends no stop)."""
 MAX_STREAMS = 32
 """Streams kept at once; past it the quietest is dropped (each holds two frames and a face)."""
+CLOSED_GRACE = 2.0
+"""Seconds after a session's stream is closed during which its frames keep nothing: frames sent
+before the stop may still be waiting for a turn, and must not open the stream again."""
 
 
 class Streams:
     """One `FaceStream` per session and model, made on its first frame, dropped on `close`,
-    after IDLE_SECONDS without a frame, or when MAX_STREAMS would be exceeded."""
+    after IDLE_SECONDS without a frame, or when MAX_STREAMS would be exceeded. A frame that
+    arrives within CLOSED_GRACE of its session's `close` is edited by a stream of its own,
+    kept nowhere."""
 
-    def __init__(self, idle_seconds: float = IDLE_SECONDS, max_streams: int = MAX_STREAMS):
+    def __init__(
+        self,
+        idle_seconds: float = IDLE_SECONDS,
+        max_streams: int = MAX_STREAMS,
+        closed_grace: float = CLOSED_GRACE,
+    ):
         self.idle_seconds, self.max_streams = idle_seconds, max_streams
+        self.closed_grace = closed_grace
         self._streams: dict[tuple[str, str], tuple[FaceStream, threading.Lock, float]] = {}
+        self._closed: dict[str, float] = {}  # session → when its stream was closed
         self._lock = threading.Lock()
 
     def edit(
@@ -261,12 +273,15 @@ class Streams:
         with self._lock:
             self._drop_idle(now)
             stream, lock, _ = self._streams.get(key) or (None, threading.Lock(), now)
-            if stream is None:
+            if session in self._closed:  # sent before the stop: edited, kept nowhere
+                stream = make()
+            elif stream is None:
                 self._close(session)  # another model's stream in this session is over
                 while len(self._streams) >= self.max_streams:
                     del self._streams[min(self._streams, key=lambda k: self._streams[k][2])]
                 stream = make()
-            self._streams[key] = (stream, lock, now)
+            if session not in self._closed:
+                self._streams[key] = (stream, lock, now)
         with lock:  # one frame of a session at a time: the tracker holds the previous one
             return stream.edit(frame, values, detail)
 
@@ -274,6 +289,7 @@ class Streams:
         """Free what `session` holds (its stream stopped, its tab closed)."""
         with self._lock:
             self._close(session)
+            self._closed[session] = time.monotonic()
 
     def _close(self, session: str) -> None:
         for key in [k for k in self._streams if k[0] == session]:
@@ -283,5 +299,7 @@ class Streams:
         return len(self._streams)
 
     def _drop_idle(self, now: float) -> None:
+        for session in [s for s, t in self._closed.items() if now - t >= self.closed_grace]:
+            del self._closed[session]
         for key in [k for k, (_, _, t) in self._streams.items() if now - t > self.idle_seconds]:
             del self._streams[key]

@@ -157,6 +157,14 @@ def test_streams_are_freed_on_close_on_switch_and_when_full(frames):
     assert len(streams) == 2  # full: the quietest (alice) made room
     streams.close("bob")
     assert len(streams) == 1
+    streams.close("carol")
+    late = streams.edit("carol", "m", make, frame, {})  # sent before the stop, edited after it
+    assert late.image.shape == np.asarray(frame).shape and len(streams) == 0, "late: kept nowhere"
+    reopened = Streams(closed_grace=0.0)
+    reopened.edit("dave", "m", make, frame, {})
+    reopened.close("dave")
+    reopened.edit("dave", "m", make, frame, {})
+    assert len(reopened) == 1, "after the grace a new stream of the session is kept again"
     idle = Streams(idle_seconds=0.0)
     idle.edit("alice", "m", make, frame, {})
     idle.edit("bob", "m", make, frame, {})
