@@ -40,7 +40,7 @@ from fader.crop_edit import (
     paste_sites,
 )
 from fader.model import FaderNetwork
-from fader.photo import PhotoSource, background_of, centre_square, load_photo
+from fader.photo import PhotoSource, background_of, centre_square, is_gray, load_photo
 from fader.photo_store import PhotoStore, StoreLimits
 
 PREVIEW_SIDE = 768  # live edits paste onto a copy this large; exports use the full photo
@@ -70,6 +70,9 @@ class PreparedPhoto:
     # whether the photo was inverted for the model (dark on light for a model trained on light
     # on dark): every edit is inverted back before it is shown
     inverted: bool = False
+    # the photo has no colour: a gray model's edit of it is given back gray (a colour photo
+    # keeps its colour around the gray edit)
+    gray: bool = False
 
     @property
     def crop(self) -> Image.Image:
@@ -203,7 +206,17 @@ class Editor:
         preview_faces = tuple(rescaled(face, preview.size) for face in faces)
         sites = paste_sites(preview.size, preview_faces, crops[0], preview=True)
         return PreparedPhoto(
-            photo, preview, crops, encoded, faces, preview_faces, sites, note, start, inverted
+            photo,
+            preview,
+            crops,
+            encoded,
+            faces,
+            preview_faces,
+            sites,
+            note,
+            start,
+            inverted,
+            is_gray(preview),  # the preview: as telling as the photo, a fraction of the pixels
         )
 
     def face_numbers(self, prepared: PreparedPhoto, faces: Faces = "all") -> list[int]:
@@ -239,10 +252,14 @@ class Editor:
         with torch.inference_mode():  # on whichever request's thread leads the batch
             return self.model.decode(latent, channels)
 
-    def shown(self, image: Image.Image, prepared: PreparedPhoto) -> Image.Image:
-        """What a user gets: gray for a grayscale model, whose edits are gray end to end, and
-        inverted back if the photo was inverted for the model."""
-        image = image.convert("L") if self.model.config.image_channels == 1 else image
+    def shown(
+        self, image: Image.Image, prepared: PreparedPhoto, whole_photo: bool = False
+    ) -> Image.Image:
+        """What a user gets: a grayscale model's crops gray, and the photo they are pasted
+        into gray too when it had no colour (edits gray end to end); inverted back if the
+        photo was inverted for the model."""
+        gray = self.model.config.image_channels == 1 and (prepared.gray or not whole_photo)
+        image = image.convert("L") if gray else image
         return ImageOps.invert(image) if prepared.inverted else image
 
     def inverts(self, photo: Image.Image) -> bool:
@@ -311,7 +328,7 @@ class Editor:
             sites = [prepared.preview_sites[number] for number in numbers]
             photo = paste_at(prepared.preview, crops, sites, strength)
         shown = [self.shown(crop, prepared) for crop in crops]
-        return EditResult(shown, self.shown(photo, prepared))
+        return EditResult(shown, self.shown(photo, prepared, whole_photo=True))
 
     def sweep(
         self,

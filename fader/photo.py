@@ -208,6 +208,16 @@ def background_of(image: Image.Image) -> str:
     return "light" if np.median(edge) > 127 else "dark"
 
 
+def is_gray(image: Image.Image) -> bool:
+    """Whether every pixel's three channels are equal: a gray picture, whatever its mode."""
+    if image.mode in ("1", "L", "I", "F"):
+        return True
+    pixels = np.asarray(image.convert("RGB"))
+    return bool(
+        (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
+    )
+
+
 def centre_square_box(size: tuple[int, int]) -> tuple[int, int, int, int]:
     """The largest centred square of a width×height image, as a PIL box."""
     width, height = size
