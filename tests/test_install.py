@@ -19,6 +19,7 @@ from packaging.requirements import Requirement
 from safetensors.torch import load_file, save_file
 
 from fader import FaderNetwork
+from fader.attributes import neutral_values, with_values
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "assets" / "models" / "digits"
@@ -30,12 +31,14 @@ from pathlib import Path
 
 import fader
 from fader import FaderNetwork
+from fader.attributes import neutral_values, with_values
 from safetensors.torch import load_file, save_file
 
 folder, tensors = Path(sys.argv[1]), Path(sys.argv[2])
 model = FaderNetwork.from_pretrained(folder)
 x = load_file(tensors)["x"]
-edited = model.decode(model.encode(x), model.slider_channels({"three": 0.0, "eight": 1.0}, len(x)))
+values = with_values(model.config, neutral_values(model.config), {"zero": 0, "eight": 1})
+edited = model.decode(model.encode(x), model.slider_channels(values, len(x)))
 save_file({"edited": edited.contiguous()}, tensors.with_name("edited.safetensors"))
 path = [str(Path(entry).resolve()) for entry in sys.path]  # "" is this folder
 print(json.dumps({"file": fader.__file__, "path": path, "attributes": model.attributes}))
@@ -76,7 +79,8 @@ def test_the_wheel_installs_the_library_alone_and_runs_a_model_from_another_fold
     pip("install", "--no-deps", "--target", str(site), str(wheel), cwd=tmp_path)
     project = tmp_path / "users_project"
     shutil.copytree(DIGITS, project / "digits")
-    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    channels = FaderNetwork.from_pretrained(DIGITS).config.image_channels
+    x = torch.rand(2, channels, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     save_file({"x": x}, project / "x.safetensors")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     out = run(
@@ -93,11 +97,12 @@ def test_the_wheel_installs_the_library_alone_and_runs_a_model_from_another_fold
         if entry.is_relative_to(ROOT) and not entry.is_relative_to(environment)
     ]
     assert not checkout, f"the checkout is on the path: {checkout}"
-    assert report["attributes"][3] == "three"
+    assert report["attributes"] == FaderNetwork.from_pretrained(DIGITS).attributes
 
     model = FaderNetwork.from_pretrained(DIGITS)
     with torch.inference_mode():
-        alpha = model.slider_channels({"three": 0.0, "eight": 1.0}, len(x))
+        values = with_values(model.config, neutral_values(model.config), {"zero": 0, "eight": 1})
+        alpha = model.slider_channels(values, len(x))
         expected = model.decode(model.encode(x), alpha)
     torch.testing.assert_close(load_file(project / "edited.safetensors")["edited"], expected)
 
