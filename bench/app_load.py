@@ -52,7 +52,7 @@ import httpx
 import numpy as np
 import torch
 from PIL import Image
-from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env
+from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -406,8 +406,7 @@ def main() -> None:
         "model": settings,
         "code": {name: revision_of(revision) for name, revision in codes.items()},
     }
-    servers: dict[str, Server] = {}
-    try:
+    with serving() as servers:
         for code, revision in codes.items():
             tree = checkout(revision, work / "code" / code)
             command = [sys.executable, "app.py", "--model", str(model), "--host", "127.0.0.1"]
@@ -421,13 +420,6 @@ def main() -> None:
                 report[route][code] = measured(summary, visits, expected)
                 print(json.dumps({route: {code: report[route][code]}}), file=sys.stderr)
             report[route] |= ratios(report[route], next(iter(codes)))
-    except Exception:
-        for name, server in servers.items():
-            print(f"--- {name}'s output:\n{server.log.read_text()[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers.values():
-            server.stop()
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

@@ -49,7 +49,7 @@ from pathlib import Path
 import httpx
 import torch
 from PIL import Image
-from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env
+from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -437,10 +437,9 @@ def main() -> None:
     env = server_env()
     pictures = work / "pictures"
     pictures.mkdir()
-    servers: dict[str, Server] = {}
     trees: dict[str, Path] = {}
     tuned: dict[str, bool] = {}  # whether a tree's app sets Gradio's settings: its floor
-    try:
+    with serving() as servers:
         for code, revision in codes.items():
             tree = checkout(revision, work / "code" / code)
             command = [sys.executable, "app.py", "--model", str(paper), "--host", "127.0.0.1"]
@@ -468,13 +467,6 @@ def main() -> None:
                     ours_ms = row[code][route]["server_cpu_ms"] - floor["server_cpu_ms"]
                     row[code][route]["ours_ms"] = round(ours_ms, 1)
             print(json.dumps({name: row}), file=sys.stderr, flush=True)
-    except Exception:
-        for name, server in servers.items():
-            print(f"--- {name}'s output:\n{server.log.read_text()[-3000:]}", file=sys.stderr)
-        raise
-    finally:
-        for server in servers.values():
-            server.stop()
     for name in servers:
         report["profiles"][name] = {
             route: top_functions(sorted(work.glob(f"{name}-{route}-*.raw"))) for route in ROUTES

@@ -9,8 +9,11 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -128,3 +131,19 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+@contextmanager
+def serving() -> Iterator[dict[str, "Server"]]:
+    """A dict for the servers a benchmark starts, each stopped when it ends; on a failure the
+    end of each server's own output is printed first (it says why far better than a client)."""
+    servers: dict[str, Server] = {}
+    try:
+        yield servers
+    except Exception:
+        for name, server in servers.items():
+            print(f"--- {name}'s output:\n{server.log.read_text()[-3000:]}", file=sys.stderr)
+        raise
+    finally:
+        for server in servers.values():
+            server.stop()
