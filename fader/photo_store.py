@@ -73,6 +73,7 @@ class PhotoStore(Generic[Prepared]):
         self.limits = limits or StoreLimits()
         self._entries: OrderedDict[str, _Entry[Prepared]] = OrderedDict()  # oldest first
         self._loads = itertools.count()
+        self._shows_none: dict[str, int] = {}  # session → the load count when its page was emptied
         self._lock = threading.Lock()
 
     def find(self, session: str, content: str) -> tuple[str, Prepared] | None:
@@ -109,10 +110,21 @@ class PhotoStore(Generic[Prepared]):
             return entry.value
 
     def latest(self, session: str) -> str | None:
-        """The id of the photo this session loaded last (its page shows that one), or None."""
+        """The id of the photo this session loaded last (its page shows that one), or None:
+        also when its page was emptied since (`show_none`: a refused upload)."""
         with self._lock:
             mine = [(e.loaded, i) for i, e in self._entries.items() if e.session == session]
-        return max(mine)[1] if mine else None
+            emptied = self._shows_none.get(session, -1)
+        loaded, photo_id = max(mine) if mine else (-1, None)
+        return photo_id if loaded > emptied else None
+
+    def show_none(self, session: str) -> None:
+        """This session's page shows no photo now (its upload was refused): work still queued
+        for the photo it showed before must not put that photo back."""
+        with self._lock:
+            self._shows_none[session] = next(self._loads)
+            while len(self._shows_none) > 16 * self.limits.photos:  # bounded: one int a session
+                del self._shows_none[next(iter(self._shows_none))]
 
     def __len__(self) -> int:
         return len(self._entries)

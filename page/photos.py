@@ -81,6 +81,8 @@ def page_encode(library: ModelLibrary, model_name: str, image: Photo, session: s
     download in the same answer, where the steps after the encoding would clear them a second
     later (its download stayed beside the refusal). An accepted photo's replace them."""
     crop, note, photo_id = encode(library, model_name, image, session)
+    if not photo_id:  # a slider move's export still queued for the last photo then skips
+        library.editor(model_name).photos.show_none(session)
     return crop, note, photo_id, *(("", "", None) if not photo_id else (gr.skip(),) * 3)
 
 

@@ -293,3 +293,18 @@ def test_the_edit_cli_refuses_a_file_over_the_cap_by_its_size(tmp_path, capsys):
     code = edit_main([str(big), str(photo), "--model", "digits", "--out", str(tmp_path / "out")])
     assert code == 0
     assert "25 MB" in capsys.readouterr().err
+
+
+def test_a_refused_upload_leaves_its_session_showing_no_photo_until_the_next_one_loads():
+    """Work still queued for the photo shown before a refused upload (a slider move's export)
+    asks whether that photo is still the session's latest: after the refusal it is not."""
+    from fader.photo_store import PhotoStore
+
+    store: PhotoStore[np.ndarray] = PhotoStore()  # anything with nbytes stands for a photo
+    first = store.add("alice", "three", np.zeros(8))
+    store.add("bob", "seven", np.zeros(8))
+    assert store.latest("alice") == first
+    store.show_none("alice")  # alice's next upload was refused
+    assert store.latest("alice") is None and store.latest("bob") is not None
+    second = store.add("alice", "eight", np.zeros(8))
+    assert store.latest("alice") == second
