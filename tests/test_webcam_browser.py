@@ -132,8 +132,12 @@ def test_the_camera_stream_is_edited_as_it_plays_and_stops_cleanly(webcam_app, f
     edited = [decoded(s["src"]) for s in shown if s["edited"] == "1"]
     assert all(image.shape == empty.shape for image in passed + edited)
     # Unedited: a frame of the camera's as it was, up to two JPEG encodings. Most show no face;
-    # a few show the face coming back, before the search (every few frames) finds it again.
-    for image in passed:
+    # a few show the face coming back, before the search (every few frames) finds it again. The
+    # browser may send a black frame or two as the camera starts (Gradio draws the <video> onto
+    # a canvas once it has a size, which can be before its first picture; seen in CI).
+    camera_frames = [image for image in passed if image.max() > 16]
+    assert len(camera_frames) >= len(passed) / 2  # a start's frames, not a black stream
+    for image in camera_frames:
         assert min(np.abs(image.astype(int) - f).mean() for f in [empty, *faces]) < 6
     assert any(np.abs(image.astype(int) - empty).mean() < 6 for image in passed)
     face = (slice(120, 330), slice(220, 420))  # where the face sits in every frame of the clip
