@@ -85,8 +85,8 @@ MUTANTS = [
         "fader/photo.py",
         (
             (
-                "    result.paste(edited.resize((side, side), Image.Resampling.LANCZOS), "
-                "box[:2])\n",
+                "    result.paste(pasted_square(site, np.asarray(edited, np.float32), detail, "
+                "photo), site.box[:2])\n",
                 "",
             ),
         ),
@@ -97,8 +97,8 @@ MUTANTS = [
         "train/step.py",
         (
             (
-                "attribute_loss(discriminator(z), 1 - labels)",
-                "attribute_loss(discriminator(z), torch.zeros_like(labels))",
+                "attribute_loss(discriminator(z), flipped_labels(labels, sizes), sizes)",
+                "attribute_loss(discriminator(z), torch.zeros_like(labels), sizes)",
             ),
         ),
         (BEHAVIOUR, "-k", "flipped"),
@@ -121,7 +121,12 @@ MUTANTS = [
     Mutant(
         "no_flip_ignored_by_the_run",
         "train/loop.py",
-        (("config.batch_size, config.seed, config.flip", "config.batch_size, config.seed"),),
+        (
+            (
+                "config.batch_size,\n            config.seed,\n            config.flip,",
+                "config.batch_size,\n            config.seed,\n            False,",
+            ),
+        ),
         (BEHAVIOUR, "-k", "flip"),
     ),
     Mutant(
@@ -151,8 +156,8 @@ MUTANTS = [
         "fader/photo_store.py",
         (
             (
-                "            self._entries.move_to_end(photo_id)\n            return entry.value\n",
-                "            return entry.value\n",
+                "            self._entries.move_to_end(photo_id)\n            entry.touched, entry",
+                "            entry.touched, entry",
             ),
         ),
         ("tests/test_editor.py", "-k", "eviction"),
@@ -185,8 +190,8 @@ MUTANTS = [
         "train/loop.py",
         (
             (
-                '    if device.type == "cuda":\n        return GraphedTrainingStep',
-                "    if False:\n        return GraphedTrainingStep",
+                '    if device.type == "cuda" and not options and not authors_discriminator_step:',
+                "    if False:",
             ),
         ),
         (BEHAVIOUR, "-k", "graphed_step_and_fast_math"),
