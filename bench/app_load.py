@@ -52,7 +52,16 @@ import httpx
 import numpy as np
 import torch
 from PIL import Image
-from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env, serving
+from servers import (
+    LIVE_EDIT_ROUTE,
+    Server,
+    add_code_option,
+    checkout,
+    named_codes,
+    revision_of,
+    server_env,
+    serving,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -377,12 +386,7 @@ def ratios(route: dict, baseline: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--code",
-        action="append",
-        default=[],
-        help="NAME=REV: a commit, '.' (this working tree) or a folder; the first is the baseline",
-    )
+    add_code_option(parser)
     parser.add_argument("--clients", type=int, default=20, help="visitors at once")
     parser.add_argument("--edits", type=int, default=30, help="slider moves each")
     parser.add_argument("--routes", nargs="+", choices=ROUTES, default=["api"])
@@ -390,7 +394,7 @@ def main() -> None:
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
-    codes = dict(code.split("=", 1) for code in args.code or ["now=."])
+    codes = named_codes(args.code)
 
     work = Path(tempfile.mkdtemp(prefix="fader-load-"))
     model = work / "model"

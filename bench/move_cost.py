@@ -49,7 +49,16 @@ from pathlib import Path
 import httpx
 import torch
 from PIL import Image
-from servers import LIVE_EDIT_ROUTE, Server, checkout, revision_of, server_env, serving
+from servers import (
+    LIVE_EDIT_ROUTE,
+    Server,
+    add_code_option,
+    checkout,
+    named_codes,
+    revision_of,
+    server_env,
+    serving,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -381,12 +390,7 @@ def label(frame: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--code",
-        action="append",
-        default=[],
-        help="NAME=REV: a commit, '.' (this working tree) or a folder",
-    )
+    add_code_option(parser)
     parser.add_argument("--moves", type=int, default=40)
     parser.add_argument("--cases", nargs="+", help="a subset of the cases, by name")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "move_cost.json")
@@ -396,7 +400,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.null_server:
         return serve_null(args.null_server, args.port, args.tuned)
-    codes = dict(code.split("=", 1) for code in args.code or ["now=."])
+    codes = named_codes(args.code)
 
     work = Path(tempfile.mkdtemp(prefix="fader-move-cost-"))
     photos = make_photos(work)

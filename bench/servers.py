@@ -4,6 +4,7 @@ tree, its server started on a free port of 127.0.0.1, its CPU time and memory re
 and the request the page sends for a slider move.
 """
 
+import argparse
 import os
 import re
 import shutil
@@ -20,6 +21,21 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE_EDIT_ROUTE = "gradio_api/run/predict"  # where the page POSTs its events outside the queue
+
+
+def add_code_option(parser: argparse.ArgumentParser) -> None:
+    """`--code NAME=REV`, repeated: the code trees a benchmark serves side by side."""
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        help="NAME=REV: a commit, '.' (this working tree) or a folder; the first is the baseline",
+    )
+
+
+def named_codes(codes: list[str]) -> dict[str, str]:
+    """`--code`'s values by name; none given: this working tree, named "now"."""
+    return dict(code.split("=", 1) for code in codes or ["now=."])
 
 
 def checkout(revision: str, folder: Path) -> Path:
