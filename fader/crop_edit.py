@@ -86,8 +86,11 @@ def decode_crops(
     y = y.repeat_interleave(len(faces), dim=0)
     z = encoded.latents[list(faces)].repeat(len(alphas), 1, 1, 1)
     edited = (decode or model.decode)(z, y)
-    if detail:
-        edited = edited + detail * encoded.residuals[list(faces)].repeat(len(alphas), 1, 1, 1)
+    if detail:  # one fused add; a single set of values (a slider move) needs no repeat
+        residuals = encoded.residuals[list(faces)]
+        if len(alphas) > 1:
+            residuals = residuals.repeat(len(alphas), 1, 1, 1)
+        edited = torch.add(edited, residuals, alpha=detail)
     crops = to_images(edited)
     return [crops[i : i + len(faces)] for i in range(0, len(crops), len(faces))]
 
