@@ -22,6 +22,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from skimage import data as skimage_data
 
+from fader.photo import MAX_BYTES
 from tests.test_reliability import upload
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,8 @@ def component(config: dict, kind: str, label: str) -> dict:
 
 
 def assert_upload_cap_holds(url: str) -> None:
+    # The page refuses a larger file before sending it: Gradio's front end reads the cap here.
+    assert page_config(url)["max_file_size"] == MAX_BYTES
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(upload(url, "big.png", os.urandom(26 * 2**20)), timeout=60)
     assert refused.value.code == 413
