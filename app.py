@@ -26,20 +26,12 @@ from starlette.middleware import Middleware
 from fader.editor import MAX_FACES
 from fader.library import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.photo import MAX_BYTES
-from fader.photo_store import ID_CHARS
 from fader.request_limits import RequestLimits
 from fader.stream import Streams
 from page.api import api_docs, api_examples, documented
 from page.calls import for_session, limited, pictures_as_files, user_errors
 from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
-from page.inputs import (
-    MAX_NAME_CHARS,
-    MAX_NUMBER_CHARS,
-    FaceChoice,
-    TypedSlider,
-    capped,
-    photo_input,
-)
+from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
 from page.photos import (
     encode,
@@ -82,16 +74,6 @@ HEAD = (
     "<style>.gradio-container { overflow: visible !important; }</style>"
     f"<script>{(ASSETS / 'page.js').read_text()}</script>"
 )
-
-
-def bound_text_inputs(page: "Page") -> None:
-    """Each text slot capped to what it needs."""
-    capped(page.model_name, MAX_NAME_CHARS)
-    capped(page.sweep_attribute, MAX_NAME_CHARS)
-    capped(page.photo_id, ID_CHARS)
-    capped(page.faces, MAX_NAME_CHARS, MAX_FACES)
-    for number in [*page.sliders, page.detail, page.sweep_steps]:  # Gradio logs a bad one whole
-        capped(number, MAX_NUMBER_CHARS)
 
 
 LAUNCH = {  # every launch of the page
@@ -174,8 +156,8 @@ def layout(library: ModelLibrary) -> Page:
     with gr.Row():
         choices = [(choice_label(name), name) for name in library.names]
         with gr.Column(scale=1):
-            model_name = gr.Dropdown(
-                choices, value=library.names[0], label="Model", allow_custom_value=True
+            model_name = NameChoice(
+                choices=choices, value=library.names[0], label="Model", allow_custom_value=True
             )
             # Where a model's download shows its progress: under the list, not over any text.
             model_loading = gr.Markdown("", elem_id="model-loading")
@@ -204,7 +186,7 @@ def layout(library: ModelLibrary) -> Page:
             crop = gr.Image(
                 label="What the model sees", format="png", interactive=False, height=200
             )
-            photo_id = gr.Textbox(visible=False, label="photo_id")
+            photo_id = PhotoId(visible=False, label="photo_id")
         with gr.Column(elem_id="slider-column"):
             # Built for the first model (the API page describes them so), then set per model.
             sliders = [
@@ -252,10 +234,13 @@ def layout(library: ModelLibrary) -> Page:
     with gr.Accordion("Sweep one attribute", open=False):
         with gr.Row():
             names = sweep_choices(first)
-            sweep_attribute = gr.Dropdown(
-                names, value=names[0] if names else None, label="Attribute", allow_custom_value=True
+            sweep_attribute = NameChoice(
+                choices=names,
+                value=names[0] if names else None,
+                label="Attribute",
+                allow_custom_value=True,
             )
-            sweep_steps = gr.Slider(2, 16, value=7, step=1, label="Steps")
+            sweep_steps = CountSlider(2, 16, value=7, step=1, label="Steps")
             sweep_button = gr.Button("Sweep")
         sweep_strip = gr.Image(label="Sweep", format="png", interactive=False)
     webcam = live_webcam_layout(first.aligns_faces)
@@ -492,7 +477,6 @@ def build_demo(
     ) as demo:
         page = layout(library)
         api_examples(library, page.image, page.photo_id, page.values)
-        bound_text_inputs(page)
         wire(page, library, live_edits, streams)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),

@@ -15,9 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import gradio as gr
 import httpx
 import numpy as np
 import pytest
+from gradio.data_classes import FileData
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -26,7 +28,8 @@ from starlette.middleware import Middleware
 
 import app
 from fader.edit import main as edit_main
-from fader.library import ModelLibrary
+from fader.editor import MAX_FACES
+from fader.library import ModelLibrary, bundled_models
 from fader.request_limits import MAX_BODY, RequestLimits
 from tests.clips import clip
 from tests.test_app import NEUTRAL, call_raw, data_url, png, serve
@@ -211,6 +214,32 @@ def test_long_strings_in_any_slot_are_refused_and_never_echoed(server, models, t
             client.predict(*args, api_name=api)
         message = str(refused.value)
         assert len(message) < 2000 and "x" * 300 not in message, (api, message[:200])
+
+
+def test_every_input_gate_holds_in_the_copy_gradio_keeps_after_an_update(tmp_path):
+    """An event that updates a component (an example's click sets the photo, a model switch the
+    sliders and the sweep's list) leaves its session a new instance of the component's class,
+    made as Gradio makes it: the gates must hold there too."""
+    not_a_photo = tmp_path / "notes.png"
+    not_a_photo.write_text("a text file renamed .png")
+    with gr.Blocks():
+        page = app.layout(ModelLibrary(list(bundled_models())))
+
+    def kept(component: gr.components.Component) -> gr.components.Component:
+        arguments = {**component.constructor_args, "visible": True, "render": False}
+        arguments.pop("value", None)
+        return type(component)(**arguments)
+
+    for box in [page.image, page.webcam.camera]:
+        refused = kept(box).preprocess(FileData(path=str(not_a_photo), orig_name="notes.png"))
+        assert "not an image we can read" in refused.message
+    long = "x" * 2**20
+    slots = [page.model_name, page.sweep_attribute, page.photo_id, page.sliders[0], page.detail]
+    for slot in [*slots, page.sweep_steps, page.faces]:
+        with pytest.raises(gr.Error, match="at most"):
+            kept(slot).preprocess(long)
+    with pytest.raises(gr.Error, match="at most"):
+        kept(page.faces).preprocess(list(range(MAX_FACES + 1)))
 
 
 # ---- 4. Nothing written that is not deleted -----------------------------------------------------

@@ -53,3 +53,19 @@ def test_a_refusal_clears_the_edit_and_the_download_with_its_message(
         broken = "img => img.naturalWidth === 0 && getComputedStyle(img).visibility !== 'hidden'"
         assert not page.locator("#photo img").evaluate_all(f"all => all.some({broken})")
         page.screenshot(path=str(ARTIFACTS / f"refused-{viewport['width']}.png"))
+
+
+def test_after_an_example_a_refused_photo_still_gets_its_message(digits_url, tmp_path: Path):
+    """An example's click updates the photo box, and Gradio then keeps a new instance of its
+    component for the session: the photo's gate must be in that one too."""
+    not_a_photo = tmp_path / "notes.png"
+    not_a_photo.write_text("a text file renamed .png")
+    with opened(digits_url) as page:
+        page.locator("#examples-digits img").first.click()
+        everything = f"() => Object.values(({SHOWN})()).every(Boolean)"
+        page.wait_for_function(everything, timeout=60_000)  # the example's edit and download
+        page.set_input_files("input[type=file]", str(not_a_photo))
+        page.locator("#status").get_by_text("not an image we can read").wait_for(timeout=60_000)
+        assert page.evaluate(SHOWN) == {"crop": False, "photo": False, "download": False}
+        assert page.locator(".error").count() == 0, "no Gradio error badge"
+        page.screenshot(path=str(ARTIFACTS / "refused-after-example.png"))
