@@ -11,7 +11,8 @@ window.addEventListener("error", (event) => {
 // The sliders, where Gradio's own behaviour would leave box, slider, picture and download
 // apart (app.py's TypedSlider and reset_targets say why):
 // - a number box left with no number in it ("--", "") gets back the number it had when it
-//   was focused, before Gradio's own blur handler would set it to 0;
+//   was focused, before Gradio's own blur handler would set it to 0; Enter in such a box does
+//   the same (Gradio's would move the slider to the middle of its track and edit nothing);
 // - a number box left past an end is left to the server (`settle` sets it to the end and
 //   says so), where Gradio's blur handler would set it first and the note be lost;
 // - a slider's reset button (↺) goes to the photo's starting value, which the hidden
@@ -31,12 +32,24 @@ window.addEventListener("error", (event) => {
     if (event.target.matches?.(box)) focused.set(event.target, event.target.value);
   }, true);
 
+  function restore(input) {
+    const range = input.closest("[id^=slider-]").querySelector("input[type=range]");
+    type(input, focused.get(input) || range.value);
+  }
+
+  window.addEventListener("keydown", (event) => {
+    const input = event.target;
+    if (event.key !== "Enter" || !input.matches?.(box) || input.value !== "") return;
+    event.preventDefault();
+    event.stopImmediatePropagation();
+    restore(input);
+  }, true);
+
   window.addEventListener("blur", (event) => {
     const input = event.target;
     if (!input.matches?.(box)) return;
     if (input.value === "") {
-      const range = input.closest("[id^=slider-]").querySelector("input[type=range]");
-      type(input, focused.get(input) || range.value);
+      restore(input);
     } else if (Number(input.value) < Number(input.min) || Number(input.value) > Number(input.max)) {
       event.stopImmediatePropagation();  // the server sets it to the end, and says so
     }

@@ -113,13 +113,14 @@ def test_typed_values_are_clamped_or_refused_and_box_track_picture_and_download_
                 page.locator("#slider-note").get_by_text(said).wait_for(timeout=30_000)
             else:
                 eventually(page, lambda: not page.locator("#slider-note").inner_text(), "no note")
-        three.click()
-        three.press("Control+a")
-        page.keyboard.type("--")  # no number: Playwright's fill() refuses it, a person may not
-        three.press("Tab")
-        eventually(page, lambda: three.input_value() == "0.5", "the box back at 0.5")
-        page.wait_for_timeout(1000)  # an edit or download "--" set off would have landed
-        assert page_state.all_at({"three": 0.5}, "three=0.5"), "everything at the last number"
+        for leave in ["Tab", "Enter"]:  # a box with no number, left or entered
+            three.click()
+            three.press("Control+a")
+            page.keyboard.type("--")  # no number: Playwright's fill() refuses it, a person may not
+            three.press(leave)
+            eventually(page, lambda: three.input_value() == "0.5", f"{leave}: the box at 0.5")
+            page.wait_for_timeout(1000)  # an edit or download "--" set off would have landed
+            assert page_state.all_at({"three": 0.5}, "three=0.5"), f"{leave}: all at 0.5"
         assert page.locator(".toast-body").count() == 0, "no error on the way"
         page.screenshot(path=str(ARTIFACTS / f"sliders-typed-{viewport['width']}.png"))
 
