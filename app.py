@@ -44,6 +44,7 @@ from page.photos import (
 )
 from page.sliders import (
     DETAIL_RANGE,
+    reset_all,
     reset_targets,
     settle,
     slider_settings,
@@ -284,6 +285,7 @@ def bound_handlers(page: Page, library: ModelLibrary) -> dict[str, Callable]:
         "encode": for_session(with_files(encode, page.encoded), library),
         "page_encode": for_session(with_files(page_encode, page.page_encoded), library),
         "starting_sliders": for_session(starting_sliders, library),
+        "reset_all": for_session(reset_all, library),
         "face_choices": for_session(face_choices, library),
         "edit": for_session(with_files(edit, page.api_outputs), library, controls),
         "edit_by_name": for_session(with_files(edit_by_name, page.api_outputs), library, controls),
@@ -372,9 +374,9 @@ def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callabl
         bound["page_export"], page.page_inputs, page.download, api_name="export_faces", **HIDDEN
     )  # fmt: skip
     reset = page.reset_all.click(
-        bound["starting_sliders"],
+        bound["reset_all"],
         [page.model_name, page.photo_id],
-        [*page.sliders, page.reset_targets],
+        [*page.sliders, page.detail, page.reset_targets],
         api_name="reset_all",
         queue=False,
         **HIDDEN,

@@ -141,8 +141,10 @@ def export_png(
     result, photo_id, prepared, sliders = done
     folder = folder or Path(tempfile.gettempdir())
     remove_emptied_exports(folder)
+    strength = editor.detail_strength(detail_value(options.get("detail")))
+    moved_detail = None if math.isclose(strength, editor.detail_strength()) else strength
     path = Path(tempfile.mkdtemp(dir=folder, prefix=EXPORT_PREFIX)) / download_name(
-        model_name, sliders, prepared.slider_start
+        model_name, sliders, prepared.slider_start, moved_detail
     )
     result.photo.save(path, format="PNG", compress_level=1)  # fast: it is made on release
     return str(path)
@@ -160,15 +162,18 @@ def remove_emptied_exports(folder: Path) -> None:
                 os.rmdir(entry.path)
 
 
-def download_name(model_name: str, sliders: dict, start: dict) -> str:
+def download_name(model_name: str, sliders: dict, start: dict, detail: float | None = None) -> str:
     """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes: the
-    values not 0 or not at the photo's `start` (a three's `three=0`), and "unchanged" only
-    when every slider is at its start."""
+    values not 0 or not at the photo's `start` (a three's `three=0`), "keep photo detail" when
+    it is not the model's default (`detail`, None: the default), and "unchanged" only when
+    every slider is at its start and the detail at its default."""
     model = re.sub(r"[^A-Za-z0-9]+", "-", Path(model_name).name).strip("-")[:40] or "model"
     flat, begun = flat_values(sliders), flat_values(start)
     moved = {name for name, value in flat.items() if not math.isclose(value, begun.get(name, 0))}
     values = "_".join(f"{name}={value:g}" for name, value in flat.items() if value or name in moved)
     label = values if moved else "unchanged"
+    if detail is not None:
+        label += f"_detail={detail:g}"
     return re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{label}")[:120] + ".png"
 
 

@@ -109,6 +109,14 @@ def starting_sliders(
     return [*updates, reset_targets(values, editor.model.config.default_detail)]
 
 
+def reset_all(library: ModelLibrary, model_name: str, photo_id: str, session: str = "") -> list:
+    """ "Reset all": the sliders to the photo's start (`starting_sliders`) and "keep photo
+    detail" to the model's default, so the picture is again what the upload first showed."""
+    *sliders, targets = starting_sliders(library, model_name, photo_id, session)
+    detail = library.editor(model_name).model.config.default_detail
+    return [*sliders, gr.update(value=detail), targets]
+
+
 def reset_targets(values: Sequence[float], detail: float) -> str:
     """Where each slider's reset button (↺) goes, as the page's script reads it: the photo's
     starting values and the model's detail, by the sliders' element ids. Gradio's own reset

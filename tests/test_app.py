@@ -569,10 +569,11 @@ def test_exports_live_in_gradios_cache_and_name_the_model_and_values(server, mod
     _, _, photo_id = client.predict(
         models["face"], handle_file(photos["astronaut"]), api_name="/encode"
     )
-    path = client.predict(
-        models["face"], None, photo_id, *sliders(Smiling=1.5, Male=-0.5), api_name="/export"
-    )
-    assert Path(path).name == "fader-face-Smiling=1.5_Male=-0.5.png"
+    values = sliders(Smiling=1.5, Male=-0.5)
+    path = client.predict(models["face"], None, photo_id, *values, 1.0, api_name="/export")
+    assert Path(path).name == "fader-face-Smiling=1.5_Male=-0.5.png"  # detail: the default, 1
+    path = client.predict(models["face"], None, photo_id, *values, 0.5, api_name="/export")
+    assert Path(path).name == "fader-face-Smiling=1.5_Male=-0.5_detail=0.5.png"
     assert not list(Path(tempfile.gettempdir()).glob("fader-exports/*")), "no shared export folder"
 
 

@@ -143,7 +143,14 @@ def test_reset_goes_to_the_photos_starting_value_and_reset_all_resets_every_slid
         box(page, 3).press("Tab")
         moved = {"three": -1.0, "eight": 1.0}
         eventually(page, lambda: page_state.all_at(moved, "three=-1_eight=1"), "both moved")
+        detail = page.locator("#slider-detail input[type=number]")
+        default = detail.input_value()
+        detail.fill("0.5" if default != "0.5" else "0.25")
+        detail.press("Tab")
+        name = f"three=-1_eight=1_detail={float(detail.input_value()):g}"
+        page.locator("#download").get_by_text(name).wait_for(timeout=30_000)  # named so
         page.locator("#reset-all").click()
         eventually(page, lambda: page_state.all_at(start, "unchanged"), "all back at the start")
+        assert detail.input_value() == default, "the detail back at the model's default too"
         assert page.locator(".toast-body").count() == 0, "no error on the way"
         page.screenshot(path=str(ARTIFACTS / "sliders-reset.png"), full_page=True)
