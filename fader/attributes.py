@@ -170,9 +170,10 @@ def positions_by_name(config: FaderConfig, values: Any, start: SliderValues) -> 
     by_name = {api_name((str(name), None)): value for name, value in values.items()}
     unknown = [name for name in by_name if name not in position]
     if unknown:
+        shortest = [api_name((category or name, None)) for name, category in keys]
         raise ValueError(
             f"This model has no attribute {unknown[0][:40]!r}; its attributes are "
-            f"{', '.join(position)}."
+            f"{', '.join(shortest)}."
         )
     numbers = positions(config, start)
     given = finite(list(by_name.values()), "Attribute values")
@@ -184,7 +185,10 @@ def positions_by_name(config: FaderConfig, values: Any, start: SliderValues) -> 
 def finite(values: Sequence[float | None], what: str = "Slider values") -> list[float]:
     """`values` as floats (None, a value left out, as 0); a ValueError naming `what` for any
     that is not a finite number."""
-    numbers = [0.0 if v is None else float(v) for v in values]
+    try:
+        numbers = [0.0 if v is None else float(v) for v in values]
+    except (TypeError, ValueError):  # Python's own message echoes the value
+        raise ValueError(f"{what} must be finite numbers.") from None
     if not all(math.isfinite(v) for v in numbers):
         raise ValueError(f"{what} must be finite numbers.")
     return numbers
