@@ -387,11 +387,12 @@ def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callabl
 
 
 def wire_api_edits(page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore) -> None:
-    """The API's own endpoints, which nothing in the page triggers: the edit (sharing `edits`
-    with the page's moves) and the edit by name, answering files through the queue, the
-    export, and the encoding."""
+    """The API's own endpoints, which nothing in the page triggers, in the order a client
+    calls them (the API page lists them so): the encoding, the edit (sharing `edits` with the
+    page's moves) and the edit by name, answering files through the queue, and the export."""
     api = {"concurrency_limit": None}  # waiting for a turn holds no thread
     edit_inputs, outputs = page.edit_inputs, page.api_outputs
+    gr.on([], bound["encode"], [page.model_name, page.image], page.encoded, api_name="encode")
     gr.on([], limited(bound["edit"], edits), edit_inputs, outputs, api_name="edit", **api)
     by_name = [*edit_inputs[:3], page.values, page.detail, page.faces]  # the values by name
     gr.on(
@@ -399,7 +400,6 @@ def wire_api_edits(page: Page, bound: dict[str, Callable], edits: asyncio.Semaph
         **api,
     )  # fmt: skip
     gr.on([], bound["export"], edit_inputs, page.download, api_name="export")  # at once
-    gr.on([], bound["encode"], [page.model_name, page.image], page.encoded, api_name="encode")
 
 
 def then_show_edit(event: Any, page: Page, bound: dict[str, Callable]) -> None:
