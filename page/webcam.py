@@ -174,5 +174,6 @@ def wire_live_webcam(
         concurrency_limit=None,  # `LiveFrames` shares the turns and ends stopped streams
         show_progress="hidden",
         api_name="live_frame",
+        api_visibility="private",  # the page's camera stream: not an endpoint for clients
     ).then(stop, None, webcam.note, api_visibility="private", show_progress="hidden")
     webcam.camera.clear(stop, None, webcam.note, api_visibility="private", show_progress="hidden")

@@ -62,6 +62,7 @@ def test_parameters_and_outputs_are_named_for_the_models_attributes(server):
     client, _ = server
     info = endpoints(client)
     assert list(info)[:4] == ["/encode", "/edit", "/edit_by_name", "/export"], "in use order"
+    assert "/live_frame" not in info, "the page's camera stream is not a client's endpoint"
     edit = [p["parameter_name"] for p in info["/edit"]["parameters"]]
     assert edit[:3] == ["model_name", "photo", "photo_id"]
     assert edit[3:13] == [f"digit_{name}" for name in DIGITS] and edit[-2:] == ["detail", "faces"]
