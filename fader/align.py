@@ -258,12 +258,9 @@ class PasteSite:
     box: tuple[int, int, int, int]  # x0, y0, x1, y1: the photo's region, clipped to it
     to_crop: np.ndarray  # 2×3 affine: region pixel → crop pixel
     kernel: int  # how the crop is resampled onto the region (an OpenCV interpolation flag)
-    alpha: np.ndarray  # H×W×3 float32 blend weight over the region, one per channel (OpenCV's
-    # one-pass blend does not broadcast, and numpy's broadcast multiply took 4x as long)
+    alpha: np.ndarray  # H×W×1 float32 blend weight over the region, or H×W×3 (see paste_site)
     original: np.ndarray  # size×size×3 float32, the crop as aligned
-    ring: (
-        np.ndarray
-    )  # size×size uint8 mask (0/1), the seam ring whose colour the edit is matched to
+    ring: np.ndarray  # size×size uint8 mask (0/1): the seam ring the edit's colour is matched on
     ring_colour: np.ndarray  # the original crop's mean colour over the ring
 
     @property
@@ -273,11 +270,17 @@ class PasteSite:
 
 
 def paste_site(
-    photo_size: tuple[int, int], aligned: AlignedFace, kernel: int = cv2.INTER_CUBIC
+    photo_size: tuple[int, int],
+    aligned: AlignedFace,
+    kernel: int = cv2.INTER_CUBIC,
+    kept: bool = False,
 ) -> PasteSite:
     """The `PasteSite` of `aligned`'s face in a photo of `photo_size` (width, height): the
     photo it was aligned on. `kernel` resamples the crop (bicubic; bilinear is several times
-    faster, for a live preview)."""
+    faster, for a live preview). A site `kept` for many pastes (a preview's, one per slider
+    move) holds its weight once per channel, so each paste blends in one OpenCV pass (numpy's
+    broadcast of one channel took 4x as long); a one-off paste (an export of a large photo)
+    keeps the third of the memory."""
     size = aligned.crop.width
     mask = face_mask(size)
     width, height = photo_size
@@ -292,7 +295,7 @@ def paste_site(
     )
     original = np.asarray(aligned.crop, dtype=np.float32)
     ring = ((mask > 0.02) & (mask < 0.5)).astype(np.uint8)
-    alpha = cv2.merge([alpha] * original.shape[2])
+    alpha = cv2.merge([alpha] * original.shape[2]) if kept else alpha[..., None]
     return PasteSite(
         (x0, y0, x1, y1), to_crop, kernel, alpha, original, ring, ring_mean(original, ring)
     )
@@ -323,7 +326,11 @@ def pasted_face(
     )
     if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
         face -= (1.0 - detail) * region
-    cv2.accumulateProduct(face, site.alpha, region)  # region += face × alpha, in one pass
+    if site.alpha.shape[2] == face.shape[2]:  # a kept site's: region += face × alpha, one pass
+        cv2.accumulateProduct(face, site.alpha, region)
+    else:
+        face *= site.alpha
+        region += face
     return Image.fromarray(to_uint8(region))
 
 

@@ -187,7 +187,7 @@ def finite(values: Sequence[float | None], what: str = "Slider values") -> list[
     that is not a finite number."""
     try:
         numbers = [0.0 if v is None else float(v) for v in values]
-    except (TypeError, ValueError):  # Python's own message echoes the value
+    except (TypeError, ValueError, OverflowError):  # Python's own message echoes the value
         raise ValueError(f"{what} must be finite numbers.") from None
     if not all(math.isfinite(v) for v in numbers):
         raise ValueError(f"{what} must be finite numbers.")

@@ -107,14 +107,15 @@ def paste_sites(
 ) -> tuple[Site, ...]:
     """What every paste into a photo of `photo_size` reuses: a site per face (`faces`), or, for
     a whole-image model (no faces), the centre square that `original` (the crop as it was) was
-    cut from. A `preview`'s faces are warped back bilinearly, several times faster than the
-    bicubic an export gets and, at the preview's scale (a crop enlarged about twice), much
-    alike; a centre square is resized bicubic in both: a resize is cheap, and a small model's
-    crop (a 32 px digit) is enlarged up to 24 times, where bilinear shows its grid."""
+    cut from. A `preview`'s sites are kept for its moves (`paste_site`'s `kept`), and its faces
+    are warped back bilinearly, several times faster than the bicubic an export gets and, at
+    the preview's scale (a crop enlarged about twice), much alike; a centre square is resized
+    bicubic in both: a resize is cheap, and a small model's crop (a 32 px digit) is enlarged up
+    to 24 times, where bilinear shows its grid."""
     if not faces:
         return (square_site(photo_size, original),)
     kernel = cv2.INTER_LINEAR if preview else cv2.INTER_CUBIC
-    return tuple(paste_site(photo_size, face, kernel) for face in faces)
+    return tuple(paste_site(photo_size, face, kernel, kept=preview) for face in faces)
 
 
 def paste_crops(

@@ -164,17 +164,17 @@ def remove_emptied_exports(folder: Path) -> None:
 
 def download_name(model_name: str, sliders: dict, start: dict, detail: float | None = None) -> str:
     """`fader-<model>-<attribute>=<value>….png`, in characters every file system takes: the
-    values not 0 or not at the photo's `start` (a three's `three=0`), "keep photo detail" when
-    it is not the model's default (`detail`, None: the default), and "unchanged" only when
-    every slider is at its start and the detail at its default."""
+    values not 0 or not at the photo's `start` (a three's `three=0`), or "unchanged" when every
+    slider is at its start; then "keep photo detail" when it is not the model's default
+    (`detail`, None: the default), never cut off by the name's length limit."""
     model = re.sub(r"[^A-Za-z0-9]+", "-", Path(model_name).name).strip("-")[:40] or "model"
     flat, begun = flat_values(sliders), flat_values(start)
     moved = {name for name, value in flat.items() if not math.isclose(value, begun.get(name, 0))}
     values = "_".join(f"{name}={value:g}" for name, value in flat.items() if value or name in moved)
     label = values if moved else "unchanged"
-    if detail is not None:
-        label += f"_detail={detail:g}"
-    return re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{label}")[:120] + ".png"
+    suffix = "" if detail is None else f"_detail={detail:g}"
+    name = re.sub(r"[^A-Za-z0-9=._-]+", "-", f"fader-{model}-{label}")
+    return name[: 120 - len(suffix)] + suffix + ".png"
 
 
 class PageExports:

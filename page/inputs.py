@@ -127,7 +127,10 @@ class TypedSlider(gr.Slider):
 
     def preprocess(self, payload: float | None) -> float | None:
         within_caps(payload, MAX_NUMBER_CHARS)
-        return None if payload is None else float(payload)
+        try:
+            return None if payload is None else float(payload)
+        except (TypeError, ValueError, OverflowError):  # Python's message echoes the value
+            raise gr.Error("A slider takes a number.") from None
 
 
 class CountSlider(gr.Slider):

@@ -101,7 +101,8 @@ def starting_sliders(
     library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
 ) -> list:
     """Sliders at what the model's classifier reads from the photo (0 without one), and the
-    same numbers for the page's reset buttons (`reset_targets`): "Reset all" is this handler."""
+    same numbers for the page's reset buttons (`reset_targets`), after an upload and for
+    "Reset all" (`reset_all`)."""
     editor = library.editor(model_name)
     start = editor.photo(photo_id, session).slider_start if photo_id else editor.neutral_start()
     values = positions(editor.model.config, start)

@@ -109,9 +109,17 @@ def test_edit_by_name_is_the_positional_edit_with_unnamed_attributes_at_the_star
             r"its attributes are zero, one, .*, eight, nine\.",
         ),
         ((None, {"eight": "x"}, "/edit_by_name"), "Attribute values must be finite numbers"),
+        ((None, {"eight": 10**400}, "/edit_by_name"), "Attribute values must be finite numbers"),
         ((None, [0.0] * 12 + [1.0], "/edit"), "digits takes 10 slider values"),
     ],
-    ids=["unknown id", "not an object", "unknown attribute", "not a number", "too many values"],
+    ids=[
+        "unknown id",
+        "not an object",
+        "unknown attribute",
+        "not a number",
+        "past a float",
+        "too many values",
+    ],
 )
 def test_a_bad_call_is_answered_in_plain_words(server, call, message):
     client, _ = server

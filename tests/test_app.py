@@ -577,6 +577,16 @@ def test_exports_live_in_gradios_cache_and_name_the_model_and_values(server, mod
     assert not list(Path(tempfile.gettempdir()).glob("fader-exports/*")), "no shared export folder"
 
 
+def test_a_long_download_name_keeps_its_detail_whole():
+    sliders = {f"attribute_{i}": 0.5 + i for i in range(16)}  # every one moved: a long name
+    name = edits.download_name("face", sliders, {}, detail=0.45)
+    assert name.endswith("_detail=0.45.png") and len(name) <= 124, name
+    assert (
+        edits.download_name("face", {"a": 0.0}, {}, detail=0.5)
+        == "fader-face-unchanged_detail=0.5.png"
+    )
+
+
 def test_a_face_photo_under_a_model_that_does_not_edit_faces_says_so(server, models, photos):
     client, _ = server
     crop, status, photo_id = client.predict(

@@ -121,6 +121,15 @@ def test_typed_values_are_clamped_or_refused_and_box_track_picture_and_download_
             eventually(page, lambda: three.input_value() == "0.5", f"{leave}: the box at 0.5")
             page.wait_for_timeout(1000)  # an edit or download "--" set off would have landed
             assert page_state.all_at({"three": 0.5}, "three=0.5"), f"{leave}: all at 0.5"
+        three.fill("0.8")
+        three.press("Enter")  # entered, the box still focused: the number to put back now
+        eventually(page, lambda: page_state.all_at({"three": 0.8}, "three=0.8"), "0.8 entered")
+        three.press("Control+a")
+        page.keyboard.type("--")
+        three.press("Enter")
+        eventually(page, lambda: three.input_value() == "0.8", "the box back at 0.8")
+        page.wait_for_timeout(1000)
+        assert page_state.all_at({"three": 0.8}, "three=0.8"), "all at the number last entered"
         assert page.locator(".toast-body").count() == 0, "no error on the way"
         page.screenshot(path=str(ARTIFACTS / f"sliders-typed-{viewport['width']}.png"))
 
