@@ -12,7 +12,8 @@ window.addEventListener("error", (event) => {
 // apart (app.py's TypedSlider and reset_targets say why):
 // - a number box left with no number in it ("--", "") gets back the number it had when it
 //   was focused (or last entered with Enter), before Gradio's own blur handler would set it
-//   to 0; Enter in such a box does the same (Gradio's would move the slider to the middle of its track and edit nothing);
+//   to 0; Enter in such a box does the same (Gradio's would move the slider to the middle of
+//   its track and edit nothing);
 // - a number box left past an end is left to the server (`settle` sets it to the end and
 //   says so), where Gradio's blur handler would set it first and the note be lost;
 // - a slider's reset button (↺) goes to the photo's starting value, which the hidden

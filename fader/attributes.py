@@ -94,6 +94,12 @@ def slider_keys(config: FaderConfig) -> list[SliderKey]:
     return keys
 
 
+def slider_names(config: FaderConfig) -> list[str]:
+    """Each slider's own name, in `slider_keys` order: a binary attribute's, or a group value's
+    (`Smiling`, `Blond_Hair`); the names `flat_values` gives them."""
+    return [category or name for name, category in slider_keys(config)]
+
+
 def plain_words(attribute: str) -> str:
     """CelebA's `Wearing_Hat` → "Wearing hat"."""
     return attribute.replace("_", " ").capitalize()
@@ -141,7 +147,7 @@ def positions(
     """Slider values as one number per slider, in `slider_keys` order (as a page's sliders or
     an API's positional arguments hold them)."""
     flat = flat_values(values)
-    return [flat[category or name] for name, category in slider_keys(config)]
+    return [flat[name] for name in slider_names(config)]
 
 
 def from_positions(config: FaderConfig, numbers: Sequence[float]) -> SliderValues:
@@ -170,10 +176,9 @@ def positions_by_name(config: FaderConfig, values: Any, start: SliderValues) -> 
     by_name = {api_name((str(name), None)): value for name, value in values.items()}
     unknown = [name for name in by_name if name not in position]
     if unknown:
-        shortest = [api_name((category or name, None)) for name, category in keys]
+        shortest = ", ".join(api_name((name, None)) for name in slider_names(config))
         raise ValueError(
-            f"This model has no attribute {unknown[0][:40]!r}; its attributes are "
-            f"{', '.join(shortest)}."
+            f"This model has no attribute {unknown[0][:40]!r}; its attributes are {shortest}."
         )
     numbers = positions(config, start)
     given = finite(list(by_name.values()), "Attribute values")

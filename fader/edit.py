@@ -106,9 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def swept_slider(name: str, config: "FaderConfig") -> str:
     """`--sweep NAME` as the model spells it, matched without case: a binary attribute, or one
     value of a group (a group as a whole has no single α to sweep)."""
-    from fader.attributes import slider_keys  # the model's schema imports torch: not for --help
+    from fader.attributes import slider_names  # the model's schema imports torch: not for --help
 
-    sliders = [category or attribute for attribute, category in slider_keys(config)]
+    sliders = slider_names(config)
     by_lower = {slider.lower(): slider for slider in sliders}
     group = next((g for g in config.categories if g.lower() == name.lower()), None)
     if group is not None:

@@ -275,12 +275,12 @@ class Streams:
             stream, lock, _ = self._streams.get(key) or (None, threading.Lock(), now)
             if session in self._closed:  # sent before the stop: edited, kept nowhere
                 stream = make()
-            elif stream is None:
-                self._close(session)  # another model's stream in this session is over
-                while len(self._streams) >= self.max_streams:
-                    del self._streams[min(self._streams, key=lambda k: self._streams[k][2])]
-                stream = make()
-            if session not in self._closed:
+            else:
+                if stream is None:
+                    self._close(session)  # another model's stream in this session is over
+                    while len(self._streams) >= self.max_streams:
+                        del self._streams[min(self._streams, key=lambda k: self._streams[k][2])]
+                    stream = make()
                 self._streams[key] = (stream, lock, now)
         with lock:  # one frame of a session at a time: the tracker holds the previous one
             return stream.edit(frame, values, detail)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from fader.attributes import slider_keys
+from fader.attributes import slider_names
 from fader.card import model_card
 from fader.classifier import Classifier, ClassifierConfig
 from fader.folder import SAMPLE_GRID_NAME, write_model_folder
@@ -55,7 +55,7 @@ METRIC_LABELS = {
 def one_class_attribute(config: FaderConfig) -> bool:
     """Whether the model reads the class as one attribute of ten values (else: ten yes/no
     attributes, one per class); ValueError for a model that is neither."""
-    if [category or name for name, category in slider_keys(config)] != DIGIT_NAMES:
+    if slider_names(config) != DIGIT_NAMES:
         raise ValueError(f"The model's sliders are not the ten digits {DIGIT_NAMES}.")
     return bool(config.categories)
 
