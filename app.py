@@ -33,6 +33,7 @@ from page.calls import for_session, limited, pictures_as_files, user_errors
 from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
+from page.moves import DEMO_MOVES, MOVE_ROUTE, MOVE_SCRIPT, Moves
 from page.photos import (
     encode,
     encode_examples,
@@ -81,7 +82,7 @@ LAUNCH = {  # every launch of the page
     "css": CSS,
     "head": HEAD,
     "max_file_size": MAX_UPLOAD,
-    "app_kwargs": {"middleware": [Middleware(RequestLimits)]},
+    "app_kwargs": {"middleware": [Middleware(RequestLimits)], "routes": [MOVE_ROUTE]},
 }
 
 
@@ -301,15 +302,12 @@ def bound_handlers(page: Page, library: ModelLibrary) -> dict[str, Callable]:
 
 
 def wire(
-    page: Page, library: ModelLibrary, live_edits: int, streams: Streams | None = None
+    page: Page, library: ModelLibrary, edits: asyncio.Semaphore, streams: Streams | None = None
 ) -> None:
     """Each part of the page tied to its handlers. Gradio's API page lists the public
     endpoints in the order they are wired here, and names an event given no name after its
     handler (`edit`, then `edit_1`…): the API's own endpoints come first, to keep theirs."""
     bound = bound_handlers(page, library)
-    # The page's moves and the API's edits share `live_edits` turns: the decodes of those in
-    # flight are batched together.
-    edits = asyncio.Semaphore(live_edits)
     wire_api_edits(page, bound, edits)
     moving = wire_slider_moves(page, library, bound, edits)
     wire_faces_and_reset(page, bound, moving)
@@ -343,11 +341,12 @@ def wire_slider_moves(
         **LIVE,
         **HIDDEN,
     )
-    # Outside the queue: a move is one POST answered with the edit (the queue's join request
-    # and event stream cost more than the decoder).
+    # A move is one POST to the app's own route (`page.moves`), made by the event's script:
+    # Gradio's handling of an event costs the server more than a face's edit after its decode.
+    move_fields = [page.model_name, page.photo_id, *page.sliders, page.detail, page.faces]
+    shown = [page.edited_crop, page.edited_photo, page.status]
+    gr.on(slider_moves, None, move_fields, shown, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
     moving = limited(bound["live_edit"], edits)
-    page_edit = {"api_name": "live_edit", "queue": False, **LIVE, **HIDDEN}
-    gr.on(slider_moves, moving, page.page_inputs, page.edit_outputs, **page_edit)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
@@ -479,7 +478,11 @@ def build_demo(
     ) as demo:
         page = layout(library)
         api_examples(library, page.image, page.photo_id, page.values)
-        wire(page, library, live_edits, streams)
+        # The page's moves (`page.moves`, and the page's other edits) and the API's edits share
+        # `live_edits` turns: the decodes of those in flight are batched together.
+        edits = asyncio.Semaphore(live_edits)
+        wire(page, library, edits, streams)
+        DEMO_MOVES[demo] = Moves(library, edits)
         demo.load(
             user_errors(lambda model_name: switch_model(library, model_name)),
             page.model_name,

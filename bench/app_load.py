@@ -53,10 +53,10 @@ import numpy as np
 import torch
 from PIL import Image
 from servers import (
-    LIVE_EDIT_ROUTE,
     Server,
     add_code_option,
     checkout,
+    live_pictures,
     named_codes,
     revision_of,
     server_env,
@@ -210,10 +210,10 @@ def live_mover(
 
     async def move(photo_id: str, values: list[float]) -> tuple[bytes, bytes]:
         sliders = [*values, *[0.0] * (MAX_SLIDERS - len(values))]
-        body = server.live_edit_body(session, model, photo_id, sliders, detail)
-        reply = await http.post(LIVE_EDIT_ROUTE, json=body)
+        route, body = server.live_move_request(session, model, photo_id, sliders, detail)
+        reply = await http.post(route, json=body)
         reply.raise_for_status()
-        crop, preview = [INLINE_PICTURE.search(html) for html in reply.json()["data"][:2]]
+        crop, preview = [INLINE_PICTURE.search(html) for html in live_pictures(reply.json())]
         if crop is None or preview is None:
             raise Refused("the live edit answered no pictures")
         return base64.b64decode(crop.group(1)), base64.b64decode(preview.group(1))

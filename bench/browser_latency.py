@@ -79,9 +79,11 @@ window.fetch = async function (input, init) {
     const fn = body().fn_index;
     response.clone().json().then(r => { window.joins[r.event_id] = {fn, sent, answered}; })
       .catch(() => {});
-  } else if (url.includes('/gradio_api/run/')) {  // an event outside the queue: one POST
+  } else if (url.includes('/gradio_api/run/') || url.includes('/fader/move')) {
+    // an event outside the queue, or a slider's move on the app's own route: one POST
     const id = 'direct-' + sent;
-    window.joins[id] = {fn: body().fn_index, sent, answered: sent};
+    const fn = url.includes('/fader/move') ? 'move' : body().fn_index;
+    window.joins[id] = {fn, sent, answered: sent};
     window.messages.push({event_id: id, msg: 'process_starts', t: sent});
     window.messages.push({event_id: id, msg: 'process_completed', t: answered});
   } else if (url.includes('/queue/data') && response.body) {
@@ -148,10 +150,11 @@ def face_model(folder: Path) -> str:
     return str(folder)
 
 
-def edit_fn_indices(page) -> set[int]:
-    """The dependency ids of the edit's events (the page's config names them)."""
+def edit_fn_indices(page) -> set[int | str]:
+    """The dependency ids of the edit's events (the page's config names them), and "move" for
+    the app's own route of a slider's move."""
     dependencies = page.evaluate("() => window.gradio_config.dependencies")
-    return {
+    return {"move"} | {
         d["id"]
         for d in dependencies
         if d.get("api_name") in {"edit", "live_edit"} or str(d.get("api_name")).startswith("edit_")

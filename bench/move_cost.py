@@ -9,8 +9,10 @@ real app answered for that photo (Gradio's floor), once with Gradio's defaults a
 settings `app.main` gives Gradio (`app.GRADIO_SETTINGS`). Each makes N moves through both routes
 a move can take:
 
-- the page's live edit: the exact request the page sends, one POST outside the queue to
-  `/gradio_api/run/predict`, answered with the crop and the preview inline;
+- the page's live edit: the exact request the page sends, one POST outside the queue, answered
+  with the crop and the preview inline: to the app's own route (`/fader/move`, `page/moves.py`)
+  or, for a commit before that route, to Gradio's `/gradio_api/run/predict`; the null app
+  answers both, and an app's floor is the null app's on the route that app takes;
 - the API's `/edit` through Gradio's queue (gradio_client), answered with two picture files,
   which the client downloads.
 
@@ -50,15 +52,19 @@ import httpx
 import torch
 from PIL import Image
 from servers import (
-    LIVE_EDIT_ROUTE,
+    MOVE_ROUTE,
     Server,
     add_code_option,
     checkout,
+    live_pictures,
     named_codes,
     revision_of,
     server_env,
     serving,
 )
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -253,8 +259,14 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
 
         gr.on([], live, page_inputs, live_outputs, api_name="live_edit", queue=False)
         gr.on([], api, api_inputs, api_outputs, api_name="edit", concurrency_limit=None)
+
+    async def own_route(request: Request) -> JSONResponse:  # the app's MOVE_ROUTE, null
+        crop, photo, _ = answered(json.loads(await request.body())["photo_id"], "live")
+        return JSONResponse({"crop": crop, "photo": photo})
+
+    routes = [Route(f"/{MOVE_ROUTE}", own_route, methods=["POST"])]
     demo.queue(default_concurrency_limit=4).launch(
-        server_name="127.0.0.1", server_port=port, quiet=True
+        server_name="127.0.0.1", server_port=port, quiet=True, app_kwargs={"routes": routes}
     )
 
 
@@ -268,12 +280,15 @@ def values_for(move: int) -> list[float]:
     return values
 
 
-def live_move(server: Server, session: str, model: str, photo_id: str, values, detail) -> dict:
-    """A slider move as the page sends it: one POST outside the queue."""
-    body = server.live_edit_body(session, model, photo_id, values, detail)
-    reply = httpx.post(f"{server.url}{LIVE_EDIT_ROUTE}", json=body, timeout=120)
+def live_move(
+    server: Server, session: str, model: str, photo_id: str, values, detail, own_route=None
+) -> list[str]:
+    """A slider move as the page sends it (one POST outside the queue): the crop's and the
+    preview's <img>s. `own_route` as `Server.live_move_request` takes it."""
+    route, body = server.live_move_request(session, model, photo_id, values, detail, own_route)
+    reply = httpx.post(f"{server.url}{route}", json=body, timeout=120)
     reply.raise_for_status()
-    return reply.json()
+    return live_pictures(reply.json())
 
 
 def measure(server: Server, route: str, moves: int, move) -> dict:
@@ -311,9 +326,7 @@ def drive_app(server: Server, model: str, photo: Path, moves: int, detail: float
     live_answer, api_answer = {}, []
 
     def live(i: int) -> None:
-        live_answer["data"] = live_move(server, session, model, photo_id, values_for(i), detail)[
-            "data"
-        ]
+        live_answer["data"] = live_move(server, session, model, photo_id, values_for(i), detail)
 
     def api(i: int) -> None:
         api_answer[:] = client.predict(
@@ -324,7 +337,7 @@ def drive_app(server: Server, model: str, photo: Path, moves: int, detail: float
         route: measure(server, route, moves, move)
         for route, move in zip(ROUTES, (live, api), strict=True)
     }
-    (keep / f"{photo.stem}-live.json").write_text(json.dumps(live_answer["data"][:2]))
+    (keep / f"{photo.stem}-live.json").write_text(json.dumps(live_answer["data"]))
     (keep / f"{photo.stem}-api.json").write_text(json.dumps(api_answer))
     return result
 
@@ -336,15 +349,16 @@ def drive_null(server: Server, case: str, moves: int) -> dict:
     values = [0.0] * MAX_SLIDERS
 
     def live(i: int) -> None:
-        live_move(server, client.session_hash, "model", case, values, 0.0)
+        live_move(server, client.session_hash, "model", case, values, 0.0, own_route=False)
+
+    def live_own(i: int) -> None:
+        live_move(server, client.session_hash, "model", case, values, 0.0, own_route=True)
 
     def api(i: int) -> None:
         client.predict("model", None, case, *values, 0.0, api_name="/edit")
 
-    return {
-        route: measure(server, route, moves, move)
-        for route, move in zip(ROUTES, (live, api), strict=True)
-    }
+    moves_by_route = {"live": live, "live_own_route": live_own, "api": api}
+    return {route: measure(server, route, moves, move) for route, move in moves_by_route.items()}
 
 
 # ---- Profiles --------------------------------------------------------------------------------
@@ -467,13 +481,18 @@ def main() -> None:
                 row[null_name] = drive_null(servers[null_name], name, args.moves)
             for code in codes:
                 for route in ROUTES:
-                    floor = row["null_tuned" if tuned[code] else "null"][route]
+                    null = row["null_tuned" if tuned[code] else "null"]
+                    own = route == "live" and servers[code].own_move_route
+                    row[code][route]["route"] = MOVE_ROUTE if own else route
+                    floor = null["live_own_route" if own else route]
                     ours_ms = row[code][route]["server_cpu_ms"] - floor["server_cpu_ms"]
                     row[code][route]["ours_ms"] = round(ours_ms, 1)
             print(json.dumps({name: row}), file=sys.stderr, flush=True)
     for name in servers:
         report["profiles"][name] = {
-            route: top_functions(sorted(work.glob(f"{name}-{route}-*.raw"))) for route in ROUTES
+            route: top_functions(sorted(work.glob(f"{name}-{route}-*.raw")))
+            for route in {*ROUTES, "live_own_route"}
+            if any(work.glob(f"{name}-{route}-*.raw"))
         }
     text = json.dumps(report, indent=1)
     print(text)

@@ -21,6 +21,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE_EDIT_ROUTE = "gradio_api/run/predict"  # where the page POSTs its events outside the queue
+MOVE_ROUTE = "fader/move"  # the page's slider moves since they have a route of their own
 
 
 def add_code_option(parser: argparse.ArgumentParser) -> None:
@@ -123,13 +124,26 @@ class Server:
         status = Path(f"/proc/{self.process.pid}/status").read_text()
         return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
 
-    def live_edit_body(self, session: str, model: str, photo_id: str, values, detail) -> dict:
-        """A slider move as the page sends it to `LIVE_EDIT_ROUTE`: one POST outside the
-        queue, the photo by its id, no ticked faces (all of them)."""
+    @property
+    def own_move_route(self) -> bool:
+        """Whether the app answers a slider move on `MOVE_ROUTE` (`page/moves.py`), not as the
+        Gradio event `live_edit` (the app before that route)."""
+        return "live_edit" not in self.fn
+
+    def live_move_request(
+        self, session: str, model: str, photo_id: str, values, detail, own_route: bool | None = None
+    ) -> tuple[str, dict]:
+        """A slider move as the page sends it, the photo by its id, no ticked faces (all of
+        them): the path and JSON body of one POST outside the queue, on the app's own route
+        (`own_route`, default: `own_move_route`) or as the Gradio event."""
+        if self.own_move_route if own_route is None else own_route:
+            fields = {"model": model, "photo_id": photo_id, "values": values, "detail": detail}
+            return MOVE_ROUTE, {"session": session, **fields, "faces": None}
         if "live_edit" not in self.fn:
-            raise RuntimeError(f"{self.name}'s app has no live_edit route")
+            raise RuntimeError(f"{self.name}'s app has no live_edit event")
         data = [model, None, photo_id, *values, detail, None]
-        return {"data": data, "fn_index": self.fn["live_edit"], "session_hash": session}
+        body = {"data": data, "fn_index": self.fn["live_edit"], "session_hash": session}
+        return LIVE_EDIT_ROUTE, body
 
     def sample(self, route: str) -> subprocess.Popen | None:
         """py-spy sampling this server until stopped (SIGINT), when it is installed."""
@@ -163,3 +177,8 @@ def serving() -> Iterator[dict[str, "Server"]]:
     finally:
         for server in servers.values():
             server.stop()
+
+
+def live_pictures(answer: dict) -> list[str]:
+    """The crop's and the preview's <img>s in a live move's answer (either route's)."""
+    return [answer["crop"], answer["photo"]] if "crop" in answer else answer["data"][:2]

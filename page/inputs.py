@@ -126,11 +126,16 @@ class TypedSlider(gr.Slider):
     is_template = True
 
     def preprocess(self, payload: float | None) -> float | None:
-        within_caps(payload, MAX_NUMBER_CHARS)
-        try:
-            return None if payload is None else float(payload)
-        except (TypeError, ValueError, OverflowError):  # Python's message echoes the value
-            raise gr.Error("A slider takes a number.") from None
+        return typed_number(payload)
+
+
+def typed_number(payload: Any) -> float | None:
+    """What a `TypedSlider` hands over: the number sent, or None for a box with no number."""
+    within_caps(payload, MAX_NUMBER_CHARS)
+    try:
+        return None if payload is None else float(payload)
+    except (TypeError, ValueError, OverflowError):  # Python's message echoes the value
+        raise gr.Error("A slider takes a number.") from None
 
 
 class CountSlider(gr.Slider):

@@ -31,6 +31,7 @@ from fader.model import FaderConfig, FaderNetwork
 from page import edits
 from page.calls import limited
 from page.edits import EXPORT_PREFIX, PageExports, export_move
+from page.moves import MAX_MOVE_BYTES, MOVE_PATH
 from page.photos import example_photos, face_choices
 from page.sliders import MAX_SLIDERS, slider_settings
 from tests.group_photo import changed, group_photo
@@ -355,14 +356,20 @@ def test_another_sessions_photo_id_is_refused_like_an_unknown_one(server, models
     assert own_id != photo_id, "the same photo, another id: sharing the work, not the access"
 
 
-def live_move(url: str, session: str, model: str, photo_id: str, values: list[float]) -> dict:
-    """A slider move as the page sends it: one POST outside the queue, to the edit that answers
-    with its pictures inline."""
-    config = httpx.get(f"{url}config").json()
-    fn_index = next(d["id"] for d in config["dependencies"] if d["api_name"] == "live_edit")
-    body = {"data": [model, None, photo_id, *values, 1.0, LARGEST], "fn_index": fn_index}
-    response = httpx.post(f"{url}gradio_api/run/predict", json=body | {"session_hash": session})
-    return response.json()
+def live_move(
+    url: str, session: str, model: str, photo_id: str, values: list, faces: list | None = LARGEST
+) -> httpx.Response:
+    """A slider move as the page's script sends it: one POST to the app's own route, the faces
+    ticked by their labels."""
+    fields = {"model": model, "photo_id": photo_id, "values": values, "detail": 1.0}
+    body = {"session": session, **fields, "faces": faces}
+    return httpx.post(f"{url}{MOVE_PATH.lstrip('/')}", json=body)
+
+
+def inline_picture(html: str) -> Image.Image:
+    """The picture of an <img> whose src is a base64 `data:` URL."""
+    data = re.search(r'src="data:image/\w+;base64,([^"]+)"', html).group(1)
+    return Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB")
 
 
 def test_a_late_slider_export_for_a_photo_replaced_meanwhile_leaves_the_download_alone(
@@ -415,10 +422,9 @@ def test_the_pages_live_edit_answers_inline_and_only_to_the_photos_session(serve
     crop_file, _, _ = client.predict(
         models["face"], None, photo_id, *values, 1.0, LARGEST, api_name="/edit"
     )
-    crop_html, photo_html, same_id = live_move(
-        url, client.session_hash, models["face"], photo_id, values
-    )["data"]
-    assert same_id == photo_id and 'src="data:image/jpeg;base64,' in photo_html
+    answer = live_move(url, client.session_hash, models["face"], photo_id, values).json()
+    crop_html, photo_html = answer["crop"], answer["photo"]
+    assert 'src="data:image/jpeg;base64,' in photo_html
     src = crop_html.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
     inline = Image.open(io.BytesIO(base64.b64decode(src))).convert("RGB")
     enlarged = Image.open(crop_file).convert("RGB")
@@ -426,7 +432,38 @@ def test_the_pages_live_edit_answers_inline_and_only_to_the_photos_session(serve
         "/edit's crop"
     )
     refused = live_move(url, "another-tab", models["face"], photo_id, values)
-    assert "no longer loaded" in str(refused.get("error")), refused
+    assert refused.status_code == 400 and "no longer loaded" in refused.json()["error"]
+
+
+def test_a_move_is_checked_before_it_is_made_and_refused_in_words(server, models, photos):
+    """The move route checks what Gradio's components would, before any work: the body's size
+    (before it is parsed), each field's type and length; a box with no number is a move that
+    changes nothing yet."""
+    client, url = server
+    _, _, photo_id = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    session, face = client.session_hash, models["face"]
+    route = f"{url}{MOVE_PATH.lstrip('/')}"
+    huge = httpx.post(route, content=b"{" + b" " * (2 * MAX_MOVE_BYTES) + b"}")
+    assert huge.status_code == 413 and "small JSON object" in huge.json()["error"]
+    refusals = {
+        "not JSON": (httpx.post(route, content=b"\xff{"), "JSON object"),
+        "a list": (httpx.post(route, json=[1, 2]), "JSON object"),
+        "17 values": (live_move(url, session, face, photo_id, [0.0] * 17), "at most 16"),
+        "a word": (live_move(url, session, face, photo_id, ["smile"]), "takes a number"),
+        "a long number": (live_move(url, session, face, photo_id, ["1" * 40]), "32 chars"),
+        "an id too long": (live_move(url, session, face, "x" * 200, NEUTRAL), "at most 24"),
+        "no session": (live_move(url, None, face, photo_id, NEUTRAL), "text of at most"),
+        "another model": (live_move(url, session, "evil/repo", photo_id, NEUTRAL), "Unknown"),
+    }
+    for name, (reply, words) in refusals.items():
+        assert reply.status_code == 400 and words in reply.json()["error"], (name, reply.text)
+        assert "Traceback" not in reply.text, name
+    typing = live_move(url, session, face, photo_id, [None, *NEUTRAL[1:]])
+    assert typing.json() == {"skip": True}, "a box with no number: nothing changes yet"
+    made = live_move(url, session, face, photo_id, sliders(Smiling=1.0))
+    assert made.status_code == 200 and set(made.json()) == {"crop", "photo"}
 
 
 def test_the_pages_moves_and_the_apis_edits_share_the_live_edit_limit():
@@ -601,7 +638,7 @@ def test_a_face_photo_under_a_model_that_does_not_edit_faces_says_so(server, mod
 
 
 def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_path):
-    client, _ = server
+    client, url = server
     path = tmp_path / "group.png"
     group = group_photo()
     group.save(path)
@@ -625,6 +662,18 @@ def test_a_group_photo_edits_every_face_or_the_ones_picked(server, models, tmp_p
     )
     assert changed(edited["astronaut"], group, astronaut) > 5
     assert changed(edited["astronaut"], group, hopper) == 0, "the face not picked is untouched"
+    previews = {  # a slider's move: the faces ticked by their labels, one the page cannot show
+        name: inline_picture(
+            live_move(
+                url, client.session_hash, models["face"], handle, sliders(Smiling=2.0), faces
+            ).json()["photo"]
+        )
+        for name, faces in (("all", None), ("astronaut", ["Face 2", "Face 99"]))
+    }
+    scale = previews["all"].width / group.width
+    hopper, astronaut = ([v * scale for v in box] for box in (hopper, astronaut))
+    assert changed(previews["astronaut"], previews["all"], hopper) > 5, "Face 1 not ticked"
+    assert changed(previews["astronaut"], previews["all"], astronaut) < 1, "Face 2 edited in both"
     strip = client.predict(
         models["face"], None, handle, "Smiling", 3, *NEUTRAL, 0.0, api_name="/sweep"
     )

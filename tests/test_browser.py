@@ -21,6 +21,7 @@ from skimage import data as skimage_data
 
 from fader.library import ModelLibrary
 from page import edits
+from page.moves import MOVE_PATH
 from page.photos import EXAMPLES
 from page.sliders import MAX_SLIDERS
 from tests.builders import save_model
@@ -140,6 +141,31 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
         name = page.locator("#download").inner_text()  # the extension in an element of its own
         assert re.search(rf"Smiling={final:g}\s*\.png", name), name
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
+
+
+def test_a_slider_move_goes_to_the_move_route_and_a_refusal_shows_in_words(page_url, photos):
+    """A drag's moves are POSTs to the app's own route (`page.moves`); a move the server
+    refuses (here: sent for another session, as after the photo was dropped) leaves the
+    pictures as they were and says why under the photo, with no error badge."""
+    with opened(page_url) as page:
+        before = upload_and_wait_for_the_edit(page, photos["astronaut"])
+        posted: list[str] = []
+        page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
+        slider = page.locator("#slider-column input[type=range]").first
+        drag(page, slider, 0.4, 0.9)
+        page.wait_for_function(
+            "before => document.querySelector('#edited-crop img').src !== before",
+            arg=before,
+            timeout=30_000,
+        )
+        assert any(url.endswith(MOVE_PATH) for url in posted), posted
+        page.wait_for_timeout(1500)  # the release's move has landed
+        moved = page.locator("#edited-crop img").get_attribute("src")
+        page.evaluate("() => { window.__gradio_session_hash__ = 'another-tab'; }")
+        drag(page, slider, 0.9, 0.3)
+        page.locator("#status").get_by_text("no longer loaded").wait_for(timeout=30_000)
+        assert page.locator("#edited-crop img").get_attribute("src") == moved
+        assert page.locator(".toast-body").count() == 0, "said in words, not an error badge"
 
 
 @pytest.fixture(scope="module")
