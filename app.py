@@ -47,7 +47,6 @@ from page.sliders import (
     DETAIL_RANGE,
     reset_all,
     reset_targets,
-    settle,
     slider_settings,
     starting_sliders,
     sweep_choices,
@@ -309,7 +308,7 @@ def wire(
     handler (`edit`, then `edit_1`…): the API's own endpoints come first, to keep theirs."""
     bound = bound_handlers(page, library)
     wire_api_edits(page, bound, edits)
-    moving = wire_slider_moves(page, library, bound, edits)
+    moving = wire_slider_moves(page, bound, edits)
     wire_faces_and_reset(page, bound, moving)
     wire_photo(page, bound)
     wire_sweep(page, bound)
@@ -321,7 +320,7 @@ def wire(
 
 
 def wire_slider_moves(
-    page: Page, library: ModelLibrary, bound: dict[str, Callable], edits: asyncio.Semaphore
+    page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore
 ) -> Callable:
     """A slider's move: the box set to an end, the live edit, then its download. Returns the
     live edit as the page's other events run it (with one of `edits`)."""
@@ -330,21 +329,12 @@ def wire_slider_moves(
     # sets change: the edit follows input and release, the download release and change.
     moved = [*page.sliders, page.detail]
     slider_moves = [s.input for s in moved] + [s.release for s in moved]
-    # A number typed past a slider's end: the box set to the end, and a word under the sliders.
-    gr.on(
-        [s.change for s in moved],
-        user_errors(lambda model_name, *values: settle(library, model_name, *values)),
-        [page.model_name, *moved],
-        [*moved, page.slider_note],
-        api_name="settle",
-        queue=False,
-        **LIVE,
-        **HIDDEN,
-    )
     # A move is one POST to the app's own route (`page.moves`), made by the event's script:
     # Gradio's handling of an event costs the server more than a face's edit after its decode.
-    move_fields = [page.model_name, page.photo_id, *page.sliders, page.detail, page.faces]
-    shown = [page.edited_crop, page.edited_photo, page.status]
+    # Its answer also settles the sliders: a number typed past an end set to the end, and a
+    # word under the sliders (`settle`).
+    move_fields = [page.model_name, page.photo_id, *moved, page.faces]
+    shown = [page.edited_crop, page.edited_photo, page.status, *moved, page.slider_note]
     gr.on(slider_moves, None, move_fields, shown, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
     moving = limited(bound["live_edit"], edits)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
@@ -375,7 +365,7 @@ def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callabl
     reset = page.reset_all.click(
         bound["reset_all"],
         [page.model_name, page.photo_id],
-        [*page.sliders, page.detail, page.reset_targets],
+        [*page.sliders, page.detail, page.reset_targets, page.slider_note],
         api_name="reset_all",
         queue=False,
         **HIDDEN,
@@ -406,7 +396,7 @@ def then_show_edit(event: Any, page: Page, bound: dict[str, Callable]) -> None:
     download (or, for a refused photo, every output cleared)."""
     photo = [page.model_name, page.photo_id]
     faces = [page.faces, page.faces_ticked]
-    starts = [*page.sliders, page.reset_targets]
+    starts = [*page.sliders, page.reset_targets, page.slider_note]
     event.then(bound["starting_sliders"], photo, starts, **HIDDEN).then(
         bound["face_choices"], photo, faces, **HIDDEN
     ).then(bound["live_edit"], page.page_inputs, page.edit_outputs, **HIDDEN).then(

@@ -15,8 +15,10 @@ talks to the server as Gradio's own clients do:
   the arguments `/gradio_api/info` lists (at their defaults but the model, the photo_id, the two
   attributes and "keep photo detail") → an event id, `GET` its event stream until `complete`,
   then the two picture files it names downloaded;
-- a move through the page's live edit (`--routes live`): the one POST outside the queue that
-  the page sends, the crop and the preview inline.
+- a move through the page's live edit (`--routes live`): what the page sends for a step of a
+  drag (`Server.live_move_requests`), outside the queue, the crop and the preview inline: one
+  POST to the app's own route, or, before that route, the edit and the sliders' `settle` as two
+  Gradio events.
 
 After the timed moves, every answer is checked against a local decode of that visitor's own
 photo at its own values (cross-talk: 0 expected; a picture that does not open is an error).
@@ -210,10 +212,11 @@ def live_mover(
 
     async def move(photo_id: str, values: list[float]) -> tuple[bytes, bytes]:
         sliders = [*values, *[0.0] * (MAX_SLIDERS - len(values))]
-        route, body = server.live_move_request(session, model, photo_id, sliders, detail)
-        reply = await http.post(route, json=body)
-        reply.raise_for_status()
-        crop, preview = [INLINE_PICTURE.search(html) for html in live_pictures(reply.json())]
+        requests = server.live_move_requests(session, model, photo_id, sliders, detail)
+        replies = [await http.post(route, json=body) for route, body in requests]
+        for reply in replies:
+            reply.raise_for_status()
+        crop, preview = [INLINE_PICTURE.search(html) for html in live_pictures(replies[0].json())]
         if crop is None or preview is None:
             raise Refused("the live edit answered no pictures")
         return base64.b64decode(crop.group(1)), base64.b64decode(preview.group(1))

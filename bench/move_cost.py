@@ -9,10 +9,12 @@ real app answered for that photo (Gradio's floor), once with Gradio's defaults a
 settings `app.main` gives Gradio (`app.GRADIO_SETTINGS`). Each makes N moves through both routes
 a move can take:
 
-- the page's live edit: the exact request the page sends, one POST outside the queue, answered
-  with the crop and the preview inline: to the app's own route (`/fader/move`, `page/moves.py`)
-  or, for a commit before that route, to Gradio's `/gradio_api/run/predict`; the null app
-  answers both, and an app's floor is the null app's on the route that app takes;
+- the page's live edit: what the page sends the server for a step of a slider's drag, outside
+  the queue, answered with the crop and the preview inline: one POST to the app's own route
+  (`/fader/move`, `page/moves.py`) or, for a commit before that route, two to Gradio's
+  `/gradio_api/run/predict` (the edit, and the sliders' `settle` that the page's `change` sent
+  beside it); the null app answers both ways, and an app's floor is the null app's the way that
+  app takes;
 - the API's `/edit` through Gradio's queue (gradio_client), answered with two picture files,
   which the client downloads.
 
@@ -258,6 +260,15 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
             return answered(photo_id, "api")
 
         gr.on([], live, page_inputs, live_outputs, api_name="live_edit", queue=False)
+        settled = [*sliders, detail, gr.Markdown()]  # the sliders left as they are, no note
+        settle = [model, *sliders, detail], settled
+        gr.on(
+            [],
+            lambda *_: [gr.skip()] * len(sliders) + [gr.skip(), ""],
+            *settle,
+            api_name="settle",
+            queue=False,
+        )
         gr.on([], api, api_inputs, api_outputs, api_name="edit", concurrency_limit=None)
 
     async def own_route(request: Request) -> JSONResponse:  # the app's MOVE_ROUTE, null
@@ -283,12 +294,15 @@ def values_for(move: int) -> list[float]:
 def live_move(
     server: Server, session: str, model: str, photo_id: str, values, detail, own_route=None
 ) -> list[str]:
-    """A slider move as the page sends it (one POST outside the queue): the crop's and the
-    preview's <img>s. `own_route` as `Server.live_move_request` takes it."""
-    route, body = server.live_move_request(session, model, photo_id, values, detail, own_route)
-    reply = httpx.post(f"{server.url}{route}", json=body, timeout=120)
-    reply.raise_for_status()
-    return live_pictures(reply.json())
+    """A step of a slider's drag as the page sends it (`Server.live_move_requests`, with
+    `own_route`): the crop's and the preview's <img>s."""
+    requests = server.live_move_requests(session, model, photo_id, values, detail, own_route)
+    replies = [
+        httpx.post(f"{server.url}{route}", json=body, timeout=120) for route, body in requests
+    ]
+    for reply in replies:
+        reply.raise_for_status()
+    return live_pictures(replies[0].json())
 
 
 def measure(server: Server, route: str, moves: int, move) -> dict:

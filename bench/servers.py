@@ -130,20 +130,28 @@ class Server:
         Gradio event `live_edit` (the app before that route)."""
         return "live_edit" not in self.fn
 
-    def live_move_request(
+    def live_move_requests(
         self, session: str, model: str, photo_id: str, values, detail, own_route: bool | None = None
-    ) -> tuple[str, dict]:
-        """A slider move as the page sends it, the photo by its id, no ticked faces (all of
-        them): the path and JSON body of one POST outside the queue, on the app's own route
-        (`own_route`, default: `own_move_route`) or as the Gradio event."""
+    ) -> list[tuple[str, dict]]:
+        """What the page sends the server for one step of a slider's drag, the photo by its id,
+        no ticked faces (all of them): the path and JSON body of each POST outside the queue,
+        the edit's first. On the app's own route (`own_route`, default: `own_move_route`), one
+        POST whose answer also settles the sliders; as Gradio events, the edit and the sliders'
+        `settle`, which the page's `change` sent beside each move until it came with the move."""
         if self.own_move_route if own_route is None else own_route:
             fields = {"model": model, "photo_id": photo_id, "values": values, "detail": detail}
-            return MOVE_ROUTE, {"session": session, **fields, "faces": None}
+            return [(MOVE_ROUTE, {"session": session, **fields, "faces": None})]
         if "live_edit" not in self.fn:
             raise RuntimeError(f"{self.name}'s app has no live_edit event")
-        data = [model, None, photo_id, *values, detail, None]
-        body = {"data": data, "fn_index": self.fn["live_edit"], "session_hash": session}
-        return LIVE_EDIT_ROUTE, body
+        events = {
+            "live_edit": [model, None, photo_id, *values, detail, None],
+            "settle": [model, *values, detail],
+        }
+        return [
+            (LIVE_EDIT_ROUTE, {"data": data, "fn_index": self.fn[name], "session_hash": session})
+            for name, data in events.items()
+            if name in self.fn
+        ]
 
     def sample(self, route: str) -> subprocess.Popen | None:
         """py-spy sampling this server until stopped (SIGINT), when it is installed."""

@@ -11,7 +11,8 @@ It checks what Gradio's components would: the body's size before it is parsed, e
 type and length (`page.inputs`), the photo's session (the page's Gradio session, which the
 browser made up and sends with every event); a move waits for one of the edits' turns, as the
 page's other edits do. It answers the crop, the preview, and a message for the status area when
-the move could not be made; `{"skip": true}` while a number box holds no number.
+the move could not be made, and the sliders settled (`page.sliders.settle`: a number typed past
+an end set to it, and a note); `{"skip": true}` while a number box holds no number.
 """
 
 import asyncio
@@ -32,24 +33,25 @@ from page.calls import user_errors
 from page.edits import edit
 from page.inputs import MAX_NAME_CHARS, typed_number
 from page.photos import face_labels
-from page.sliders import MAX_SLIDERS
+from page.sliders import MAX_SLIDERS, settle
 
 MOVE_PATH = "/fader/move"
 MAX_MOVE_BYTES = 8192  # a move's JSON: 17 numbers, a model's name, ids, 16 face labels
 FACE_LABELS = face_labels(MAX_FACES)
 
-# The script of the sliders' events: the event's inputs in `Moves.fields` order, then the
-# outputs it may leave as they are. One move is in flight at a time; a move made meanwhile
-# replaces any other waiting, and the moves it replaced change nothing (an answer out of order
-# would show an older picture). `{__type__: "update"}` is Gradio's "leave this output as it is".
+# The script of the sliders' events: the event's inputs in `Move`'s order; its outputs the
+# crop, the preview, the status under the photo, the sliders (then "keep photo detail") and the
+# note under them (`settle`). One move is in flight at a time; a move made meanwhile replaces any
+# other waiting, and the moves it replaced change nothing (an answer out of order would show an
+# older picture). `{__type__: "update"}` is Gradio's "leave this output as it is".
 MOVE_SCRIPT = f"""async (...inputs) => {{
   const keep = {{__type__: "update"}};
+  const unchanged = Array({MAX_SLIDERS + 5}).fill(keep);
   const moves = window.faderMoves ??= {{made: 0, busy: Promise.resolve()}};
   const mine = ++moves.made;
   await moves.busy;
-  if (mine !== moves.made) return [keep, keep, keep];
   const [model, photo_id, ...rest] = inputs;
-  if (!photo_id) return [keep, keep, keep];
+  if (mine !== moves.made || !photo_id) return unchanged;
   const values = rest.slice(0, {MAX_SLIDERS}), [detail, faces] = rest.slice({MAX_SLIDERS});
   const body = JSON.stringify({{session: window.__gradio_session_hash__, model, photo_id,
                                 values, detail, faces}});
@@ -59,9 +61,9 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
     .then((reply) => reply.json())
     .catch(() => ({{error: "The server did not answer; try the slider again."}}));
   const answer = await answered;
-  if (answer.skip) return [keep, keep, keep];
-  if (answer.error) return [keep, keep, answer.error];
-  return [answer.crop, answer.photo, keep];
+  if (answer.skip) return unchanged;
+  if (answer.error) return [keep, keep, answer.error, ...unchanged.slice(3)];
+  return [answer.crop, answer.photo, keep, ...answer.settled];
 }}"""
 
 
@@ -128,7 +130,8 @@ class Moves:
         )
         if isinstance(crop, dict):  # gr.skip(): a number box holds no number yet
             return {"skip": True}
-        return {"crop": crop, "photo": photo}
+        settled = settle(self.library, move.model, *move.values, move.detail)
+        return {"crop": crop, "photo": photo, "settled": settled}
 
 
 # Each demo's moves, found from the request's app (Gradio keeps the demo it serves there).

@@ -102,20 +102,21 @@ def starting_sliders(
 ) -> list:
     """Sliders at what the model's classifier reads from the photo (0 without one), and the
     same numbers for the page's reset buttons (`reset_targets`), after an upload and for
-    "Reset all" (`reset_all`)."""
+    "Reset all" (`reset_all`); the note under the sliders emptied (`settle` keeps it only while
+    a slider a visitor moved stays at an end)."""
     editor = library.editor(model_name)
     start = editor.photo(photo_id, session).slider_start if photo_id else editor.neutral_start()
     values = positions(editor.model.config, start)
     updates = [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
-    return [*updates, reset_targets(values, editor.model.config.default_detail)]
+    return [*updates, reset_targets(values, editor.model.config.default_detail), ""]
 
 
 def reset_all(library: ModelLibrary, model_name: str, photo_id: str, session: str = "") -> list:
     """ "Reset all": the sliders to the photo's start (`starting_sliders`) and "keep photo
     detail" to the model's default, so the picture is again what the upload first showed."""
-    *sliders, targets = starting_sliders(library, model_name, photo_id, session)
+    *sliders, targets, note = starting_sliders(library, model_name, photo_id, session)
     detail = library.editor(model_name).model.config.default_detail
-    return [*sliders, gr.update(value=detail), targets]
+    return [*sliders, gr.update(value=detail), targets, note]
 
 
 def reset_targets(values: Sequence[float], detail: float) -> str:
@@ -128,7 +129,7 @@ def reset_targets(values: Sequence[float], detail: float) -> str:
 
 
 def settle(library: ModelLibrary, model_name: str, *values: float | None) -> list:
-    """The page's sliders (then "keep photo detail") after a change: a number typed past an end
+    """The page's sliders (then "keep photo detail") after a move: a number typed past an end
     is set to that end, which the edits already used (`clamp`), and a note under the sliders
     says so, kept while an attribute's slider stays at an end (setting the box changes it once
     more), and emptied by the next change within the ends; the others are left as they are."""

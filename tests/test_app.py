@@ -462,8 +462,12 @@ def test_a_move_is_checked_before_it_is_made_and_refused_in_words(server, models
         assert "Traceback" not in reply.text, name
     typing = live_move(url, session, face, photo_id, [None, *NEUTRAL[1:]])
     assert typing.json() == {"skip": True}, "a box with no number: nothing changes yet"
-    made = live_move(url, session, face, photo_id, sliders(Smiling=1.0))
-    assert made.status_code == 200 and set(made.json()) == {"crop", "photo"}
+    made = live_move(url, session, face, photo_id, sliders(Smiling=1.0)).json()
+    assert set(made) == {"crop", "photo", "settled"} and made["settled"][-1] == "", "no note"
+    past_an_end = live_move(url, session, face, photo_id, sliders(Smiling=70.0)).json()
+    *boxes, detail, note = past_an_end["settled"]
+    assert boxes[0]["value"] < 70 and "70 is set to" in note, "the box set to its end, and said"
+    assert boxes[1] == detail == gr.skip(), "the other sliders and the detail left as they are"
 
 
 def test_the_pages_moves_and_the_apis_edits_share_the_live_edit_limit():
