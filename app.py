@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import gradio as gr
 import torch
 from starlette.middleware import Middleware
@@ -319,9 +320,7 @@ def wire(
     wire_live_webcam(page.webcam, webcam_controls, library, streams, LIVE_FRAMES)
 
 
-def wire_slider_moves(
-    page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore
-) -> Callable:
+def wire_slider_moves(page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore) -> Callable:
     """A slider's move: the box set to an end, the live edit, then its download. Returns the
     live edit as the page's other events run it (with one of `edits`)."""
     # A drag fires input (live) and release, keys and typing input and change, the reset button
@@ -523,8 +522,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=max(1, (os.cpu_count() or 2) // 2),
-        help="PyTorch threads per request (default: half the cores, so concurrent users and the "
-        "web server are not starved; on 2 busy cores, 2 threads made decodes 10x slower)",
+        help="PyTorch and OpenCV threads per request (default: half the cores, so concurrent "
+        "users and the web server are not starved; on 2 busy cores, 2 threads made decodes 10x "
+        "slower)",
     )
     return parser.parse_args(argv)
 
@@ -533,6 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO)
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)  # its pastes too: more threads cost a busy server more CPU
     for name, value in GRADIO_SETTINGS.items():  # read as the queue is made, in build_demo
         os.environ.setdefault(name, value)
     try:

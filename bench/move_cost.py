@@ -50,7 +50,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import httpx
 import torch
 from PIL import Image
 from servers import (
@@ -182,6 +181,9 @@ from fader.library import ModelLibrary
 
 model, photo, moves, detail = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 torch.set_num_threads(1)
+if sys.argv[5] == "opencv-threads":  # as the tree's `app.main` sets them
+    import cv2
+    cv2.setNumThreads(1)
 library = ModelLibrary([model])
 photo_id = library.editor(model).load(photo)
 outputs = [type("Picture", (), {"format": f})() for f in ("png", "jpeg")] + [None]
@@ -205,7 +207,8 @@ def handler_ms(tree: Path, model: str, photo: Path, moves: int, detail: float) -
     """The move's own handler called in a process of its own, no server: CPU ms per move for
     the page's live edit and the API's edit (its pictures written as files), the same work as
     "ours" without Gradio's share or the server's noise."""
-    command = [sys.executable, "-c", HANDLER, model, str(photo), str(moves), str(detail)]
+    opencv = "opencv-threads" if "cv2.setNumThreads" in (tree / "app.py").read_text() else "-"
+    command = [sys.executable, "-c", HANDLER, model, str(photo), str(moves), str(detail), opencv]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FADER_OFFLINE": "1"}
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -297,9 +300,7 @@ def live_move(
     """A step of a slider's drag as the page sends it (`Server.live_move_requests`, with
     `own_route`): the crop's and the preview's <img>s."""
     requests = server.live_move_requests(session, model, photo_id, values, detail, own_route)
-    replies = [
-        httpx.post(f"{server.url}{route}", json=body, timeout=120) for route, body in requests
-    ]
+    replies = [server.http.post(route, json=body) for route, body in requests]
     for reply in replies:
         reply.raise_for_status()
     return live_pictures(replies[0].json())

@@ -230,6 +230,18 @@ MUTANTS = [
         (("        for tensor in unpickler.tensors:\n            tensor.check_layout()\n", ""),),
         ("tests/test_legacy_tensor_layouts.py",),
     ),
+    Mutant(
+        "move_body_read_whole",
+        "page/moves.py",
+        (("        if len(body) > MAX_MOVE_BYTES:\n", "        if False:\n"),),
+        ("tests/test_app.py", "-k", "move_is_checked"),
+    ),
+    Mutant(
+        "move_for_any_session",
+        "page/moves.py",
+        (("            session=move.session,\n", '            session="",\n'),),
+        ("tests/test_app.py", "-k", "live_edit_answers_inline"),
+    ),
 ]
 
 

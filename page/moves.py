@@ -83,7 +83,7 @@ def parsed_move(body: bytes) -> Move:
     """The move in `body` (JSON), every field checked before it is used."""
     try:
         fields = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # 8 KB of "[[[…"
         raise ValueError("A move is a JSON object.") from None
     if not isinstance(fields, dict):
         raise ValueError("A move is a JSON object.")
@@ -93,16 +93,16 @@ def parsed_move(body: bytes) -> Move:
     if faces is not None and (not isinstance(faces, list) or len(faces) > MAX_FACES):
         raise ValueError(f"A move takes at most {MAX_FACES} faces.")
     return Move(
-        session=text(fields.get("session"), MAX_NAME_CHARS),
-        model=text(fields.get("model"), MAX_NAME_CHARS),
-        photo_id=text(fields.get("photo_id"), ID_CHARS),
+        session=capped_text(fields.get("session"), MAX_NAME_CHARS),
+        model=capped_text(fields.get("model"), MAX_NAME_CHARS),
+        photo_id=capped_text(fields.get("photo_id"), ID_CHARS),
         values=[typed_number(value) for value in values],
         detail=typed_number(fields.get("detail")),
         faces=None if faces is None else [FACE_LABELS.index(f) for f in faces if f in FACE_LABELS],
     )
 
 
-def text(value: Any, max_chars: int) -> str:
+def capped_text(value: Any, max_chars: int) -> str:
     if not isinstance(value, str) or len(value) > max_chars:
         raise ValueError(f"A move's names and ids are text of at most {max_chars} chars.")
     return value
@@ -116,8 +116,12 @@ class Moves:
     turns: asyncio.Semaphore
 
     def answer(self, move: Move) -> dict[str, Any]:
-        """The page's live edit (`page.edits.edit`, inline) of `move`."""
-        crop, photo, _ = user_errors(edit)(
+        """The page's live edit (`page.edits.edit`, inline) of `move`, and the sliders settled;
+        errors as `user_errors` words them."""
+        return user_errors(self.made)(move)
+
+    def made(self, move: Move) -> dict[str, Any]:
+        crop, photo, _ = edit(
             self.library,
             move.model,
             None,

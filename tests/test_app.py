@@ -450,6 +450,7 @@ def test_a_move_is_checked_before_it_is_made_and_refused_in_words(server, models
     refusals = {
         "not JSON": (httpx.post(route, content=b"\xff{"), "JSON object"),
         "a list": (httpx.post(route, json=[1, 2]), "JSON object"),
+        "nested deep": (httpx.post(route, content=b"[" * (MAX_MOVE_BYTES - 1)), "JSON object"),
         "17 values": (live_move(url, session, face, photo_id, [0.0] * 17), "at most 16"),
         "a word": (live_move(url, session, face, photo_id, ["smile"]), "takes a number"),
         "a long number": (live_move(url, session, face, photo_id, ["1" * 40]), "32 chars"),
