@@ -21,7 +21,8 @@ a move can take:
 For each it reports the server's CPU time per move (`/proc/PID/stat` before and after), its
 share above the null app's on the same route ("ours"), the wall time, the decoder's own time on
 the photo's faces (one thread, as the app runs it) and the server-bound moves per second (the
-machine's cores over the CPU per move), and the handler's own CPU per move called in a process
+machine's cores over the CPU per move), each server's CPU per second while it waits for work,
+and the handler's own CPU per move called in a process
 of its own, without a server (our share, without Gradio's or the server's noise). py-spy
 samples every server throughout (when it is installed): the top functions by own samples and,
 for the app, its own functions by inclusive share. Cases: the bundled digits model on its
@@ -221,9 +222,9 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
     """The app's move routes with handlers that only return, for the photo id they are given,
     the pictures the real app answered for it (`pictures`, read once each): same inputs, same
     outputs, same routes, no work of ours."""
-    if tuned:
+    if tuned:  # the app's settings of Gradio: its environment, its queue's idle polling
         sys.path.insert(0, str(ROOT))
-        from app import GRADIO_SETTINGS
+        from app import GRADIO_SETTINGS, with_queue_idle_poll
 
         os.environ.update(GRADIO_SETTINGS)
     import gradio as gr
@@ -279,7 +280,10 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
         return JSONResponse({"crop": crop, "photo": photo})
 
     routes = [Route(f"/{MOVE_ROUTE}", own_route, methods=["POST"])]
-    demo.queue(default_concurrency_limit=4).launch(
+    demo.queue(default_concurrency_limit=4)
+    if tuned:
+        with_queue_idle_poll(demo)
+    demo.launch(
         server_name="127.0.0.1", server_port=port, quiet=True, app_kwargs={"routes": routes}
     )
 
@@ -292,6 +296,16 @@ def values_for(move: int) -> list[float]:
     values = [0.0] * MAX_SLIDERS
     values[0] = round(((move * 7) % 21) / 10 - 1, 2)
     return values
+
+
+IDLE_SECONDS = 5.0
+
+
+def idle_cpu(server: Server) -> float:
+    """The server's CPU per second with no request: what its loops cost while they wait."""
+    start = server.cpu()
+    time.sleep(IDLE_SECONDS)
+    return round(1000 * (server.cpu() - start) / IDLE_SECONDS, 1)
 
 
 def live_move(
@@ -482,6 +496,8 @@ def main() -> None:
         null = [sys.executable, str(Path(__file__).resolve()), "--null-server", str(pictures)]
         servers["null"] = Server("null", null, ROOT, env, work)
         servers["null_tuned"] = Server("null_tuned", [*null, "--tuned"], ROOT, env, work)
+        time.sleep(IDLE_SECONDS)  # every server started, none busy
+        report["idle_cpu_ms_per_s"] = {name: idle_cpu(server) for name, server in servers.items()}
         for name, model in cases.items():
             detail = models[model].config.default_detail
             row = report["cases"][name]
