@@ -59,7 +59,9 @@ QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gra
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
 LIVE_FRAMES = QUEUE_CONCURRENCY  # webcam frames edited at once, whatever the number of streams
-QUEUE_IDLE_POLL = 0.01  # seconds between the queue's looks for work while it has none
+# Seconds between the looks of Gradio's queue, while it has nothing to do, for work to start
+# and for progress to send (Gradio: 0.001 and 0.01; see `with_queue_idle_poll`)
+QUEUE_IDLE_POLL = {"sleep_when_free": 0.01, "progress_update_sleep_when_free": 0.1}
 EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 # Gradio's queue rebuilds its monitoring summary (a pandas table over its last 10,000 events)
@@ -483,16 +485,17 @@ def build_demo(
 
 
 def with_queue_idle_poll(demo: gr.Blocks) -> gr.Blocks:
-    """Gradio's queue looks for work every millisecond while it has none, and its progress
-    every 10 ms: 69 ms of CPU a second on a server with no visitor (BENCHMARKS.md). Looks every
-    `QUEUE_IDLE_POLL` seconds cost a tenth of that, and a queued event (the API's edits, a
-    photo's encoding) waits at most that much longer to start. Gradio has no setting for them:
-    the queue's attributes are set, and a Gradio without them fails here, not silently."""
+    """Gradio's queue looks for work to start every millisecond while it has none, and for
+    progress to send every 10 ms: 69 ms of CPU a second on a server with no visitor
+    (BENCHMARKS.md). At `QUEUE_IDLE_POLL` a queued event (the API's edits, a photo's encoding)
+    waits at most 10 ms more to start and a download's progress shows ten times a second.
+    Gradio has no setting for them: the queue's attributes are set, and a Gradio without them
+    fails here, not silently."""
     queue = demo._queue
-    for polling in ("sleep_when_free", "progress_update_sleep_when_free"):
+    for polling, seconds in QUEUE_IDLE_POLL.items():
         if not hasattr(queue, polling):
             raise RuntimeError(f"Gradio's queue has no {polling}: see app.QUEUE_IDLE_POLL.")
-        setattr(queue, polling, QUEUE_IDLE_POLL)
+        setattr(queue, polling, seconds)
     return demo
 
 
