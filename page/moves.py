@@ -43,7 +43,9 @@ FACE_LABELS = face_labels(MAX_FACES)
 # crop, the preview, the status under the photo, the sliders (then "keep photo detail") and the
 # note under them (`settle`). One move is in flight at a time; a move made meanwhile replaces any
 # other waiting, and the moves it replaced change nothing (an answer out of order would show an
-# older picture). `{__type__: "update"}` is Gradio's "leave this output as it is".
+# older picture). A refusal is said under the photo (a photo no longer kept is the photo's
+# news); an answer lost on the way under the sliders, where the next move's note replaces it.
+# `{__type__: "update"}` is Gradio's "leave this output as it is".
 MOVE_SCRIPT = f"""async (...inputs) => {{
   const keep = {{__type__: "update"}};
   const unchanged = Array({MAX_SLIDERS + 5}).fill(keep);
@@ -55,14 +57,16 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
   const values = rest.slice(0, {MAX_SLIDERS}), [detail, faces] = rest.slice({MAX_SLIDERS});
   const body = JSON.stringify({{session: window.__gradio_session_hash__, model, photo_id,
                                 values, detail, faces}});
+  const root = (window.gradio_config?.root ?? "").replace(/\/$/, "");  // as Gradio's own calls
   let answered;
-  moves.busy = answered = fetch("{MOVE_PATH}", {{method: "POST", body,
+  moves.busy = answered = fetch(root + "{MOVE_PATH}", {{method: "POST", body,
       headers: {{"content-type": "application/json"}}}})
     .then((reply) => reply.json())
-    .catch(() => ({{error: "The server did not answer; try the slider again."}}));
+    .catch(() => ({{lost: "The server did not answer; move the slider again."}}));
   const answer = await answered;
   if (answer.skip) return unchanged;
-  if (answer.error) return [keep, keep, answer.error, ...unchanged.slice(3)];
+  if (answer.error) return [keep, keep, answer.error, ...unchanged.slice(3)];  // the photo's
+  if (answer.lost) return [...unchanged.slice(1), answer.lost];  // under the sliders, for now
   return [answer.crop, answer.photo, keep, ...answer.settled];
 }}"""
 

@@ -146,7 +146,8 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
 def test_a_slider_move_goes_to_the_move_route_and_a_refusal_shows_in_words(page_url, photos):
     """A drag's moves are POSTs to the app's own route (`page.moves`); a move the server
     refuses (here: sent for another session, as after the photo was dropped) leaves the
-    pictures as they were and says why under the photo, with no error badge."""
+    pictures as they were and says why under the photo, and one whose answer is lost says so
+    under the sliders, with no error badge."""
     with opened(page_url) as page:
         before = upload_and_wait_for_the_edit(page, photos["astronaut"])
         posted: list[str] = []
@@ -164,6 +165,10 @@ def test_a_slider_move_goes_to_the_move_route_and_a_refusal_shows_in_words(page_
         page.evaluate("() => { window.__gradio_session_hash__ = 'another-tab'; }")
         drag(page, slider, 0.9, 0.3)
         page.locator("#status").get_by_text("no longer loaded").wait_for(timeout=30_000)
+        assert page.locator("#edited-crop img").get_attribute("src") == moved
+        page.route(f"**{MOVE_PATH}", lambda route: route.abort())  # the answer lost on the way
+        drag(page, slider, 0.3, 0.8)
+        page.locator("#slider-note").get_by_text("did not answer").wait_for(timeout=30_000)
         assert page.locator("#edited-crop img").get_attribute("src") == moved
         assert page.locator(".toast-body").count() == 0, "said in words, not an error badge"
 
