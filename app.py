@@ -24,7 +24,6 @@ import gradio as gr
 import torch
 from starlette.middleware import Middleware
 
-from fader.editor import MAX_FACES
 from fader.library import ModelLibrary, authors_choices, bundled_models, choice_label
 from fader.photo import MAX_BYTES
 from fader.request_limits import RequestLimits
@@ -34,13 +33,13 @@ from page.calls import for_session, limited, pictures_as_files, user_errors
 from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
-from page.moves import DEMO_MOVES, MOVE_ROUTE, MOVE_SCRIPT, Moves
+from page.moves import DEMO_MOVES, MOVE_AGAIN_ID, MOVE_ROUTE, MOVE_SCRIPT, Moves
 from page.photos import (
+    FACE_LABELS,
     encode,
     encode_examples,
     example_photos,
     face_choices,
-    face_labels,
     page_encode,
     picked_faces,
 )
@@ -59,9 +58,7 @@ QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gra
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
 LIVE_FRAMES = QUEUE_CONCURRENCY  # webcam frames edited at once, whatever the number of streams
-# Seconds between the looks of Gradio's queue, while it has nothing to do, for work to start
-# and for progress to send (Gradio: 0.001 and 0.01; see `with_queue_idle_poll`)
-QUEUE_IDLE_POLL = {"sleep_when_free": 0.01, "progress_update_sleep_when_free": 0.1}
+QUEUE_IDLE_POLL = 0.01  # seconds between the queue's looks for work to start (Gradio: 0.001)
 EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 # Gradio's queue rebuilds its monitoring summary (a pandas table over its last 10,000 events)
@@ -108,6 +105,7 @@ class Page:
     detail: gr.Slider
     faces: gr.CheckboxGroup
     faces_ticked: gr.State  # the ticked face numbers (None: all), as the page's edits read them
+    move_again: gr.Button  # hidden: a move's script clicks it for a photo the server let go
     edited_crop: gr.HTML  # the live edit, its pictures inline (`edit(inline=True)`)
     edited_photo: gr.HTML
     edit_files: list[gr.Image]  # never shown: the `/edit` API's crop and preview, as files
@@ -212,15 +210,18 @@ def layout(library: ModelLibrary) -> Page:
                 "for strong edits, where the old shape shows through)",
                 elem_id="slider-detail",
             )
-            labels = face_labels(MAX_FACES)  # the API's choices; the page shows the photo's
+            labels = FACE_LABELS  # the API's choices; the page shows the photo's
             faces = FaceChoice(
                 labels, value=labels, type="index", label="Faces to edit", visible=False
             )
-            # What the page's edits read instead of the checkboxes: a move sent while a new
-            # photo's faces are listed would carry the old photo's ticks, which Gradio refuses
-            # against the new choices (an error on the page); `faces_present` drops the faces a
-            # photo does not have.
+            # What the page's Gradio edits (a face ticked, "Reset all", a new photo's first
+            # edit, the downloads) read instead of the checkboxes: one sent while a new photo's
+            # faces are listed would carry the old photo's ticks, which Gradio refuses against
+            # the new choices (an error on the page); `faces_present` drops the faces a photo
+            # does not have. A slider's move (`page.moves`) sends the ticks by label, as its
+            # script sees them: a script cannot read a State, and the route takes any label.
             faces_ticked = gr.State(None)
+            move_again = gr.Button("Edit again", elem_id=MOVE_AGAIN_ID)  # hidden by page.css
         with gr.Column(elem_id="result-column"):
             edited_crop = gr.HTML(
                 label="Edited crop", show_label=True, container=True, elem_id="edited-crop"
@@ -252,8 +253,8 @@ def layout(library: ModelLibrary) -> Page:
     return Page(
         model_name, current_model, model_loading, model_info, face_help, image, examples, status,
         crop, photo_id, sliders, slider_note, reset_all, targets, detail, faces, faces_ticked,
-        edited_crop, edited_photo, edit_files, values, download, sweep_attribute, sweep_steps,
-        sweep_button, sweep_strip, webcam=webcam,
+        move_again, edited_crop, edited_photo, edit_files, values, download, sweep_attribute,
+        sweep_steps, sweep_button, sweep_strip, webcam=webcam,
     )  # fmt: skip
 
 
@@ -312,7 +313,8 @@ def wire(
     handler (`edit`, then `edit_1`…): the API's own endpoints come first, to keep theirs."""
     bound = bound_handlers(page, library)
     wire_api_edits(page, bound, edits)
-    moving = wire_slider_moves(page, bound, edits)
+    moving = limited(bound["live_edit"], edits)  # the page's edits that Gradio's events make
+    wire_slider_moves(page, bound, moving)
     wire_faces_and_reset(page, bound, moving)
     wire_photo(page, bound)
     wire_sweep(page, bound)
@@ -323,9 +325,9 @@ def wire(
     wire_live_webcam(page.webcam, webcam_controls, library, streams, LIVE_FRAMES)
 
 
-def wire_slider_moves(page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore) -> Callable:
-    """A slider's move: the box set to an end, the live edit, then its download. Returns the
-    live edit as the page's other events run it (with one of `edits`)."""
+def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) -> None:
+    """A slider's move: the live edit with the box set to an end, then its download; for a
+    photo the server let go, the edit through Gradio (`moving`), which prepares it again."""
     # A drag fires input (live) and release, keys and typing input and change, the reset button
     # input and change (HEAD's script types the photo's start into the box), a value the server
     # sets change: the edit follows input and release, the download release and change.
@@ -336,9 +338,11 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], edits: asyncio.Sem
     # Its answer also settles the sliders: a number typed past an end set to the end, and a
     # word under the sliders (`settle`).
     move_fields = [page.model_name, page.photo_id, *moved, page.faces]
-    shown = [page.edited_crop, page.edited_photo, page.status, *moved, page.slider_note]
+    shown = [page.edited_crop, page.edited_photo, *moved, page.slider_note]
     gr.on(slider_moves, None, move_fields, shown, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
-    moving = limited(bound["live_edit"], edits)
+    # The photo itself, for the one the route no longer holds: the edit answers its new id.
+    again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
+    page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's
@@ -349,7 +353,6 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], edits: asyncio.Sem
     )
     export_options = {"api_name": "export_move", "queue": False, **LIVE, **HIDDEN}
     gr.on(releases, exporting, page.page_inputs, page.download, **export_options)
-    return moving
 
 
 def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callable) -> None:
@@ -485,17 +488,16 @@ def build_demo(
 
 
 def with_queue_idle_poll(demo: gr.Blocks) -> gr.Blocks:
-    """Gradio's queue looks for work to start every millisecond while it has none, and for
-    progress to send every 10 ms: 69 ms of CPU a second on a server with no visitor
-    (BENCHMARKS.md). At `QUEUE_IDLE_POLL` a queued event (the API's edits, a photo's encoding)
-    waits at most 10 ms more to start and a download's progress shows ten times a second.
-    Gradio has no setting for them: the queue's attributes are set, and a Gradio without them
-    fails here, not silently."""
+    """Gradio's queue looks for work to start every millisecond while it has none (and while
+    every worker is busy): most of an idle server's CPU (BENCHMARKS.md). At `QUEUE_IDLE_POLL`
+    a queued event (the API's edits, each step of a photo's encoding) waits at most 10 ms more
+    to start. Gradio has no setting for it: the queue's attribute is set, and a Gradio without
+    it fails here, not silently. Its look for progress to send (every 10 ms) is left as it is:
+    a model's download shows its progress through it."""
     queue = demo._queue
-    for polling, seconds in QUEUE_IDLE_POLL.items():
-        if not hasattr(queue, polling):
-            raise RuntimeError(f"Gradio's queue has no {polling}: see app.QUEUE_IDLE_POLL.")
-        setattr(queue, polling, seconds)
+    if not hasattr(queue, "sleep_when_free"):
+        raise RuntimeError("Gradio's queue has no sleep_when_free: see app.QUEUE_IDLE_POLL.")
+    queue.sleep_when_free = QUEUE_IDLE_POLL
     return demo
 
 
@@ -540,9 +542,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads",
         type=int,
         default=max(1, (os.cpu_count() or 2) // 2),
-        help="PyTorch and OpenCV threads per request (default: half the cores, so concurrent "
-        "users and the web server are not starved; on 2 busy cores, 2 threads made decodes 10x "
-        "slower)",
+        help="threads PyTorch and OpenCV may use for one request's work (default: half the "
+        "cores, so concurrent users and the web server are not starved; on 2 busy cores, 2 "
+        "threads made decodes 10x slower)",
     )
     return parser.parse_args(argv)
 

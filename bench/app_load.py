@@ -213,7 +213,8 @@ def live_mover(
     async def move(photo_id: str, values: list[float]) -> tuple[bytes, bytes]:
         sliders = [*values, *[0.0] * (MAX_SLIDERS - len(values))]
         requests = server.live_move_requests(session, model, photo_id, sliders, detail)
-        replies = [await http.post(route, json=body) for route, body in requests]
+        # sent together, as the page sends its events (each on its own, not one after another)
+        replies = await asyncio.gather(*(http.post(route, json=body) for route, body in requests))
         for reply in replies:
             reply.raise_for_status()
         crop, preview = [INLINE_PICTURE.search(html) for html in live_pictures(replies[0].json())]

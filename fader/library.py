@@ -132,6 +132,10 @@ class ModelLibrary:
         self._editors: dict[str, Editor] = {}
         self._lock = threading.Lock()
 
+    def loaded(self, name: str) -> bool:
+        """Whether `name`'s model is loaded already (`editor` would not load, nor download)."""
+        return name in self._editors
+
     def editor(self, name: str) -> Editor:
         if name not in self.names:
             raise ValueError(f"Unknown model {name!r}; choose one of {self.names}.")

@@ -109,6 +109,12 @@ class PhotoStore(Generic[Prepared]):
             entry.touched, entry.used = time.monotonic(), True
             return entry.value
 
+    def holds(self, session: str, photo_id: str) -> bool:
+        """Whether `get` would answer (without counting as a use)."""
+        with self._lock:
+            entry = self._entries.get(photo_id)
+            return entry is not None and entry.session == session
+
     def latest(self, session: str) -> str | None:
         """The id of the photo this session loaded last (its page shows that one), or None:
         also when its page was emptied since (`show_none`: a refused upload)."""

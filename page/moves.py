@@ -1,24 +1,29 @@
 """A slider's move on a route of its own: the hot path, outside Gradio's event handling.
 
 Gradio answers an event with its whole machinery (its request model, each input's and output's
-processing, the session's state): 7–8 ms of server CPU for a POST that does nothing, as long as
-a face's edit takes after its decode. `POST MOVE_PATH` answers the same edit for 0.6 ms of its
-own. The page's slider events run no server function: their script (`MOVE_SCRIPT`) sends the
-move here and hands the answer back to Gradio as the event's outputs, so Gradio still holds
-every value the page shows.
+processing, the session's state): 7–8 ms of server CPU for a POST whose handler does nothing,
+as long as a face's edit takes after its decode; the null app of `bench/move_cost.py` answers
+on a route like this one for 0.7–2.3 ms. The page's slider events run no server function:
+their script (`MOVE_SCRIPT`) sends the move here and hands the answer back to Gradio as the
+event's outputs, so Gradio still holds every value the page shows.
 
-It checks what Gradio's components would: the body's size before it is parsed, each field's
-type and length (`page.inputs`), the photo's session (the page's Gradio session, which the
-browser made up and sends with every event); a move waits for one of the edits' turns, as the
-page's other edits do. It answers the crop, the preview, and a message for the status area when
-the move could not be made, and the sliders settled (`page.sliders.settle`: a number typed past
-an end set to it, and a note); `{"skip": true}` while a number box holds no number.
+It checks what Gradio's components would, before any work: the body's type and size before it
+is parsed, each field's type and length (`page.inputs`), a model the page has loaded, the photo
+of the session that sent it (the page's Gradio session, which the browser made up and sends
+with every event). A move waits for one of the edits' turns, as the page's other edits do, and
+one that a newer move of its session overtook while it waited is not made. The answer: the
+crop, the preview and the sliders settled (`page.sliders.settle`: a number typed past an end
+set to it, and a note); `{"skip": true}` while a number box holds no number, or for a move
+overtaken; `{"again": true}` for a photo the server no longer holds, which the script then
+sends through Gradio with the photo itself (`MOVE_AGAIN_ID`), to be prepared again; a refusal
+in words.
 """
 
 import asyncio
+import itertools
 import json
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
@@ -26,48 +31,58 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from fader.editor import MAX_FACES
 from fader.library import ModelLibrary
 from fader.photo_store import ID_CHARS
-from page.calls import user_errors
+from page.calls import limited, markdown_text, user_errors
 from page.edits import edit
-from page.inputs import MAX_NAME_CHARS, typed_number
-from page.photos import face_labels
+from page.inputs import MAX_NAME_CHARS, typed_number, within_caps
+from page.photos import FACE_LABELS
 from page.sliders import MAX_SLIDERS, settle
 
 MOVE_PATH = "/fader/move"
 MAX_MOVE_BYTES = 8192  # a move's JSON: 17 numbers, a model's name, ids, 16 face labels
-FACE_LABELS = face_labels(MAX_FACES)
+MOVE_TIMEOUT_MS = 30_000  # a move's answer waited for, then said lost (later moves wait on it)
+MOVE_AGAIN_ID = "move-again"  # the hidden button whose click edits with the photo itself
 
 # The script of the sliders' events: the event's inputs in `Move`'s order; its outputs the
-# crop, the preview, the status under the photo, the sliders (then "keep photo detail") and the
-# note under them (`settle`). One move is in flight at a time; a move made meanwhile replaces any
-# other waiting, and the moves it replaced change nothing (an answer out of order would show an
-# older picture). A refusal is said under the photo (a photo no longer kept is the photo's
-# news); an answer lost on the way under the sliders, where the next move's note replaces it.
+# crop, the preview, the sliders (then "keep photo detail") and the note under them. One move
+# is in flight at a time; a move made meanwhile replaces any other waiting, and the moves it
+# replaced change nothing (an answer out of order would show an older picture). What went
+# wrong is said in the note, which the next move's answer replaces. The route is Gradio's own
+# root path's, on the page's origin (as Gradio's front end reaches its own routes).
 # `{__type__: "update"}` is Gradio's "leave this output as it is".
 MOVE_SCRIPT = f"""async (...inputs) => {{
   const keep = {{__type__: "update"}};
-  const unchanged = Array({MAX_SLIDERS + 5}).fill(keep);
-  const moves = window.faderMoves ??= {{made: 0, busy: Promise.resolve()}};
+  const unchanged = Array({MAX_SLIDERS + 4}).fill(keep);
+  const moves = window.faderMoves ??= {{made: 0, busy: Promise.resolve(), said: false}};
   const mine = ++moves.made;
   await moves.busy;
+  if (mine !== moves.made) return unchanged;
   const [model, photo_id, ...rest] = inputs;
-  if (mine !== moves.made || !photo_id) return unchanged;
   const values = rest.slice(0, {MAX_SLIDERS}), [detail, faces] = rest.slice({MAX_SLIDERS});
   const body = JSON.stringify({{session: window.__gradio_session_hash__, model, photo_id,
                                 values, detail, faces}});
-  const root = (window.gradio_config?.root ?? "").replace(/\/$/, "");  // as Gradio's own calls
+  const root = new URL(window.gradio_config?.root || "/", location.href).pathname;
   let answered;
-  moves.busy = answered = fetch(root + "{MOVE_PATH}", {{method: "POST", body,
-      headers: {{"content-type": "application/json"}}}})
+  moves.busy = answered = fetch(root.replace(/\\/$/, "") + "{MOVE_PATH}", {{
+      method: "POST", body, headers: {{"content-type": "application/json"}},
+      signal: AbortSignal.timeout({MOVE_TIMEOUT_MS})}})
     .then((reply) => reply.json())
-    .catch(() => ({{lost: "The server did not answer; move the slider again."}}));
+    .catch(() => ({{error: "The server did not answer; move the slider again."}}));
   const answer = await answered;
   if (answer.skip) return unchanged;
-  if (answer.error) return [keep, keep, answer.error, ...unchanged.slice(3)];  // the photo's
-  if (answer.lost) return [...unchanged.slice(1), answer.lost];  // under the sliders, for now
-  return [answer.crop, answer.photo, keep, ...answer.settled];
+  if (answer.again) {{
+    document.getElementById("{MOVE_AGAIN_ID}")?.click();
+    return unchanged;
+  }}
+  if (answer.error) {{
+    moves.said = true;
+    return [...unchanged.slice(1), answer.error];
+  }}
+  const settled = answer.settled;
+  if (moves.said && settled.at(-1)?.__type__ === "update") settled[settled.length - 1] = "";
+  moves.said = false;
+  return [answer.crop, answer.photo, ...settled];
 }}"""
 
 
@@ -87,44 +102,69 @@ def parsed_move(body: bytes) -> Move:
     """The move in `body` (JSON), every field checked before it is used."""
     try:
         fields = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # 8 KB of "[[[…"
+    except (UnicodeDecodeError, ValueError, RecursionError):  # 8 KB of "[[[…", 5,000 digits
         raise ValueError("A move is a JSON object.") from None
     if not isinstance(fields, dict):
         raise ValueError("A move is a JSON object.")
     values, faces = fields.get("values"), fields.get("faces")
-    if not isinstance(values, list) or len(values) > MAX_SLIDERS:
-        raise ValueError(f"A move takes at most {MAX_SLIDERS} slider values.")
-    if faces is not None and (not isinstance(faces, list) or len(faces) > MAX_FACES):
-        raise ValueError(f"A move takes at most {MAX_FACES} faces.")
+    if not isinstance(values, list) or len(values) != MAX_SLIDERS:
+        raise ValueError(f"A move's values are a list of {MAX_SLIDERS} numbers.")
+    if faces is not None and (not isinstance(faces, list) or len(faces) > len(FACE_LABELS)):
+        raise ValueError(f"A move's faces are a list of at most {len(FACE_LABELS)} labels.")
+    if faces is not None and any(label not in FACE_LABELS for label in faces):
+        first, last = FACE_LABELS[0], FACE_LABELS[-1]
+        raise ValueError(f"A move's faces are labels from {first!r} to {last!r}.")
     return Move(
         session=capped_text(fields.get("session"), MAX_NAME_CHARS),
         model=capped_text(fields.get("model"), MAX_NAME_CHARS),
         photo_id=capped_text(fields.get("photo_id"), ID_CHARS),
         values=[typed_number(value) for value in values],
         detail=typed_number(fields.get("detail")),
-        faces=None if faces is None else [FACE_LABELS.index(f) for f in faces if f in FACE_LABELS],
+        faces=None if faces is None else [FACE_LABELS.index(label) for label in faces],
     )
 
 
 def capped_text(value: Any, max_chars: int) -> str:
-    if not isinstance(value, str) or len(value) > max_chars:
-        raise ValueError(f"A move's names and ids are text of at most {max_chars} chars.")
+    """`value` if it is text within `max_chars` (`within_caps`, as the components cap theirs)."""
+    if not isinstance(value, str):
+        raise ValueError("A move's names and ids are text.")
+    within_caps(value, max_chars)
     return value
 
 
-@dataclass(frozen=True)
+@dataclass
 class Moves:
-    """What a demo's moves are made with: its models, and the turns its edits share."""
+    """What a demo's moves are made with: its models, the turns its edits share, and each
+    session's newest move (while it waits)."""
 
     library: ModelLibrary
     turns: asyncio.Semaphore
+    newest: dict[str, int] = field(default_factory=dict)  # session → its newest move's number
+    numbers: itertools.count = field(default_factory=itertools.count)
 
-    def answer(self, move: Move) -> dict[str, Any]:
-        """The page's live edit (`page.edits.edit`, inline) of `move`, and the sliders settled;
-        errors as `user_errors` words them."""
+    async def answer(self, move: Move) -> dict[str, Any]:
+        """`move` made with one of the turns, unless a newer move of its session came while
+        it waited (the page's script sends one at a time: only a client that does not waits
+        behind itself)."""
+        if move.model in self.library.names and not self.library.loaded(move.model):
+            raise ValueError(f"Choose {move.model!r} on the page first.")  # not a bare POST's
+        number = self.newest[move.session] = next(self.numbers)
+        try:
+            return await limited(self.made_unless_overtaken, self.turns)(move, number)
+        finally:
+            if self.newest.get(move.session) == number:
+                del self.newest[move.session]
+
+    def made_unless_overtaken(self, move: Move, number: int) -> dict[str, Any]:
+        if self.newest.get(move.session) != number:
+            return {"skip": True}
         return user_errors(self.made)(move)
 
     def made(self, move: Move) -> dict[str, Any]:
+        """The page's live edit of `move` (`page.edits.edit`, inline), and the sliders settled."""
+        editor = self.library.editor(move.model)
+        if move.photo_id and not editor.photos.holds(move.session, move.photo_id):
+            return {"again": True}
         crop, photo, _ = edit(
             self.library,
             move.model,
@@ -142,28 +182,29 @@ class Moves:
         return {"crop": crop, "photo": photo, "settled": settled}
 
 
-# Each demo's moves, found from the request's app (Gradio keeps the demo it serves there).
+# Each demo's moves, found from the request's app (Gradio keeps the demo it serves there); the
+# app launches every demo with `MOVE_ROUTE` (`app.LAUNCH`).
 DEMO_MOVES: "weakref.WeakKeyDictionary[gr.Blocks, Moves]" = weakref.WeakKeyDictionary()
 
 
 async def answer_move(request: Request) -> JSONResponse:
-    """`POST MOVE_PATH`: the body read up to `MAX_MOVE_BYTES`, then the move."""
+    """`POST MOVE_PATH`: a JSON body read up to `MAX_MOVE_BYTES`, then the move."""
     moves = DEMO_MOVES.get(request.app.get_blocks())
     if moves is None:
         return JSONResponse({"error": "This page has no slider moves."}, status_code=404)
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return JSONResponse({"error": "A move is sent as application/json."}, status_code=415)
     body = b""
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_MOVE_BYTES:
             return JSONResponse({"error": "A move is a small JSON object."}, status_code=413)
     try:
-        move = parsed_move(body)
-        async with moves.turns:
-            return JSONResponse(await asyncio.to_thread(moves.answer, move))
+        return JSONResponse(await moves.answer(parsed_move(body)))
     except gr.Error as error:  # the handlers' messages (`user_errors`), the inputs' caps
-        return JSONResponse({"error": error.message}, status_code=400)
+        return JSONResponse({"error": markdown_text(error.message)}, status_code=400)
     except ValueError as error:
-        return JSONResponse({"error": str(error)}, status_code=400)
+        return JSONResponse({"error": markdown_text(str(error))}, status_code=400)
 
 
 MOVE_ROUTE = Route(MOVE_PATH, answer_move, methods=["POST"])

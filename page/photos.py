@@ -10,7 +10,7 @@ import gradio as gr
 
 from fader.align import faces_in
 from fader.attributes import flat_values, plain_words
-from fader.editor import Editor, PreparedPhoto, preview_of
+from fader.editor import MAX_FACES, Editor, PreparedPhoto, preview_of
 from fader.heap import return_freed_memory
 from fader.library import ModelLibrary
 from fader.photo import load_photo
@@ -116,6 +116,9 @@ def photo_for(
 
 def face_labels(count: int) -> list[str]:
     return [f"Face {i + 1}{' (largest)' if i == 0 else ''}" for i in range(count)]
+
+
+FACE_LABELS = face_labels(MAX_FACES)  # the "Faces to edit" choices the API and the page take
 
 
 def face_choices(

@@ -5,6 +5,7 @@ package; Playwright's own browser download is never used.
 """
 
 import base64
+import dataclasses
 import io
 import re
 import shutil
@@ -143,34 +144,48 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
 
 
-def test_a_slider_move_goes_to_the_move_route_and_a_refusal_shows_in_words(page_url, photos):
-    """A drag's moves are POSTs to the app's own route (`page.moves`); a move the server
-    refuses (here: sent for another session, as after the photo was dropped) leaves the
-    pictures as they were and says why under the photo, and one whose answer is lost says so
-    under the sliders, with no error badge."""
-    with opened(page_url) as page:
-        before = upload_and_wait_for_the_edit(page, photos["astronaut"])
-        posted: list[str] = []
-        page.on("request", lambda r: posted.append(r.url) if r.method == "POST" else None)
-        slider = page.locator("#slider-column input[type=range]").first
-        drag(page, slider, 0.4, 0.9)
+def test_a_slider_move_goes_to_the_move_route_and_comes_back_for_a_photo_let_go(face_app, photos):
+    """A drag's moves are POSTs to the app's own route (`page.moves`). When the server has let
+    the photo go (untouched past the store's limit), the next move is made with the photo
+    itself, prepared again, and the route holds it once more; a move whose answer is lost says
+    so under the sliders. No error badge on the way."""
+    url, library = face_app
+    store = library.editor(library.names[0]).photos
+
+    def crop_changes_from(src: str) -> str:
         page.wait_for_function(
-            "before => document.querySelector('#edited-crop img').src !== before",
-            arg=before,
-            timeout=30_000,
+            "src => document.querySelector('#edited-crop img').src !== src", arg=src, timeout=30_000
         )
-        assert any(url.endswith(MOVE_PATH) for url in posted), posted
         page.wait_for_timeout(1500)  # the release's move has landed
-        moved = page.locator("#edited-crop img").get_attribute("src")
-        page.evaluate("() => { window.__gradio_session_hash__ = 'another-tab'; }")
-        drag(page, slider, 0.9, 0.3)
-        page.locator("#status").get_by_text("no longer loaded").wait_for(timeout=30_000)
-        assert page.locator("#edited-crop img").get_attribute("src") == moved
+        return page.locator("#edited-crop img").get_attribute("src")
+
+    with opened(url) as page:
+        shown = upload_and_wait_for_the_edit(page, photos["astronaut"])
+        slider = page.locator("#slider-column input[type=range]").first
+        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as answer:
+            drag(page, slider, 0.4, 0.9)
+        assert "crop" in answer.value.json(), "the route made the move"
+        shown = crop_changes_from(shown)
+        limits = store.limits  # the photo untouched for longer than the store keeps one
+        store.limits = dataclasses.replace(limits, idle_seconds=0.0)
+        try:
+            library.editor(library.names[0]).load(photos["astronaut"], session="another visitor")
+        finally:
+            store.limits = limits
+        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as answer:
+            drag(page, slider, 0.9, 0.3)
+        assert answer.value.json() == {"again": True}, "the route no longer holds the photo"
+        shown = crop_changes_from(shown)  # made through Gradio, with the photo itself
+        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as answer:
+            drag(page, slider, 0.3, 0.7)
+        assert "crop" in answer.value.json(), "the photo prepared again, under its new id"
+        shown = crop_changes_from(shown)
         page.route(f"**{MOVE_PATH}", lambda route: route.abort())  # the answer lost on the way
-        drag(page, slider, 0.3, 0.8)
+        drag(page, slider, 0.7, 0.2)
         page.locator("#slider-note").get_by_text("did not answer").wait_for(timeout=30_000)
-        assert page.locator("#edited-crop img").get_attribute("src") == moved
+        assert page.locator("#edited-crop img").get_attribute("src") == shown
         assert page.locator(".toast-body").count() == 0, "said in words, not an error badge"
+        assert "no longer loaded" not in page.locator("body").inner_text()
 
 
 @pytest.fixture(scope="module")
