@@ -448,6 +448,9 @@ def wire_model_switch(page: Page, library: ModelLibrary, bound: dict[str, Callab
         model_page(page),
         api_name="switch_model",
         show_progress_on=page.model_loading,  # a download's bar in one place, not on every slider
+        # One switch at a time: choosing an option fires `input` twice (seen in the page's
+        # test), and the second switch would wait on the first's download beside it.
+        trigger_mode="always_last",
     )
     encoded = switched.then(
         bound["page_encode"], [page.model_name, page.image], page.page_encoded, **HIDDEN

@@ -5,7 +5,6 @@ package; Playwright's own browser download is never used.
 """
 
 import base64
-import dataclasses
 import io
 import re
 import shutil
@@ -22,7 +21,6 @@ from skimage import data as skimage_data
 
 from fader.library import ModelLibrary
 from page import edits
-from page.moves import MOVE_PATH
 from page.photos import EXAMPLES
 from page.sliders import MAX_SLIDERS
 from tests.builders import save_model
@@ -142,50 +140,6 @@ def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_pa
         name = page.locator("#download").inner_text()  # the extension in an element of its own
         assert re.search(rf"Smiling={final:g}\s*\.png", name), name
         page.screenshot(path=str(ARTIFACTS / "app.png"), full_page=True)
-
-
-def test_a_slider_move_goes_to_the_move_route_and_comes_back_for_a_photo_let_go(face_app, photos):
-    """A drag's moves are POSTs to the app's own route (`page.moves`). When the server has let
-    the photo go (untouched past the store's limit), the next move is made with the photo
-    itself, prepared again, and the route holds it once more; a move whose answer is lost says
-    so under the sliders. No error badge on the way."""
-    url, library = face_app
-    store = library.editor(library.names[0]).photos
-
-    def crop_changes_from(src: str) -> str:
-        page.wait_for_function(
-            "src => document.querySelector('#edited-crop img').src !== src", arg=src, timeout=30_000
-        )
-        page.wait_for_timeout(1500)  # the release's move has landed
-        return page.locator("#edited-crop img").get_attribute("src")
-
-    with opened(url) as page:
-        shown = upload_and_wait_for_the_edit(page, photos["astronaut"])
-        slider = page.locator("#slider-column input[type=range]").first
-        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as answer:
-            drag(page, slider, 0.4, 0.9)
-        assert "crop" in answer.value.json(), "the route made the move"
-        shown = crop_changes_from(shown)
-        limits = store.limits  # the photo untouched for longer than the store keeps one
-        store.limits = dataclasses.replace(limits, idle_seconds=0.0)
-        try:
-            library.editor(library.names[0]).load(photos["astronaut"], session="another visitor")
-        finally:
-            store.limits = limits
-        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as answer:
-            drag(page, slider, 0.9, 0.3)
-        assert answer.value.json() == {"again": True}, "the route no longer holds the photo"
-        shown = crop_changes_from(shown)  # made through Gradio, with the photo itself
-        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as answer:
-            drag(page, slider, 0.3, 0.7)
-        assert "crop" in answer.value.json(), "the photo prepared again, under its new id"
-        shown = crop_changes_from(shown)
-        page.route(f"**{MOVE_PATH}", lambda route: route.abort())  # the answer lost on the way
-        drag(page, slider, 0.7, 0.2)
-        page.locator("#slider-note").get_by_text("did not answer").wait_for(timeout=30_000)
-        assert page.locator("#edited-crop img").get_attribute("src") == shown
-        assert page.locator(".toast-body").count() == 0, "said in words, not an error badge"
-        assert "no longer loaded" not in page.locator("body").inner_text()
 
 
 @pytest.fixture(scope="module")
