@@ -442,15 +442,16 @@ def wire_model_switch(page: Page, library: ModelLibrary, bound: dict[str, Callab
         """Downloads and conversions show their progress (tqdm) in the page."""
         return switch_model(library, model_name, current)
 
-    switched = page.model_name.input(
+    # On `change`, not `input`: Gradio's list fires `input` on every blur, so choosing an option
+    # fired two switches (the second waited on the first's download, and the page showed its
+    # status, never the download's bar), and a click into the list and out reset the sliders.
+    switched = page.model_name.change(
         user_errors(switch),
         [page.model_name, page.current_model],
         model_page(page),
         api_name="switch_model",
         show_progress_on=page.model_loading,  # a download's bar in one place, not on every slider
-        # One switch at a time: choosing an option fires `input` twice (seen in the page's
-        # test), and the second switch would wait on the first's download beside it.
-        trigger_mode="always_last",
+        trigger_mode="always_last",  # a model chosen during a download: switched to after it
     )
     encoded = switched.then(
         bound["page_encode"], [page.model_name, page.image], page.page_encoded, **HIDDEN

@@ -72,6 +72,9 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
     sliders, its examples, and a line under the list. A model that cannot load leaves the page
     on `current` and says why in that line (under the list, where the name was chosen: the
     status under the photo is the photo's), whole."""
+    unchanged = [gr.update()] * (5 + MAX_SLIDERS + len(EXAMPLE_KINDS))
+    if model_name == current:  # the list set back to it after a refused switch: nothing to do
+        return [gr.update(), current, *unchanged, gr.update()]
     try:
         if model_name not in library.names:  # typed into the list
             raise ValueError(
@@ -80,9 +83,8 @@ def switch_model(library: ModelLibrary, model_name: str, current: str | None = N
             )
         editor = library.editor(model_name)
     except ValueError as error:
-        if current is None or current == model_name:
+        if current is None:
             raise
-        unchanged = [gr.update()] * (5 + MAX_SLIDERS + len(EXAMPLE_KINDS))
         message = f"Could not load **{model_name}**: {error} The page stays on **{current}**."
         return [gr.update(value=current), current, *unchanged, markdown_text(message)]
     choices = sweep_choices(editor)

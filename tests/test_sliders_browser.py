@@ -163,3 +163,18 @@ def test_reset_goes_to_the_photos_starting_value_and_reset_all_resets_every_slid
         assert detail.input_value() == default, "the detail back at the model's default too"
         assert page.locator(".toast-body").count() == 0, "no error on the way"
         page.screenshot(path=str(ARTIFACTS / "sliders-reset.png"), full_page=True)
+
+
+def test_a_click_into_the_model_list_and_out_keeps_the_sliders(digits):
+    url, library = digits
+    with opened(url) as page:
+        uploaded_three(page)
+        page_state = Agreement(page, library)
+        box(page, 3).fill("0")
+        box(page, 3).press("Tab")
+        eventually(page, lambda: page_state.all_at({}, "three=0"), "Three at 0, named so")
+        page.get_by_label("Model").click()  # the list opens, nothing is chosen
+        page.get_by_role("option").first.wait_for(timeout=10_000)
+        page.locator("h1").first.click()  # and closes
+        page.wait_for_timeout(3_000)  # time for a switch, had one been sent, to reset them
+        assert page_state.all_at({}, "three=0"), "the sliders where the visitor left them"
