@@ -33,7 +33,14 @@ from page.calls import for_session, limited, pictures_as_files, user_errors
 from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
-from page.moves import DEMO_MOVES, MOVE_AGAIN_ID, MOVE_ROUTE, MOVE_SCRIPT, Moves
+from page.moves import (
+    DEMO_MOVES,
+    GRADIO_EDIT_SCRIPT,
+    MOVE_AGAIN_ID,
+    MOVE_ROUTE,
+    MOVE_SCRIPT,
+    Moves,
+)
 from page.photos import (
     FACE_LABELS,
     encode,
@@ -340,7 +347,7 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     shown = [page.edited_crop, page.edited_photo, *moved, page.slider_note]
     gr.on(slider_moves, None, move_fields, shown, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
     # The photo itself, for the one the route no longer holds: the edit answers its new id.
-    again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
+    again = {"api_name": "move_again", "queue": False, "js": GRADIO_EDIT_SCRIPT, **LIVE, **HIDDEN}
     page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
@@ -357,9 +364,12 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
 def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callable) -> None:
     """Ticking a face, and "Reset all": each followed by the edit (`moving`) and its download."""
     # Ticking a face: kept for the page's edits first, then the edit and its download.
+    # Each of these edits starts with `GRADIO_EDIT_SCRIPT`: a slider's move answered later is
+    # older, and not shown over it.
     picked = page.faces.input(
-        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **HIDDEN
-    )
+        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False,
+        js=GRADIO_EDIT_SCRIPT, **HIDDEN,
+    )  # fmt: skip
     picked.then(
         moving, page.page_inputs, page.edit_outputs, api_name="live_edit_faces", queue=False,
         **HIDDEN,
@@ -372,6 +382,7 @@ def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callabl
         [*page.sliders, page.detail, page.reset_targets, page.slider_note],
         api_name="reset_all",
         queue=False,
+        js=GRADIO_EDIT_SCRIPT,
         **HIDDEN,
     )
     reset.then(moving, page.page_inputs, page.edit_outputs, queue=False, **HIDDEN).then(
@@ -401,7 +412,8 @@ def then_show_edit(event: Any, page: Page, bound: dict[str, Callable]) -> None:
     photo = [page.model_name, page.photo_id]
     faces = [page.faces, page.faces_ticked]
     starts = [*page.sliders, page.reset_targets, page.slider_note]
-    event.then(bound["starting_sliders"], photo, starts, **HIDDEN).then(
+    starting = {"js": GRADIO_EDIT_SCRIPT, **HIDDEN}  # a move answered later is the old photo's
+    event.then(bound["starting_sliders"], photo, starts, **starting).then(
         bound["face_choices"], photo, faces, **HIDDEN
     ).then(bound["live_edit"], page.page_inputs, page.edit_outputs, **HIDDEN).then(
         bound["page_export"], page.page_inputs, page.download, **HIDDEN

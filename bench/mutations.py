@@ -242,6 +242,23 @@ MUTANTS = [
         (("            session=move.session,\n", '            session="",\n'),),
         ("tests/test_app.py", "-k", "live_edit_answers_inline"),
     ),
+    Mutant(
+        "model_switch_on_input",
+        "app.py",
+        (("    switched = page.model_name.change(\n", "    switched = page.model_name.input(\n"),),
+        ("tests/test_sliders_browser.py", "-k", "model_list_and_out"),
+    ),
+    Mutant(
+        "late_move_shown_over_reset",
+        "page/moves.py",
+        (
+            (
+                "  if (answer.skip || era !== moves.era) return unchanged;\n",
+                "  if (answer.skip) return unchanged;\n",
+            ),
+        ),
+        ("tests/test_sliders_browser.py", "-k", "reset_all_is_not_shown"),
+    ),
 ]
 
 

@@ -1,9 +1,7 @@
 """A slider's move on the app's own route, in real Chromium: the route makes it, a photo the
 server let go comes back through Gradio with the photo itself, and a lost answer is said.
 
-Apart from tests/test_browser.py: this test lets a photo go and edits it again through Gradio,
-and the download test there, run after it in the same process, then missed its model's
-progress bar (two Gradio servers in one process; not seen with one). Needs Debian's Chromium.
+Needs Debian's Chromium (see tests/test_browser.py).
 """
 
 import dataclasses

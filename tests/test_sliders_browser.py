@@ -10,6 +10,7 @@ import pytest
 
 from fader.attributes import flat_values, from_positions, neutral_values
 from fader.library import ModelLibrary, bundled_models
+from page.moves import MOVE_PATH
 from page.photos import EXAMPLES
 from tests.test_app import serve
 from tests.test_browser import (
@@ -178,3 +179,29 @@ def test_a_click_into_the_model_list_and_out_keeps_the_sliders(digits):
         page.locator("h1").first.click()  # and closes
         page.wait_for_timeout(3_000)  # time for a switch, had one been sent, to reset them
         assert page_state.all_at({}, "three=0"), "the sliders where the visitor left them"
+
+
+def test_a_move_answered_after_reset_all_is_not_shown_over_it(digits):
+    """A slider's move whose answer comes after "Reset all" started (the route slow, or the
+    visitor quick) is older than the reset: the page keeps showing the reset's edit."""
+    url, library = digits
+    with opened(url) as page:
+        uploaded_three(page)
+        page_state = Agreement(page, library)
+        start = {"three": 1.0}
+        held = []  # the first move's request, held until let go; later ones go on
+
+        def hold_the_first(route) -> None:
+            held.append(route) if not held else route.continue_()
+
+        page.route(f"**{MOVE_PATH}", hold_the_first)
+        box(page, 3).fill("0")
+        box(page, 3).press("Tab")
+        eventually(page, lambda: bool(held), "the move sent")
+        page.locator("#reset-all").click()
+        eventually(page, lambda: page_state.all_at(start, "unchanged"), "the reset shown")
+        with page.expect_response(lambda r: r.url.endswith(MOVE_PATH)) as late:
+            held[0].continue_()
+        assert "crop" in late.value.json(), "the move was made, and answered late"
+        page.wait_for_timeout(1_000)  # time for the page to show that answer, were it shown
+        assert page_state.all_at(start, "unchanged"), "the reset's edit still shown"
