@@ -431,6 +431,7 @@ def wire_photo(page: Page, bound: dict[str, Callable]) -> None:
         page.page_encoded,
         api_name="page_encode",
         trigger_mode="always_last",
+        js=GRADIO_EDIT_SCRIPT,  # a move answered later is the old photo's
         **HIDDEN,
     )
     then_show_edit(uploaded, page, bound)
@@ -447,25 +448,30 @@ def wire_sweep(page: Page, bound: dict[str, Callable]) -> None:
 
 
 def wire_model_switch(page: Page, library: ModelLibrary, bound: dict[str, Callable]) -> None:
-    """Another model chosen: its page (its download's progress under the list), then the
-    photo encoded for it and shown edited."""
+    """Another model chosen: its page (its download's progress under the list), then, once the
+    page is on it, the photo encoded for it and shown edited."""
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
-        """Downloads and conversions show their progress (tqdm) in the page."""
+        """Downloads and conversions show their progress (tqdm) in the page. The model the page
+        is on already: nothing changes."""
         return switch_model(library, model_name, current)
 
     # On `change`, not `input`: Gradio's list fires `input` on every blur, so choosing an option
     # fired two switches (the second waited on the first's download, and the page showed its
     # status, never the download's bar), and a click into the list and out reset the sliders.
-    switched = page.model_name.change(
+    page.model_name.change(
         user_errors(switch),
         [page.model_name, page.current_model],
         model_page(page),
         api_name="switch_model",
         show_progress_on=page.model_loading,  # a download's bar in one place, not on every slider
-        trigger_mode="always_last",  # a model chosen during a download: switched to after it
+        # A model chosen during a download waits for it; the list then shows the model the page
+        # moved to (the switch's answer sets it), and the waiting switch changes nothing.
+        trigger_mode="always_last",
     )
-    encoded = switched.then(
+    # Only when the page moved to another model: a refused name (the list set back) keeps the
+    # photo, the sliders and the edit as they were.
+    encoded = page.current_model.change(
         bound["page_encode"], [page.model_name, page.image], page.page_encoded, **HIDDEN
     )
     then_show_edit(encoded, page, bound)

@@ -249,6 +249,15 @@ MUTANTS = [
         ("tests/test_sliders_browser.py", "-k", "model_list_and_out"),
     ),
     Mutant(
+        "photo_encoded_again_after_a_refused_model",
+        "app.py",
+        (
+            ("    page.model_name.change(\n", "    switched = page.model_name.change(\n"),
+            ("    encoded = page.current_model.change(\n", "    encoded = switched.then(\n"),
+        ),
+        ("tests/test_sliders_browser.py", "-k", "refused_name"),
+    ),
+    Mutant(
         "late_move_shown_over_reset",
         "page/moves.py",
         (

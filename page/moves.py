@@ -16,9 +16,9 @@ crop, the preview and the sliders settled (`page.sliders.settle`: a number typed
 set to it, and a note); `{"skip": true}` while a number box holds no number, or for a move
 overtaken; `{"again": true}` for a photo the server no longer holds, which the script then
 sends through Gradio with the photo itself (`MOVE_AGAIN_ID`), to be prepared again; a refusal
-in words. Gradio's own edits of the page (a face ticked, "Reset all", a photo's first edit)
-run `GRADIO_EDIT_SCRIPT` as they start: a move's answer that comes after one is older than it,
-and is not shown.
+in words. Gradio's own edits of the page (a face ticked, "Reset all", a new photo or model's
+first edit, a photo edited again) run `GRADIO_EDIT_SCRIPT` as they start: a move's answer that
+comes after one is older than it, and is not shown.
 """
 
 import asyncio

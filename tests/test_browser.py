@@ -109,6 +109,24 @@ def drag(page, slider, start: float, end: float) -> None:
     page.mouse.up()
 
 
+def calls_sent(page, api_name: str) -> list[dict]:
+    """Each call of the page's event `api_name` that the page sends from now on (the bodies of
+    its posts to Gradio's queue), as the test goes."""
+    fn_index = page.evaluate(
+        "name => window.gradio_config.dependencies.find((d) => d.api_name === name).id", api_name
+    )
+    sent = []
+
+    def seen(request) -> None:
+        if request.method == "POST" and "/queue/join" in request.url:
+            body = request.post_data_json
+            if body.get("fn_index") == fn_index:
+                sent.append(body)
+
+    page.on("request", seen)
+    return sent
+
+
 def test_upload_then_drag_a_slider_changes_the_edited_face(page_url: str, tmp_path: Path):
     photo = tmp_path / "astronaut.jpg"
     Image.fromarray(skimage_data.astronaut()).save(photo, quality=95)
@@ -382,6 +400,7 @@ def test_choosing_the_authors_model_shows_its_download_in_the_page(tmp_path, mon
     try:
         with serve(ModelLibrary([scene, "authors: eyeglasses"])) as url, opened(url) as page:
             page.get_by_text("Upload a photo, then slide attributes").wait_for(timeout=60_000)
+            switches = calls_sent(page, "switch_model")
             page.get_by_label("Model").click()
             page.get_by_role("option").filter(has_text="eyeglasses").click()
             bar = page.locator("#model-loading").get_by_text("eyeglasses.pth")
@@ -396,6 +415,7 @@ def test_choosing_the_authors_model_shows_its_download_in_the_page(tmp_path, mon
             page.get_by_text("edits faces").first.wait_for(timeout=60_000)
             assert "Eyeglasses" in page.locator("#model-info").inner_text()
             assert page.get_by_text("eyeglasses.pth").count() == 0, "the bar is gone when done"
+            assert len(switches) == 1, "one switch for one choice"
             idle = page.locator("#model-loading").bounding_box()
             assert idle is None or idle["height"] < loading["height"] / 2, "and the room it took"
     finally:

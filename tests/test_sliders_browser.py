@@ -17,6 +17,7 @@ from tests.test_browser import (
     ARTIFACTS,
     DESKTOP,
     PHONE,
+    calls_sent,
     inline_picture,
     opened,
     pytestmark,  # noqa: F401 — skipped where Chromium is missing
@@ -166,7 +167,7 @@ def test_reset_goes_to_the_photos_starting_value_and_reset_all_resets_every_slid
         page.screenshot(path=str(ARTIFACTS / "sliders-reset.png"), full_page=True)
 
 
-def test_a_click_into_the_model_list_and_out_keeps_the_sliders(digits):
+def test_a_click_into_the_model_list_and_out_or_a_refused_name_keeps_the_sliders(digits):
     url, library = digits
     with opened(url) as page:
         uploaded_three(page)
@@ -174,11 +175,20 @@ def test_a_click_into_the_model_list_and_out_keeps_the_sliders(digits):
         box(page, 3).fill("0")
         box(page, 3).press("Tab")
         eventually(page, lambda: page_state.all_at({}, "three=0"), "Three at 0, named so")
+        switches = calls_sent(page, "switch_model")
         page.get_by_label("Model").click()  # the list opens, nothing is chosen
         page.get_by_role("option").first.wait_for(timeout=10_000)
         page.locator("h1").first.click()  # and closes
         page.wait_for_timeout(3_000)  # time for a switch, had one been sent, to reset them
+        assert switches == [], "no switch sent"
         assert page_state.all_at({}, "three=0"), "the sliders where the visitor left them"
+        model = page.get_by_label("Model")
+        model.fill("alice/fader-smiling-male")  # refused: the page stays as it is
+        model.press("Enter")
+        page.locator("#model-loading").get_by_text("not one of this app's models").wait_for()
+        page.wait_for_timeout(3_000)  # time for the page's photo, were it encoded again
+        assert page_state.all_at({}, "three=0"), "the photo's sliders and edit kept"
+        assert len(switches) <= 2, "the name, and at most the list set back (which changes nothing)"
 
 
 def test_a_move_answered_after_reset_all_is_not_shown_over_it(digits):
