@@ -33,14 +33,7 @@ from page.calls import for_session, limited, pictures_as_files, user_errors
 from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
-from page.moves import (
-    DEMO_MOVES,
-    GRADIO_EDIT_SCRIPT,
-    MOVE_AGAIN_ID,
-    MOVE_ROUTE,
-    MOVE_SCRIPT,
-    Moves,
-)
+from page.moves import DEMO_MOVES, MOVE_AGAIN_ID, MOVE_ROUTE, MOVE_SCRIPT, Moves
 from page.photos import (
     FACE_LABELS,
     encode,
@@ -144,6 +137,17 @@ class Page:
     def page_inputs(self) -> list:
         """The page's own edits: they read the ticked faces from the session (see `layout`)."""
         return [*self.edit_inputs[:-1], self.faces_ticked]
+
+    @property
+    def move_fields(self) -> list:
+        """What a move sends to its route (`page.moves.Move`'s order): the ticks by label, as
+        its script sees them (a script cannot read a State; the route drops absent faces)."""
+        return [self.model_name, self.photo_id, *self.sliders, self.detail, self.faces]
+
+    @property
+    def move_outputs(self) -> list:
+        """What a move's answer sets: the pictures, the sliders settled, the note under them."""
+        return [self.edited_crop, self.edited_photo, *self.sliders, self.detail, self.slider_note]
 
     @property
     def edit_outputs(self) -> list:
@@ -319,9 +323,8 @@ def wire(
     handler (`edit`, then `edit_1`…): the API's own endpoints come first, to keep theirs."""
     bound = bound_handlers(page, library)
     wire_api_edits(page, bound, edits)
-    moving = limited(bound["live_edit"], edits)  # the page's edits that Gradio's events make
-    wire_slider_moves(page, bound, moving)
-    wire_faces_and_reset(page, bound, moving)
+    wire_slider_moves(page, bound, limited(bound["live_edit"], edits))
+    wire_faces_and_reset(page, bound)
     wire_photo(page, bound)
     wire_sweep(page, bound)
     wire_model_switch(page, library, bound)
@@ -329,6 +332,12 @@ def wire(
     webcam_controls = [page.model_name, *page.sliders, page.detail]
     streams = Streams() if streams is None else streams
     wire_live_webcam(page.webcam, webcam_controls, library, streams, LIVE_FRAMES)
+
+
+def then_move(event: Any, page: Page) -> Any:
+    """After `event`, the page's edit as a slider's move makes it: on the app's own route, in
+    turn with the sliders' moves (`page.moves`), so no older edit is shown over a newer one."""
+    return event.then(None, page.move_fields, page.move_outputs, js=MOVE_SCRIPT, **HIDDEN)
 
 
 def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) -> None:
@@ -343,11 +352,11 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     # Gradio's handling of an event costs the server more than a face's edit after its decode.
     # Its answer also settles the sliders: a number typed past an end set to the end, and a
     # word under the sliders (`settle`).
-    move_fields = [page.model_name, page.photo_id, *moved, page.faces]
-    shown = [page.edited_crop, page.edited_photo, *moved, page.slider_note]
-    gr.on(slider_moves, None, move_fields, shown, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
-    # The photo itself, for the one the route no longer holds: the edit answers its new id.
-    again = {"api_name": "move_again", "queue": False, "js": GRADIO_EDIT_SCRIPT, **LIVE, **HIDDEN}
+    gr.on(slider_moves, None, page.move_fields, page.move_outputs, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
+    # The photo itself, for the one the route no longer holds: the edit answers its new id. A
+    # move answered `again` meanwhile runs it once more after it (always_last), with the
+    # sliders' values then: the last picture is the last values'.
+    again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
     page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
@@ -361,33 +370,24 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     gr.on(releases, exporting, page.page_inputs, page.download, **export_options)
 
 
-def wire_faces_and_reset(page: Page, bound: dict[str, Callable], moving: Callable) -> None:
-    """Ticking a face, and "Reset all": each followed by the edit (`moving`) and its download."""
+def wire_faces_and_reset(page: Page, bound: dict[str, Callable]) -> None:
+    """Ticking a face, and "Reset all": each followed by the edit (as a move) and its download."""
     # Ticking a face: kept for the page's edits first, then the edit and its download.
-    # Each of these edits starts with `GRADIO_EDIT_SCRIPT`: a slider's move answered later is
-    # older, and not shown over it.
     picked = page.faces.input(
-        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False,
-        js=GRADIO_EDIT_SCRIPT, **HIDDEN,
-    )  # fmt: skip
-    picked.then(
-        moving, page.page_inputs, page.edit_outputs, api_name="live_edit_faces", queue=False,
-        **HIDDEN,
-    ).then(
+        picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **HIDDEN
+    )
+    then_move(picked, page).then(
         bound["page_export"], page.page_inputs, page.download, api_name="export_faces", **HIDDEN
-    )  # fmt: skip
+    )
     reset = page.reset_all.click(
         bound["reset_all"],
         [page.model_name, page.photo_id],
         [*page.sliders, page.detail, page.reset_targets, page.slider_note],
         api_name="reset_all",
         queue=False,
-        js=GRADIO_EDIT_SCRIPT,
         **HIDDEN,
     )
-    reset.then(moving, page.page_inputs, page.edit_outputs, queue=False, **HIDDEN).then(
-        bound["page_export"], page.page_inputs, page.download, **HIDDEN
-    )
+    then_move(reset, page).then(bound["page_export"], page.page_inputs, page.download, **HIDDEN)
 
 
 def wire_api_edits(page: Page, bound: dict[str, Callable], edits: asyncio.Semaphore) -> None:
@@ -412,12 +412,10 @@ def then_show_edit(event: Any, page: Page, bound: dict[str, Callable]) -> None:
     photo = [page.model_name, page.photo_id]
     faces = [page.faces, page.faces_ticked]
     starts = [*page.sliders, page.reset_targets, page.slider_note]
-    starting = {"js": GRADIO_EDIT_SCRIPT, **HIDDEN}  # a move answered later is the old photo's
-    event.then(bound["starting_sliders"], photo, starts, **starting).then(
+    faced = event.then(bound["starting_sliders"], photo, starts, **HIDDEN).then(
         bound["face_choices"], photo, faces, **HIDDEN
-    ).then(bound["live_edit"], page.page_inputs, page.edit_outputs, **HIDDEN).then(
-        bound["page_export"], page.page_inputs, page.download, **HIDDEN
     )
+    then_move(faced, page).then(bound["page_export"], page.page_inputs, page.download, **HIDDEN)
 
 
 def wire_photo(page: Page, bound: dict[str, Callable]) -> None:
@@ -431,7 +429,6 @@ def wire_photo(page: Page, bound: dict[str, Callable]) -> None:
         page.page_encoded,
         api_name="page_encode",
         trigger_mode="always_last",
-        js=GRADIO_EDIT_SCRIPT,  # a move answered later is the old photo's
         **HIDDEN,
     )
     then_show_edit(uploaded, page, bound)

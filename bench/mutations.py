@@ -245,7 +245,7 @@ MUTANTS = [
     Mutant(
         "model_switch_on_input",
         "app.py",
-        (("    switched = page.model_name.change(\n", "    switched = page.model_name.input(\n"),),
+        (("    page.model_name.change(\n", "    page.model_name.input(\n"),),
         ("tests/test_sliders_browser.py", "-k", "model_list_and_out"),
     ),
     Mutant(
@@ -258,14 +258,9 @@ MUTANTS = [
         ("tests/test_sliders_browser.py", "-k", "refused_name"),
     ),
     Mutant(
-        "late_move_shown_over_reset",
+        "moves_not_in_turn",
         "page/moves.py",
-        (
-            (
-                "  if (answer.skip || era !== moves.era) return unchanged;\n",
-                "  if (answer.skip) return unchanged;\n",
-            ),
-        ),
+        (("  await moves.busy;\n", ""),),
         ("tests/test_sliders_browser.py", "-k", "reset_all_is_not_shown"),
     ),
 ]

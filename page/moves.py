@@ -16,9 +16,9 @@ crop, the preview and the sliders settled (`page.sliders.settle`: a number typed
 set to it, and a note); `{"skip": true}` while a number box holds no number, or for a move
 overtaken; `{"again": true}` for a photo the server no longer holds, which the script then
 sends through Gradio with the photo itself (`MOVE_AGAIN_ID`), to be prepared again; a refusal
-in words. Gradio's own edits of the page (a face ticked, "Reset all", a new photo or model's
-first edit, a photo edited again) run `GRADIO_EDIT_SCRIPT` as they start: a move's answer that
-comes after one is older than it, and is not shown.
+in words. The page's other edits of a photo the server holds (a face ticked, "Reset all", a new
+photo or model's first edit) are sent by the same script, so they take their turn with the
+sliders' moves, and no older picture is shown over a newer one.
 """
 
 import asyncio
@@ -46,25 +46,21 @@ MAX_MOVE_BYTES = 8192  # a move's JSON: 17 numbers, a model's name, ids, 16 face
 MOVE_TIMEOUT_MS = 30_000  # a move's answer waited for, then said lost (later moves wait on it)
 MOVE_AGAIN_ID = "move-again"  # the hidden button whose click edits with the photo itself
 
-# The page's moves: how many were made, the one in flight, whether the note says an error, and
-# how many of Gradio's own edits started (`era`).
-MOVES = "window.faderMoves ??= {made: 0, era: 0, busy: Promise.resolve(), said: false}"
-
-# The script of the sliders' events: the event's inputs in `Move`'s order; its outputs the
-# crop, the preview, the sliders (then "keep photo detail") and the note under them. One move
-# is in flight at a time; a move made meanwhile replaces any other waiting, and the moves it
-# replaced change nothing (an answer out of order would show an older picture), nor does one
-# whose answer comes after one of Gradio's own edits started. What went wrong is said in the
-# note, which the next move's answer replaces. The route is Gradio's own root path's, on the
-# page's origin (as Gradio's front end reaches its own routes). `{__type__: "update"}` is
-# Gradio's "leave this output as it is".
+# The script of the sliders' events (and the page's other edits: `app.then_move`): the event's
+# inputs in `Move`'s order; its outputs the crop, the preview, the sliders (then "keep photo
+# detail") and the note under them. One move is in flight at a time; a move made meanwhile
+# replaces any other waiting, and the moves it replaced change nothing (an answer out of order
+# would show an older picture). What went wrong is said in the note, which the next move's
+# answer replaces. The route is Gradio's own root path's, on the page's origin (as Gradio's
+# front end reaches its own routes). `{__type__: "update"}` is Gradio's "leave this output as
+# it is".
 MOVE_SCRIPT = f"""async (...inputs) => {{
   const keep = {{__type__: "update"}};
   const unchanged = Array({MAX_SLIDERS + 4}).fill(keep);
-  const moves = {MOVES};
-  const mine = ++moves.made, era = moves.era;
+  const moves = window.faderMoves ??= {{made: 0, busy: Promise.resolve(), said: false}};
+  const mine = ++moves.made;
   await moves.busy;
-  if (mine !== moves.made || era !== moves.era) return unchanged;
+  if (mine !== moves.made) return unchanged;
   const [model, photo_id, ...rest] = inputs;
   const values = rest.slice(0, {MAX_SLIDERS}), [detail, faces] = rest.slice({MAX_SLIDERS});
   const body = JSON.stringify({{session: window.__gradio_session_hash__, model, photo_id,
@@ -77,7 +73,7 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
     .then((reply) => reply.json())
     .catch(() => ({{error: "The server did not answer; move the slider again."}}));
   const answer = await answered;
-  if (answer.skip || era !== moves.era) return unchanged;
+  if (answer.skip) return unchanged;
   if (answer.again) {{
     document.getElementById("{MOVE_AGAIN_ID}")?.click();
     return unchanged;
@@ -90,13 +86,6 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
   if (moves.said && settled.at(-1)?.__type__ === "update") settled[settled.length - 1] = "";
   moves.said = false;
   return [answer.crop, answer.photo, ...settled];
-}}"""
-
-# Run as each of Gradio's own edits of the page starts (its inputs passed on as they are): the
-# moves sent before it answer too late to be shown.
-GRADIO_EDIT_SCRIPT = f"""(...inputs) => {{
-  ({MOVES}).era++;
-  return inputs;
 }}"""
 
 
