@@ -103,7 +103,7 @@ class Page:
     reset_targets: gr.HTML  # where each slider's ↺ goes (`reset_targets`), hidden
     detail: gr.Slider
     faces: gr.CheckboxGroup
-    faces_ticked: gr.State  # the ticked face numbers (None: all), as the page's edits read them
+    faces_ticked: gr.State  # the ticked face numbers (None: all), as Gradio's page events read them
     move_again: gr.Button  # hidden: a move's script clicks it for a photo the server let go
     edited_crop: gr.HTML  # the live edit, its pictures inline (`edit(inline=True)`)
     edited_photo: gr.HTML
@@ -135,7 +135,8 @@ class Page:
 
     @property
     def page_inputs(self) -> list:
-        """The page's own edits: they read the ticked faces from the session (see `layout`)."""
+        """The page's own Gradio events (the downloads, an edit with the photo itself): they
+        read the ticked faces from the session (see `layout`)."""
         return [*self.edit_inputs[:-1], self.faces_ticked]
 
     @property
@@ -224,12 +225,12 @@ def layout(library: ModelLibrary) -> Page:
             faces = FaceChoice(
                 labels, value=labels, type="index", label="Faces to edit", visible=False
             )
-            # What the page's Gradio edits (a face ticked, "Reset all", a new photo's first
-            # edit, the downloads) read instead of the checkboxes: one sent while a new photo's
-            # faces are listed would carry the old photo's ticks, which Gradio refuses against
-            # the new choices (an error on the page); `faces_present` drops the faces a photo
-            # does not have. A slider's move (`page.moves`) sends the ticks by label, as its
-            # script sees them: a script cannot read a State, and the route takes any label.
+            # What the page's Gradio events (the downloads, an edit with the photo itself) read
+            # instead of the checkboxes: one sent while a new photo's faces are listed would
+            # carry the old photo's ticks, which Gradio refuses against the new choices (an
+            # error on the page); `faces_present` drops the faces a photo does not have. A move
+            # (`page.moves`) sends the ticks by label, as its script sees them: a script cannot
+            # read a State, and the route takes any label.
             faces_ticked = gr.State(None)
             move_again = gr.Button("Edit again", elem_id=MOVE_AGAIN_ID)  # hidden by page.css
         with gr.Column(elem_id="result-column"):
@@ -355,7 +356,8 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     gr.on(slider_moves, None, page.move_fields, page.move_outputs, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
     # The photo itself, for the one the route no longer holds: the edit answers its new id. A
     # move answered `again` meanwhile runs it once more after it (always_last), with the
-    # sliders' values then: the last picture is the last values'.
+    # sliders' values then. (Not in turn with the moves: one sent after it, under the new id,
+    # could answer first and be painted over by it, until the next move.)
     again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
     page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
@@ -372,7 +374,7 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
 
 def wire_faces_and_reset(page: Page, bound: dict[str, Callable]) -> None:
     """Ticking a face, and "Reset all": each followed by the edit (as a move) and its download."""
-    # Ticking a face: kept for the page's edits first, then the edit and its download.
+    # Ticking a face: kept for the downloads first, then the edit and its download.
     picked = page.faces.input(
         picked_faces, page.faces, page.faces_ticked, api_name="pick_faces", queue=False, **HIDDEN
     )

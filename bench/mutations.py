@@ -261,7 +261,7 @@ MUTANTS = [
         "moves_not_in_turn",
         "page/moves.py",
         (("  await moves.busy;\n", ""),),
-        ("tests/test_sliders_browser.py", "-k", "reset_all_is_not_shown"),
+        ("tests/test_sliders_browser.py", "-k", "answered_after_reset_all"),
     ),
 ]
 

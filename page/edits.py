@@ -211,7 +211,7 @@ def page_export(
     session: str = "",
     exports: PageExports,
     **options: Any,
-) -> str | None:
+) -> Any:
     """`export` (the same `options`) as the page asks for it: once per set of inputs."""
     editor = library.editor(model_name)
     return export_once(editor, model_name, image, photo_id, values, session, exports, **options)
@@ -226,9 +226,13 @@ def export_once(
     session: str,
     exports: PageExports,
     **options: Any,
-) -> str | None:
-    """`page_export` with the model `model_name`'s `editor`."""
+) -> Any:
+    """`page_export` with the model `model_name`'s `editor`. With no face ticked the download
+    is left as it is: the move's note under the sliders says to tick one. (A whole-image
+    model's photo has no faces to tick: none is all of it.)"""
     faces = options.get("faces")
+    if faces is not None and not faces and editor.aligns_faces:
+        return gr.skip()
     inputs = (model_name, photo_id, values, options.get("detail"), faces and tuple(faces))
     return exports.made(
         session,

@@ -10,7 +10,7 @@ event's outputs, so Gradio still holds every value the page shows.
 It checks what Gradio's components would, before any work: the body's type and size before it
 is parsed, each field's type and length (`page.inputs`), a model the page has loaded, the photo
 of the session that sent it (the page's Gradio session, which the browser made up and sends
-with every event). A move waits for one of the edits' turns, as the page's other edits do, and
+with every event). A move waits for one of the edits' turns, as the API's edits do, and
 one that a newer move of its session overtook while it waited is not made. The answer: the
 crop, the preview and the sliders settled (`page.sliders.settle`: a number typed past an end
 set to it, and a note); `{"skip": true}` while a number box holds no number, or for a move
@@ -50,7 +50,9 @@ MOVE_AGAIN_ID = "move-again"  # the hidden button whose click edits with the pho
 # inputs in `Move`'s order; its outputs the crop, the preview, the sliders (then "keep photo
 # detail") and the note under them. One move is in flight at a time; a move made meanwhile
 # replaces any other waiting, and the moves it replaced change nothing (an answer out of order
-# would show an older picture). What went wrong is said in the note, which the next move's
+# would show an older picture); one answered while a newer move waits shows its pictures only
+# (a drag's preview follows it), never its sliders' values or note, which would undo the
+# newer move's. What went wrong is said in the note, which the next move's
 # answer replaces. The route is Gradio's own root path's, on the page's origin (as Gradio's
 # front end reaches its own routes). `{__type__: "update"}` is Gradio's "leave this output as
 # it is".
@@ -69,11 +71,14 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
   let answered;
   moves.busy = answered = fetch(root.replace(/\\/$/, "") + "{MOVE_PATH}", {{
       method: "POST", body, headers: {{"content-type": "application/json"}},
-      signal: AbortSignal.timeout({MOVE_TIMEOUT_MS})}})
+      signal: AbortSignal.timeout?.({MOVE_TIMEOUT_MS})}})  // none in older browsers
     .then((reply) => reply.json())
     .catch(() => ({{error: "The server did not answer; move the slider again."}}));
   const answer = await answered;
   if (answer.skip) return unchanged;
+  if (mine !== moves.made) {{  // a newer move waits: its answer alone settles the sliders
+    return "crop" in answer ? [answer.crop, answer.photo, ...unchanged.slice(2)] : unchanged;
+  }}
   if (answer.again) {{
     document.getElementById("{MOVE_AGAIN_ID}")?.click();
     return unchanged;

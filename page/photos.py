@@ -125,7 +125,7 @@ def face_choices(
     library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
 ) -> tuple[Any, list[int]]:
     """The "Faces to edit" choice for the photo: every face found, all ticked; shown only when
-    there is more than one. Also the ticked face numbers, which the page's edits read."""
+    there is more than one. Also the ticked face numbers, which the page's Gradio events read."""
     editor = library.editor(model_name)
     count = len(editor.photo(photo_id, session).faces) if photo_id else 0
     labels = face_labels(count)
@@ -133,7 +133,7 @@ def face_choices(
 
 
 def picked_faces(ticked: list[int]) -> list[int]:
-    """The faces the visitor ticked, kept where the page's edits read them
+    """The faces the visitor ticked, kept where the page's Gradio events read them
     (`app.Page.faces_ticked`)."""
     return ticked
 

@@ -293,6 +293,11 @@ def test_in_a_group_photo_the_faces_ticked_are_the_ones_edited_without_an_error(
         link = settled(page)
         assert page.locator(".toast-body").count() == 0, "no error on the way"
         exported = Image.open(io.BytesIO(page.request.get(link).body())).convert("RGB")
+        page.get_by_label("Face 1 (largest)", exact=True).uncheck()  # no face left ticked
+        page.locator("#slider-note").get_by_text("Pick at least one face").wait_for(timeout=30_000)
+        page.wait_for_timeout(2_000)  # time for the download, were it made again
+        assert page.locator("#download a").first.get_attribute("href") == link, "download kept"
+        assert page.locator(".toast-body").count() == 0, "said under the sliders, not a badge"
     editor = library.editor(library.names[0])
     hopper, astronaut = (face.box for face in editor.photo(editor.load(group)).faces)
     assert changed(exported, group, hopper) > 5, "the ticked face is edited"

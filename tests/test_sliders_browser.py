@@ -191,10 +191,11 @@ def test_a_click_into_the_model_list_and_out_or_a_refused_name_keeps_the_sliders
         assert len(switches) <= 2, "the name, and at most the list set back (which changes nothing)"
 
 
-def test_a_move_answered_after_reset_all_is_not_shown_over_it(digits):
+def test_a_move_answered_after_reset_all_leaves_the_reset_shown(digits):
     """A slider's move whose answer comes after "Reset all" was pressed (the route slow, or the
-    visitor quick) is older than the reset: the reset's edit, made in turn after it, is the
-    picture the page ends on."""
+    visitor quick) is older than the reset: the reset's edit, made in turn after it, is what
+    the page ends on, and the old move's settled value (a number typed past an end) is not put
+    back into its box."""
     url, library = digits
     with opened(url) as page:
         uploaded_three(page)
@@ -206,7 +207,7 @@ def test_a_move_answered_after_reset_all_is_not_shown_over_it(digits):
             held.append(route) if not held else route.continue_()
 
         page.route(f"**{MOVE_PATH}", hold_the_first)
-        box(page, 3).fill("0")
+        box(page, 3).fill("5")  # past the end (3): its answer would set the box to 3
         box(page, 3).press("Tab")
         eventually(page, lambda: bool(held), "the move sent")
         page.locator("#reset-all").click()
