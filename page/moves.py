@@ -51,11 +51,10 @@ MOVE_AGAIN_ID = "move-again"  # the hidden button whose click edits with the pho
 # detail") and the note under them. One move is in flight at a time; a move made meanwhile
 # replaces any other waiting, and the moves it replaced change nothing (an answer out of order
 # would show an older picture); one answered while a newer move waits shows its pictures only
-# (a drag's preview follows it), never its sliders' values or note, which would undo the
-# newer move's. What went wrong is said in the note, which the next move's
-# answer replaces. The route is Gradio's own root path's, on the page's origin (as Gradio's
-# front end reaches its own routes). `{__type__: "update"}` is Gradio's "leave this output as
-# it is".
+# (a drag's preview follows it), never its sliders' values or note, which would undo the newer
+# move's. What went wrong is said in the note, which the next move's answer replaces. The route
+# is Gradio's own root path's, on the page's origin (as Gradio's front end reaches its own
+# routes). `{__type__: "update"}` is Gradio's "leave this output as it is".
 MOVE_SCRIPT = f"""async (...inputs) => {{
   const keep = {{__type__: "update"}};
   const unchanged = Array({MAX_SLIDERS + 4}).fill(keep);
