@@ -222,9 +222,9 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
     """The app's move routes with handlers that only return, for the photo id they are given,
     the pictures the real app answered for it (`pictures`, read once each): same inputs, same
     outputs, same routes, no work of ours."""
-    if tuned:  # the app's settings of Gradio
+    if tuned:  # the app's settings of Gradio: its environment, its queue's idle polling
         sys.path.insert(0, str(ROOT))
-        from app import GRADIO_SETTINGS
+        from app import GRADIO_SETTINGS, with_queue_idle_poll
 
         os.environ.update(GRADIO_SETTINGS)
     import gradio as gr
@@ -280,7 +280,10 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
         return JSONResponse({"crop": crop, "photo": photo})
 
     routes = [Route(f"/{MOVE_ROUTE}", own_route, methods=["POST"])]
-    demo.queue(default_concurrency_limit=4).launch(
+    demo.queue(default_concurrency_limit=4)
+    if tuned:
+        with_queue_idle_poll(demo)
+    demo.launch(
         server_name="127.0.0.1", server_port=port, quiet=True, app_kwargs={"routes": routes}
     )
 

@@ -337,3 +337,11 @@ def test_a_refused_upload_leaves_its_session_showing_no_photo_until_the_next_one
     assert store.latest("alice") is None and store.latest("bob") is not None
     second = store.add("alice", "eight", np.zeros(8))
     assert store.latest("alice") == second
+
+
+def test_an_idle_server_looks_for_queued_work_every_10_ms_not_every_millisecond():
+    """Gradio's queue looks for work every millisecond while it has none (most of an idle
+    server's CPU, BENCHMARKS.md); the app's looks less often (`QUEUE_IDLE_POLL`). An upgrade of
+    Gradio that renames the attributes fails `build_demo` rather than burn the CPU again."""
+    queue = app.build_demo(ModelLibrary(list(bundled_models())))._queue
+    assert queue.sleep_when_free == 0.01, "a queued event waits at most 10 ms more to start"
