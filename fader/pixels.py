@@ -4,6 +4,7 @@ The model is trained on `uint8 / 127.5 - 1` and its outputs are read back the sa
 both directions in one place means training, evaluation and the editor can never disagree.
 """
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image
@@ -29,6 +30,16 @@ def to_tensor(image: Image.Image) -> torch.Tensor:
 
 def to_images(batch: torch.Tensor) -> list[Image.Image]:
     """B×3×H×W (or B×1×H×W, gray) in [-1, 1] → PIL RGB images: photos are RGB everywhere
-    they are pasted, so a grayscale model's output becomes three equal channels."""
-    pixels = to_pixels(batch.detach().cpu()).expand(-1, 3, -1, -1)
-    return [Image.fromarray(p.permute(1, 2, 0).contiguous().numpy()) for p in pixels]
+    they are pasted, so a grayscale model's output becomes three equal channels.
+
+    The levels are `to_pixels`'s, to the last one (tested), made in two OpenCV passes over the
+    batch (x + 1, then × 127.5 rounded to the nearest even and saturated): torch's five passes
+    took a quarter of a millisecond a face on every slider move."""
+    values = batch.detach().cpu().float().permute(0, 2, 3, 1).contiguous().numpy()
+    count, height, width, channels = values.shape  # channels-last already: no copy
+    rows = values.reshape(count * height, width * channels)
+    levels = cv2.addWeighted(cv2.add(rows, 1.0), 127.5, rows, 0.0, 0.0, dtype=cv2.CV_8U)
+    pixels = levels.reshape(count, height, width, channels)
+    if channels == 1:
+        pixels = np.repeat(pixels, 3, axis=3)
+    return [Image.fromarray(picture) for picture in pixels]

@@ -16,6 +16,7 @@ from fader.edit import main as edit_main
 from fader.editor import Editor
 from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
+from fader.pixels import to_images, to_pixels
 from fader.stream import FaceStream
 from fader.video import FrameEditor, edit_video
 
@@ -144,3 +145,20 @@ def test_a_value_of_a_group_is_set_by_its_own_name_as_on_a_model_of_binary_attri
     assert with_values(config, start, {"one": 0.5})["Digit"] == {"zero": 1, "one": 0.5, "two": 0}
     with pytest.raises(ValueError, match="no 'seven'; it has Digit, Bold, zero, one, two"):
         with_values(config, start, {"seven": 1})
+
+
+def test_a_decoders_output_becomes_the_levels_training_reads_it_as():
+    """`to_images` (every edit's crops) makes `to_pixels`'s levels in OpenCV, not torch:
+    the same rounding to the nearest even level at each half, the same saturation past −1 and
+    1, channels-last or not, and a gray model's crop as three equal channels."""
+    halves = (torch.arange(256) + 0.5) / 127.5 - 1  # between two levels, and a float either side
+    beside = [torch.nextafter(halves, torch.tensor(end)) for end in (-2.0, 2.0)]
+    batch = torch.rand(2, 3, 64, 64) * 2.4 - 1.2  # past both ends too
+    batch[:, :, :12, :] = torch.cat([halves, *beside]).view(12, 64)  # each channel's first rows
+    for layout in (torch.contiguous_format, torch.channels_last):
+        images = to_images(batch.contiguous(memory_format=layout))
+        expected = to_pixels(batch).permute(0, 2, 3, 1).numpy()
+        assert np.array_equal(np.stack([np.asarray(image) for image in images]), expected)
+    (gray,) = to_images(batch[:1, :1])
+    assert gray.mode == "RGB"
+    assert np.array_equal(np.asarray(gray), to_pixels(batch[0, 0])[..., None].expand(-1, -1, 3))
