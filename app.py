@@ -509,8 +509,9 @@ def build_demo(
 
 
 def with_queue_idle_poll(demo: gr.Blocks) -> gr.Blocks:
-    """Gradio's queue looks for work to start every millisecond while it has none (and while
-    every worker is busy): most of an idle server's CPU (BENCHMARKS.md). At `QUEUE_IDLE_POLL`
+    """Gradio's queue looks for work to start every millisecond while it has none (or while
+    the workers or the waiting events' groups are busy): most of an idle server's CPU, counted
+    in every move's too (BENCHMARKS.md). At `QUEUE_IDLE_POLL`
     a queued event (the API's edits, each step of a photo's encoding) waits at most 10 ms more
     to start. Gradio has no setting for it: the queue's attribute is set, and a Gradio without
     it fails here, not silently. Its look for progress to send (every 10 ms) is left as it is:
@@ -518,7 +519,7 @@ def with_queue_idle_poll(demo: gr.Blocks) -> gr.Blocks:
     queue = demo._queue
     if not hasattr(queue, "sleep_when_free"):
         raise RuntimeError("Gradio's queue has no sleep_when_free: see app.QUEUE_IDLE_POLL.")
-    queue.sleep_when_free = QUEUE_IDLE_POLL
+    queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_IDLE_POLL)  # Windows: 50 ms
     return demo
 
 

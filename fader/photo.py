@@ -279,10 +279,10 @@ def pasted_square(
 ) -> Image.Image:
     """`photo`'s centre square with `edited` (float32, holding `detail` times the crop)
     resized onto it: all channels in one resample, bicubic (area-averaged when shrinking), and
-    the photo's own pixels there for the detail. A gray change (a gray model's edit, whose
-    three channels are equal) is resized as one channel, a third of the work; its sums run in
-    another order, so a few levels in a million move by one. With no detail kept it comes
-    back gray (`Image.paste` gives it the photo's mode)."""
+    the photo's own pixels there for the detail. A gray change (a gray model's edit with no
+    detail kept, or of a gray photo: three equal channels) is resized as one channel, a third
+    of the work; its sums run in another order, so a few levels in a million move by one. With
+    no detail kept it comes back gray (`Image.paste` gives it the photo's mode)."""
     side = site.box[2] - site.box[0]
     change = edited - detail * site.original if detail else edited
     gray = all(np.array_equal(change[..., 0], change[..., i]) for i in (1, 2))

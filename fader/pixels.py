@@ -32,9 +32,10 @@ def to_images(batch: torch.Tensor) -> list[Image.Image]:
     """B×3×H×W (or B×1×H×W, gray) in [-1, 1] → PIL RGB images: photos are RGB everywhere
     they are pasted, so a grayscale model's output becomes three equal channels.
 
-    The levels are `to_pixels`'s, to the last one (tested), made in two OpenCV passes over the
-    batch (x + 1, then × 127.5 rounded to the nearest even and saturated): torch's five passes
-    took a quarter of a millisecond a face on every slider move."""
+    A float32 batch (a decoder's output) gets `to_pixels`'s levels, to the last one (tested),
+    made in two OpenCV passes over the batch (x + 1, then × 127.5 rounded to the nearest even
+    and saturated): torch's five passes took a quarter of a millisecond a face on every slider
+    move."""
     values = batch.detach().cpu().float().permute(0, 2, 3, 1).contiguous().numpy()
     count, height, width, channels = values.shape  # channels-last already: no copy
     rows = values.reshape(count * height, width * channels)

@@ -342,6 +342,6 @@ def test_a_refused_upload_leaves_its_session_showing_no_photo_until_the_next_one
 def test_an_idle_server_looks_for_queued_work_every_10_ms_not_every_millisecond():
     """Gradio's queue looks for work every millisecond while it has none (most of an idle
     server's CPU, BENCHMARKS.md); the app's looks less often (`QUEUE_IDLE_POLL`). An upgrade of
-    Gradio that renames the attributes fails `build_demo` rather than burn the CPU again."""
+    Gradio that renames the attribute fails `build_demo` rather than burn the CPU again."""
     queue = app.build_demo(ModelLibrary(list(bundled_models())))._queue
     assert queue.sleep_when_free == 0.01, "a queued event waits at most 10 ms more to start"

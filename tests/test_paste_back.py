@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from fader.align import paste_back
+from fader.align import paste_back, pasted_face
 from fader.attributes import flat_values, neutral_values, with_values
 from fader.crop_edit import paste_at, paste_sites
 from fader.editor import Editor
@@ -166,6 +166,22 @@ def test_a_moves_export_and_preview_are_the_slow_paths_pictures(detail):
         ), "the kept sites are as a fresh preview's: nothing of a move stays in them"
 
 
+@pytest.mark.parametrize("detail", [0.0, 1.0])
+def test_a_colour_cast_over_a_whole_crop_is_taken_out_before_its_paste(detail):
+    """An autoencoder's rebuild tends to shift the whole crop's colour: each channel is moved
+    so the seam ring's mean is the photo's again (`pasted_face`), so the crop itself with a
+    cast pastes as the crop itself does, in each channel, to a level."""
+    editor = Editor(face_model(), aligner="dlib")
+    prepared = editor.photo(editor.load(four_faces_close_together()))
+    site = prepared.preview_sites[0]
+    cast = site.original + np.array([20.0, -12.0, 7.0], np.float32)
+    pasted = [
+        np.asarray(pasted_face(site, crop, detail, prepared.preview), np.int16)
+        for crop in (site.original, cast)
+    ]
+    assert np.abs(pasted[1] - pasted[0]).max() <= 1
+
+
 def decoders_edit(crop: Image.Image, detail: float) -> Image.Image:
     """An edit as a trained decoder makes one, D(z, y) + s·(x − D(z, y₀)): its rebuilds are
     smooth (here the crop blurred), and the edit moves their colours."""
@@ -196,8 +212,8 @@ def test_the_previews_bilinear_warp_is_close_to_the_slow_paths_bicubic(detail):
 
 @pytest.mark.parametrize("detail", [0.0, 0.6])
 def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail):
-    """A centre square is resized the same way in the preview and the export (bicubic, all
-    channels at once): both are `paste_centre_square`'s pictures, pixel for pixel."""
+    """A centre square is resized the same way in the preview and the export (bicubic): both
+    are `paste_centre_square`'s pictures, pixel for pixel."""
     editor = Editor(load_model("digits"))
     photo = wide_photo_around(Image.open(DIGITS_SEVEN), (1200, 800))
     photo_id = editor.load(photo)
