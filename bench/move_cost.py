@@ -22,8 +22,10 @@ For each it reports the server's CPU time per move (`/proc/PID/stat` before and 
 share above the null app's on the same route ("ours"), the wall time, the decoder's own time on
 the photo's faces (one thread, as the app runs it) and the server-bound moves per second (the
 machine's cores over the CPU per move), each server's CPU per second while it waits for work,
-and the handler's own CPU per move called in a process
-of its own, without a server (our share, without Gradio's or the server's noise). py-spy
+and the handler's own CPU per move called in a process of its own, without a server (our
+share, without Gradio's or the server's noise). Every server is started at once, but measured
+with the others stopped (`servers.alone`; from run 13 on): the idle ones' loops inflated the
+measured one's CPU. py-spy
 samples every server throughout (when it is installed): the top functions by own samples and,
 for the app, its own functions by inclusive share. Cases: the bundled digits model on its
 example three (28²) and on the same digit at 900×900; the paper's 256² face model (random
@@ -57,6 +59,7 @@ from servers import (
     MOVE_ROUTE,
     Server,
     add_code_option,
+    alone,
     checkout,
     live_pictures,
     named_codes,
@@ -501,15 +504,19 @@ def main() -> None:
         for name, model in cases.items():
             detail = models[model].config.default_detail
             row = report["cases"][name]
+            running = servers.values()  # each measured with the others stopped
             for code in codes:
-                row[code] = drive_app(
-                    servers[code], model, photos[name], args.moves, detail, pictures
-                )
-                row[code]["handler_cpu_ms"] = handler_ms(
-                    trees[code], model, photos[name], args.moves, detail
-                )
+                with alone(running, servers[code]):
+                    row[code] = drive_app(
+                        servers[code], model, photos[name], args.moves, detail, pictures
+                    )
+                with alone(running):
+                    row[code]["handler_cpu_ms"] = handler_ms(
+                        trees[code], model, photos[name], args.moves, detail
+                    )
             for null_name in ("null", "null_tuned"):
-                row[null_name] = drive_null(servers[null_name], name, args.moves)
+                with alone(running, servers[null_name]):
+                    row[null_name] = drive_null(servers[null_name], name, args.moves)
             for code in codes:
                 for route in ROUTES:
                     null = row["null_tuned" if tuned[code] else "null"]

@@ -570,13 +570,16 @@ def test_parallel_exports_of_one_photo_each_get_their_own_edit(server, models, p
     from concurrent.futures import ThreadPoolExecutor
 
     _, url = server
-    reference = Client(url, verbose=False)
+    # Four encodes at once on 2 cores: a picture's download can wait past httpx's 5 s default
+    # (seen in CI: a ReadTimeout on the encode's picture, the server fine)
+    patient = {"verbose": False, "httpx_kwargs": {"timeout": 120}}
+    reference = Client(url, **patient)
     _, _, reference_id = reference.predict(
         models["face"], handle_file(photos["astronaut"]), api_name="/encode"
     )
 
     def export(client_number: int) -> tuple[float, bytes, str]:
-        client = Client(url, verbose=False)
+        client = Client(url, **patient)
         _, _, photo_id = client.predict(
             models["face"], handle_file(photos["astronaut"]), api_name="/encode"
         )
