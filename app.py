@@ -43,6 +43,7 @@ from page.photos import (
     page_encode,
     picked_faces,
 )
+from page.queue_pace import pace_queue
 from page.sliders import (
     DETAIL_RANGE,
     reset_all,
@@ -58,7 +59,6 @@ QUEUE_CONCURRENCY = 4  # requests of one event handled at once; more wait in Gra
 TRACK_DOWNLOADS = gr.Progress(track_tqdm=True)  # a handler's default: Gradio fills it per call
 LIVE_EDITS = QUEUE_CONCURRENCY  # slider moves in flight at once: their decodes share a batch
 LIVE_FRAMES = QUEUE_CONCURRENCY  # webcam frames edited at once, whatever the number of streams
-QUEUE_IDLE_POLL = 0.01  # seconds between the queue's looks for work to start (Gradio: 0.001)
 EXPORT_WAIT = 0.3  # seconds a slider move's export waits, so the live edit has the CPU
 CACHE_LIFETIME = 3600  # seconds Gradio keeps uploads and exports (checked as often)
 # Gradio's queue rebuilds its monitoring summary (a pandas table over its last 10,000 events)
@@ -505,22 +505,7 @@ def build_demo(
             model_page(page),
             api_visibility="private",
         )
-    return with_queue_idle_poll(demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY))
-
-
-def with_queue_idle_poll(demo: gr.Blocks) -> gr.Blocks:
-    """Gradio's queue looks for work to start every millisecond while it has none (or while
-    the workers or the waiting events' groups are busy): most of an idle server's CPU, counted
-    in every move's too (BENCHMARKS.md). At `QUEUE_IDLE_POLL`
-    a queued event (the API's edits, each step of a photo's encoding) waits at most 10 ms more
-    to start. Gradio has no setting for it: the queue's attribute is set, and a Gradio without
-    it fails here, not silently. Its look for progress to send (every 10 ms) is left as it is:
-    a model's download shows its progress through it."""
-    queue = demo._queue
-    if not hasattr(queue, "sleep_when_free"):
-        raise RuntimeError("Gradio's queue has no sleep_when_free: see app.QUEUE_IDLE_POLL.")
-    queue.sleep_when_free = max(queue.sleep_when_free, QUEUE_IDLE_POLL)  # Windows: 50 ms
-    return demo
+    return pace_queue(demo.queue(default_concurrency_limit=QUEUE_CONCURRENCY))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -227,7 +227,8 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
     outputs, same routes, no work of ours."""
     if tuned:  # the app's settings of Gradio: its environment, its queue's idle polling
         sys.path.insert(0, str(ROOT))
-        from app import GRADIO_SETTINGS, with_queue_idle_poll
+        from app import GRADIO_SETTINGS
+        from page.queue_pace import pace_queue
 
         os.environ.update(GRADIO_SETTINGS)
     import gradio as gr
@@ -285,7 +286,7 @@ def serve_null(pictures: Path, port: int, tuned: bool) -> None:
     routes = [Route(f"/{MOVE_ROUTE}", own_route, methods=["POST"])]
     demo.queue(default_concurrency_limit=4)
     if tuned:
-        with_queue_idle_poll(demo)
+        pace_queue(demo)
     demo.launch(
         server_name="127.0.0.1", server_port=port, quiet=True, app_kwargs={"routes": routes}
     )
