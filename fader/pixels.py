@@ -2,6 +2,8 @@
 
 The model is trained on `uint8 / 127.5 - 1` and its outputs are read back the same way; keeping
 both directions in one place means training, evaluation and the editor can never disagree.
+`to_images`, on every slider move, makes `to_pixels`'s levels in OpenCV, tested level for level
+against it.
 """
 
 import cv2
