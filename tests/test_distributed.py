@@ -9,6 +9,7 @@ to float rounding (the halves' sums are added in another order), 1e-5. Against a
 normalising the whole batch, they differ by far more: the BatchNorm difference README.md states.
 """
 
+import faulthandler
 import os
 import re
 import signal
@@ -29,7 +30,7 @@ from fader.model import FaderConfig, FaderNetwork
 from train.checkpoint import CHECKPOINT_NAME, module_state, read_checkpoint_info
 from train.config import PRESETS, TrainConfig
 from train.data import BatchStream, load_prepared, prepare
-from train.distributed import Processes, from_environment, start, stop
+from train.distributed import Processes, exit_program, from_environment, start, stop
 from train.loop import Trainer
 from train.sources import TRAIN, open_source
 
@@ -101,7 +102,9 @@ def settings() -> tuple[FaderConfig, TrainConfig]:
 
 
 def train_in_process(rank: int, cache: str, out: str, port: int) -> None:
-    """One of the two processes (`mp.spawn` calls it with its rank), set up as torchrun does."""
+    """One of the two processes (`mp.spawn` calls it with its rank), set up as torchrun does,
+    ending as `python -m train` ends. A crash prints every thread's Python stack in the log."""
+    faulthandler.enable()
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1")
     os.environ["MASTER_PORT"] = str(port)
     torch.set_num_threads(1)
@@ -114,6 +117,7 @@ def train_in_process(rank: int, cache: str, out: str, port: int) -> None:
         finished = True
     finally:
         stop(together=finished)
+    exit_program(0)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +163,24 @@ def test_two_processes_train_as_one_that_normalises_each_half_on_its_own(prepare
         assert largest_difference(two[network], per_half) < 1e-5, network
     whole_batch = parameters(plain.model.state_dict())
     assert largest_difference(two["model"], whole_batch) > 100 * 1e-5
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_a_process_of_several_ends_without_the_interpreters_shutdown(world_size: str):
+    program = (
+        "import atexit, sys\n"
+        "from train.distributed import exit_program\n"
+        "atexit.register(print, 'shut down')\n"
+        "print('said', end='')\n"
+        "print('warned', end='', file=sys.stderr)\n"
+        "exit_program(3)\n"
+    )
+    environment = {**os.environ, "WORLD_SIZE": world_size, "RANK": str(int(world_size) - 1)}
+    done = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, env=environment
+    )
+    assert (done.returncode, done.stderr) == (3, "warned")
+    assert done.stdout == ("said" if world_size == "2" else "saidshut down\n")
 
 
 def torchrun(*flags: object, processes: int = 2) -> subprocess.CompletedProcess:

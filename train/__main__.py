@@ -28,6 +28,7 @@ from train.data import as_channels, prepare
 from train.distributed import (
     Processes,
     check_batch_size,
+    exit_program,
     from_environment,
     start,
     wait_for_main,
@@ -489,4 +490,4 @@ if __name__ == "__main__":
     from fader.heap import keep_freed_memory  # the program's own setting, not the importer's
 
     keep_freed_memory()  # only when run as a program: it is a setting of the whole process
-    sys.exit(main())
+    exit_program(main())

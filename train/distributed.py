@@ -13,8 +13,10 @@ GPUs only; with the gloo backend on CPU each process normalises its own share.
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import NoReturn
 
 import torch
 import torch.distributed as dist
@@ -90,6 +92,25 @@ def stop(together: bool) -> None:
     if together:
         dist.barrier()
     dist.destroy_process_group()
+
+
+def exit_program(code: int) -> NoReturn:
+    """End `python -m train` with `code`. A process torchrun started as one of several skips the
+    interpreter's shutdown: a run that built DistributedDataParallel leaves its gloo group alive
+    after `stop` (PyTorch keeps references to it; its threads were seen running after
+    `destroy_process_group`), and a process whose interpreter shut down around those threads
+    was seen to abort in CI ("terminate called without an active exception", SIGABRT) after
+    saving everything, which fails the whole run. By now every file is closed (the writes
+    joined, train.log closed by `main`); the standard streams are flushed here."""
+    try:
+        several = from_environment().several
+    except ValueError:  # `main` said so already
+        several = False
+    if not several:
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def check_batch_size(processes: Processes, batch_size: int) -> None:
