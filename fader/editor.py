@@ -36,7 +36,6 @@ from fader.crop_edit import (
     encode_crops,
     model_input,
     paste_at,
-    paste_crops,
     paste_sites,
 )
 from fader.model import FaderNetwork
@@ -100,6 +99,8 @@ class PreparedPhoto:
 class EditResult:
     crops: list[Image.Image]  # the edited crops, one per face edited, largest first
     photo: Image.Image
+    # where `photo` was pasted into, (left, top, right, bottom) each: the rest is as it was
+    boxes: tuple[tuple[int, int, int, int], ...] = ()
 
     @property
     def crop(self) -> Image.Image:
@@ -323,12 +324,14 @@ class Editor:
         (crops,) = self._decode(prepared, [values], numbers, strength)
         if full_resolution:
             faces_edited = [prepared.faces[number] for number in numbers] if prepared.faces else []
-            photo = paste_crops(prepared.photo, crops, faces_edited, prepared.crop, strength)
+            sites = paste_sites(prepared.photo.size, faces_edited, prepared.crop)
+            photo = paste_at(prepared.photo, crops, sites, strength)
         else:
-            sites = [prepared.preview_sites[number] for number in numbers]
+            sites = tuple(prepared.preview_sites[number] for number in numbers)
             photo = paste_at(prepared.preview, crops, sites, strength)
         shown = [self.shown(crop, prepared) for crop in crops]
-        return EditResult(shown, self.shown(photo, prepared, whole_photo=True))
+        boxes = tuple(site.box for site in sites)
+        return EditResult(shown, self.shown(photo, prepared, whole_photo=True), boxes)
 
     def sweep(
         self,

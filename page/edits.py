@@ -3,6 +3,7 @@ move), the full-resolution export and its file name, the edit by attribute names
 """
 
 import contextlib
+import functools
 import math
 import os
 import re
@@ -21,12 +22,19 @@ from PIL import Image
 from fader.attributes import finite, flat_values, positions_by_name
 from fader.editor import Editor, EditResult, PreparedPhoto
 from fader.library import ModelLibrary
-from fader.web_pictures import inline_crop, inline_photo, labelled_strip, shown
+from fader.web_pictures import (
+    UneditedPreviews,
+    inline_crop,
+    inline_photo,
+    labelled_strip,
+    shown,
+)
 from page.inputs import Photo
 from page.photos import faces_present, photo_for
 from page.sliders import detail_value, slider_values, swept, typing
 
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
+UNEDITED_PREVIEWS = UneditedPreviews()  # the rows of a move's preview it leaves as they were
 
 
 def edited(
@@ -79,9 +87,12 @@ def edit(
     done = edited(editor, model_name, image, photo_id, values, session, False, **options)
     if done is None:
         return ("", "", "") if inline else (None, None, "")
-    result, photo_id, _, _ = done
+    result, photo_id, prepared, _ = done
     if inline:
-        return inline_crop(result.crop), inline_photo(result.photo), photo_id
+        whole = functools.partial(editor.shown, prepared=prepared, whole_photo=True)
+        unedited = UNEDITED_PREVIEWS.of(prepared.preview, whole)
+        preview = inline_photo(result.photo, unedited, result.boxes)
+        return inline_crop(result.crop), preview, photo_id
     return shown(result.crop), result.photo, photo_id
 
 

@@ -6,6 +6,7 @@ Face models paste through the alignment (tests/test_align.py); here the edited p
 without alignment must show the edited crop, resized, at the centre, and the rest untouched.
 """
 
+import base64
 from pathlib import Path
 
 import cv2
@@ -20,7 +21,9 @@ from fader.crop_edit import paste_at, paste_sites
 from fader.editor import Editor
 from fader.library import load_model
 from fader.model import ALIGN, FaderConfig, FaderNetwork
-from fader.photo import paste_centre_square
+from fader.photo import centre_square_box, paste_centre_square
+from fader.row_jpeg import encoded
+from fader.web_pictures import PREVIEW_QUALITY, UneditedPreviews, inline_photo
 
 DIGITS_SEVEN = "assets/examples/digits/seven.png"
 
@@ -224,3 +227,39 @@ def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail):
             crop = edited.crop.convert(source.mode)  # a gray model's crop, in a colour photo
             slow = paste_centre_square(source, crop, prepared.crop, detail)
             assert np.array_equal(np.asarray(edited.photo), np.asarray(slow))
+
+
+@pytest.mark.parametrize("faces", ["all", [1], [3, 0]])
+def test_a_moves_boxes_hold_all_it_changed_and_its_preview_jpeg_is_the_whole_encoding(faces):
+    """An edit says the boxes it pasted into: outside them the preview is the photo's own, so
+    the page's JPEG of a move, made again only in those boxes' rows, is the JPEG of the whole
+    edited preview, byte for byte."""
+    editor = Editor(face_model(), aligner="dlib")
+    photo_id = editor.load(four_faces_close_together())
+    prepared = editor.photo(photo_id)
+    unedited = UneditedPreviews().of(prepared.preview, lambda preview: preview)
+    for values in ({"Smiling": 2.0}, {"Smiling": -1.5}):
+        edited = editor.edit(photo_id, values, detail=0.4, faces=faces)
+        assert len(edited.boxes) == len(edited.crops)
+        outside = np.ones((prepared.preview.height, prepared.preview.width), bool)
+        for x0, y0, x1, y1 in edited.boxes:
+            outside[y0:y1, x0:x1] = False
+        changed = np.any(np.asarray(edited.photo) != np.asarray(prepared.preview), axis=2)
+        assert changed.any() and not changed[outside].any()
+        picture = inline_photo(edited.photo, unedited, edited.boxes).split('"')[1]
+        jpeg = base64.b64decode(picture.removeprefix("data:image/jpeg;base64,"))
+        assert jpeg == encoded(edited.photo, PREVIEW_QUALITY)
+
+
+def test_a_digits_box_is_its_centre_square():
+    editor = Editor(load_model("digits"))
+    photo_id = editor.load(wide_photo_around(Image.open(DIGITS_SEVEN), (1200, 800)))
+    prepared = editor.photo(photo_id)
+    edited = editor.edit(photo_id, digit(editor, "three"))
+    (box,) = edited.boxes
+    assert box == centre_square_box(prepared.preview.size)
+    unchanged = np.asarray(edited.photo).copy()
+    unchanged[box[1] : box[3], box[0] : box[2]] = np.asarray(prepared.preview)[
+        box[1] : box[3], box[0] : box[2]
+    ]
+    assert np.array_equal(unchanged, np.asarray(prepared.preview))
