@@ -99,8 +99,9 @@ class PreparedPhoto:
 class EditResult:
     crops: list[Image.Image]  # the edited crops, one per face edited, largest first
     photo: Image.Image
-    # where `photo` was pasted into, (left, top, right, bottom) each: the rest is as it was
-    boxes: tuple[tuple[int, int, int, int], ...] = ()
+    # where `photo` (the preview, or the full photo for an export, in its own pixels) was pasted
+    # into, (left, top, right, bottom) each: the rest of it is the photo as it was
+    boxes: tuple[tuple[int, int, int, int], ...]
 
     @property
     def crop(self) -> Image.Image:

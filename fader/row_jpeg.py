@@ -34,7 +34,7 @@ def encoded(image: Image.Image, quality: int) -> bytes:
 
 
 def mcu_height(image: Image.Image) -> int:
-    """Pixel rows per row of MCUs: 16 for colour at 4:2:0, 8 for a gray picture."""
+    """Pixel rows per row of MCUs: 16 for colour (RGB) at 4:2:0, 8 for a gray picture (L)."""
     return 8 if image.mode == "L" else 16
 
 
@@ -44,13 +44,13 @@ def split(jpeg: bytes) -> tuple[bytes, list[bytes]]:
     at = 2  # after the start of image
     while True:
         if jpeg[at] != 0xFF:
-            raise ValueError("Not a JPEG of markers as libjpeg writes them.")
+            raise RuntimeError("Not a JPEG of markers as libjpeg writes them.")
         marker, length = jpeg[at + 1], int.from_bytes(jpeg[at + 2 : at + 4], "big")
         at += 2 + length
         if marker == START_OF_SCAN:
             break
     if not jpeg.endswith(END_OF_IMAGE):
-        raise ValueError("A JPEG ends with its end-of-image marker.")
+        raise RuntimeError("A JPEG ends with its end-of-image marker.")
     return jpeg[:at], RESTART.split(jpeg[at : -len(END_OF_IMAGE)])
 
 
@@ -66,14 +66,12 @@ class RowCodedJpeg:
 
     @classmethod
     def of(cls, image: Image.Image, quality: int) -> "RowCodedJpeg":
+        if image.mode not in ("RGB", "L"):
+            raise RuntimeError(f"A row-coded JPEG is of an RGB or L picture, not {image.mode}.")
         header, rows = split(encoded(image, quality))
         if len(rows) != -(-image.height // mcu_height(image)):
-            raise ValueError("The encoder did not put a restart marker after each MCU row.")
+            raise RuntimeError("The encoder did not put a restart marker after each MCU row.")
         return cls(header, tuple(rows), image.size, image.mode, quality)
-
-    @property
-    def nbytes(self) -> int:
-        return len(self.header) + sum(len(row) for row in self.rows)
 
     def joined(self, rows: Sequence[bytes]) -> bytes:
         """The JPEG of these coded rows, under this picture's header."""
@@ -86,13 +84,13 @@ class RowCodedJpeg:
         """The JPEG of `image`, which is this picture with only the pixel rows `changed`
         altered: those rows' MCU rows encoded again, the others reused."""
         if image.size != self.size or image.mode != self.mode:
-            raise ValueError(f"{image.mode} {image.size} is not the picture this JPEG holds.")
+            raise RuntimeError(f"{image.mode} {image.size} is not the picture this JPEG holds.")
         rows, height = list(self.rows), mcu_height(image)
         for first, last in mcu_bands(changed, height, len(rows)):
             band = image.crop((0, first * height, image.width, min(last * height, image.height)))
             _, coded = split(encoded(band, self.quality))
             if len(coded) != last - first:
-                raise ValueError("The encoder did not put a restart marker after each MCU row.")
+                raise RuntimeError("The encoder did not put a restart marker after each MCU row.")
             rows[first:last] = coded
         return self.joined(rows)
 

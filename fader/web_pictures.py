@@ -77,7 +77,9 @@ class UneditedPreviews:
     tenth of what the preview's pixels do, outside the photo store's budgets."""
 
     def __init__(self) -> None:
-        self.coded: dict[int, RowCodedJpeg] = {}  # id(preview) → its JPEG, until it is freed
+        # id(preview) → its JPEG, until the preview is freed (a PIL image compares by its pixels
+        # and so cannot be a key itself); a finalizer runs before an id can be used again
+        self.coded: dict[int, RowCodedJpeg] = {}
 
     def of(self, preview: Image.Image, shown: Callable[[Image.Image], Image.Image]) -> RowCodedJpeg:
         """`shown(preview)` row-coded, made on the photo's first move and reused after it."""

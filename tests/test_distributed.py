@@ -179,7 +179,7 @@ def test_a_process_of_several_ends_without_the_interpreters_shutdown(world_size:
     done = subprocess.run(
         [sys.executable, "-c", program], cwd=ROOT, capture_output=True, text=True, env=environment
     )
-    assert (done.returncode, done.stderr) == (3, "warned")
+    assert done.returncode == 3 and done.stderr.endswith("warned")
     assert done.stdout == ("said" if world_size == "2" else "saidshut down\n")
 
 

@@ -13,17 +13,18 @@ import cv2
 import matplotlib
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 from fader.align import paste_back, pasted_face
 from fader.attributes import flat_values, neutral_values, with_values
 from fader.crop_edit import paste_at, paste_sites
 from fader.editor import Editor
-from fader.library import load_model
+from fader.library import ModelLibrary, load_model
 from fader.model import ALIGN, FaderConfig, FaderNetwork
 from fader.photo import centre_square_box, paste_centre_square
 from fader.row_jpeg import encoded
 from fader.web_pictures import PREVIEW_QUALITY, UneditedPreviews, inline_photo
+from page.edits import edit
 
 DIGITS_SEVEN = "assets/examples/digits/seven.png"
 
@@ -246,9 +247,34 @@ def test_a_moves_boxes_hold_all_it_changed_and_its_preview_jpeg_is_the_whole_enc
             outside[y0:y1, x0:x1] = False
         changed = np.any(np.asarray(edited.photo) != np.asarray(prepared.preview), axis=2)
         assert changed.any() and not changed[outside].any()
-        picture = inline_photo(edited.photo, unedited, edited.boxes).split('"')[1]
-        jpeg = base64.b64decode(picture.removeprefix("data:image/jpeg;base64,"))
+        jpeg = preview_jpeg(inline_photo(edited.photo, unedited, edited.boxes))
         assert jpeg == encoded(edited.photo, PREVIEW_QUALITY)
+
+
+def preview_jpeg(html: str) -> bytes:
+    """The JPEG inside a page's preview <img>."""
+    return base64.b64decode(html.split('"')[1].removeprefix("data:image/jpeg;base64,"))
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L"], ids=["colour", "gray"])
+def test_the_pages_preview_of_a_digit_on_paper_is_the_whole_edited_previews_jpeg(mode):
+    """Through the page's own edit: a dark digit on paper, edited inverted and shown inverted
+    back (`Editor.shown`), gray end to end for a gray photo, move after move."""
+    library = ModelLibrary(["digits"])
+    editor = library.editor("digits")
+    paper = Image.new(mode, (900, 700), "white" if mode == "L" else "#f6efdc")  # cream: colour
+    ink = ImageOps.invert(Image.open(DIGITS_SEVEN).convert("L")).resize((600, 600))
+    paper.paste(ink.convert(mode), (150, 50))
+    photo_id = editor.load(paper)
+    prepared = editor.photo(photo_id)
+    assert prepared.inverted and prepared.gray == (mode == "L")
+    for values in (digit(editor, "two"), digit(editor, "eight")):
+        flat = list(flat_values(values).values())
+        _, preview, _ = edit(library, "digits", None, photo_id, *flat, inline=True)
+        edited = editor.edit(photo_id, values)
+        assert edited.photo.mode == mode
+        assert preview_jpeg(preview) == encoded(edited.photo, PREVIEW_QUALITY)
+        assert preview_jpeg(preview) != encoded(prepared.preview.convert(mode), PREVIEW_QUALITY)
 
 
 def test_a_digits_box_is_its_centre_square():

@@ -66,11 +66,16 @@ def test_rows_changed_but_not_said_keep_the_unedited_bytes():
     assert coded.with_rows(edited, [(40, 50)]) == encoded(edited, QUALITY)
 
 
+def test_only_rgb_and_gray_pictures_are_row_coded():
+    with pytest.raises(RuntimeError, match="RGB or L picture, not RGBA"):
+        RowCodedJpeg.of(Image.new("RGBA", (32, 32)), QUALITY)
+
+
 def test_another_picture_is_refused():
     coded = RowCodedJpeg.of(noise((64, 48), "RGB"), QUALITY)
-    with pytest.raises(ValueError, match="is not the picture"):
+    with pytest.raises(RuntimeError, match="is not the picture"):
         coded.with_rows(noise((64, 64), "RGB"), [(0, 8)])
-    with pytest.raises(ValueError, match="is not the picture"):
+    with pytest.raises(RuntimeError, match="is not the picture"):
         coded.with_rows(noise((64, 48), "L"), [(0, 8)])
 
 

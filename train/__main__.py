@@ -3,6 +3,7 @@
 import argparse
 import logging
 import sys
+import traceback
 from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
@@ -490,4 +491,9 @@ if __name__ == "__main__":
     from fader.heap import keep_freed_memory  # the program's own setting, not the importer's
 
     keep_freed_memory()  # only when run as a program: it is a setting of the whole process
-    exit_program(main())
+    try:
+        code = main()
+    except Exception:  # what main did not expect still ends through exit_program
+        traceback.print_exc()
+        code = 1
+    exit_program(code)

@@ -108,6 +108,7 @@ def exit_program(code: int) -> NoReturn:
         several = False
     if not several:
         sys.exit(code)
+    logging.shutdown()  # what the skipped shutdown would do for any handler still open
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
