@@ -326,7 +326,7 @@ def pasted_face(
         borderMode=cv2.BORDER_REPLICATE,
     )
     if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
-        face -= (1.0 - detail) * region
+        cv2.scaleAdd(region, detail - 1.0, face, dst=face)  # one pass: numpy's takes two
     if site.alpha.shape[2] == face.shape[2]:  # a kept site's: region += face × alpha, one pass
         cv2.accumulateProduct(face, site.alpha, region)
     else:
