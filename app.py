@@ -33,7 +33,14 @@ from page.calls import for_session, limited, pictures_as_files, user_errors
 from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
-from page.moves import DEMO_MOVES, MOVE_AGAIN_ID, MOVE_ROUTE, MOVE_SCRIPT, Moves
+from page.moves import (
+    AGAIN_DONE_SCRIPT,
+    DEMO_MOVES,
+    MOVE_AGAIN_ID,
+    MOVE_ROUTE,
+    MOVE_SCRIPT,
+    Moves,
+)
 from page.photos import (
     FACE_LABELS,
     encode,
@@ -355,12 +362,12 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     # Its answer also settles the sliders: a number typed past an end set to the end, and a
     # word under the sliders (`settle`).
     gr.on(slider_moves, None, page.move_fields, page.move_outputs, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
-    # The photo itself, for the one the route no longer holds: the edit answers its new id. A
-    # move answered `again` meanwhile runs it once more after it (always_last), with the
-    # sliders' values then. (Not in turn with the moves: one sent after it, under the new id,
-    # could answer first and be painted over by it, until the next move.)
+    # The photo itself, for the one the route no longer holds: the edit answers its new id. It
+    # takes its turn with the moves: those made meanwhile wait for it, then go under that id
+    # (`AGAIN_DONE_SCRIPT`), so none is painted over by it and none prepares the photo again.
     again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
-    page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
+    prepared = page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
+    prepared.then(None, page.photo_id, None, js=AGAIN_DONE_SCRIPT, **HIDDEN)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's

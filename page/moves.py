@@ -15,10 +15,11 @@ one that a newer move of its session overtook while it waited is not made. The a
 crop, the preview and the sliders settled (`page.sliders.settle`: a number typed past an end
 set to it, and a note); `{"skip": true}` while a number box holds no number, or for a move
 overtaken; `{"again": true}` for a photo the server no longer holds, which the script then
-sends through Gradio with the photo itself (`MOVE_AGAIN_ID`), to be prepared again; a refusal
-in words. The page's other edits of a photo the server holds (a face ticked, "Reset all", a new
-photo or model's first edit) are sent by the same script, so they take their turn with the
-sliders' moves, and no older picture is shown over a newer one.
+sends through Gradio with the photo itself (`MOVE_AGAIN_ID`), to be prepared again, the
+moves made meanwhile waiting for it and going on under the new id; a refusal in words. The
+page's other edits of a photo the server holds (a face ticked, "Reset all", a new photo or
+model's first edit) are sent by the same script, so they take their turn with the sliders'
+moves, and no older picture is shown over a newer one.
 """
 
 import asyncio
@@ -60,9 +61,11 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
   const unchanged = Array({MAX_SLIDERS + 4}).fill(keep);
   const moves = window.faderMoves ??= {{made: 0, busy: Promise.resolve(), said: false}};
   const mine = ++moves.made;
-  await moves.busy;
+  for (let busy; busy !== moves.busy; ) await (busy = moves.busy);  // it may be made longer
   if (mine !== moves.made) return unchanged;
-  const [model, photo_id, ...rest] = inputs;
+  const [model, sent_id, ...rest] = inputs;
+  const renamed = moves.renamed;  // a photo prepared again meanwhile: its new id
+  const photo_id = renamed?.to && sent_id === renamed.from ? renamed.to : sent_id;
   const values = rest.slice(0, {MAX_SLIDERS}), [detail, faces] = rest.slice({MAX_SLIDERS});
   const body = JSON.stringify({{session: window.__gradio_session_hash__, model, photo_id,
                                 values, detail, faces}});
@@ -75,12 +78,17 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
     .catch(() => ({{error: "The server did not answer; move the slider again."}}));
   const answer = await answered;
   if (answer.skip) return unchanged;
-  if (mine !== moves.made) {{  // a newer move waits: its answer alone settles the sliders
-    return "crop" in answer ? [answer.crop, answer.photo, ...unchanged.slice(2)] : unchanged;
-  }}
-  if (answer.again) {{
+  if (answer.again) {{  // the moves wait for the photo prepared again (AGAIN_DONE_SCRIPT)
+    moves.renamed = {{from: photo_id}};
+    moves.busy = new Promise((done) => {{
+      moves.prepared = done;
+      setTimeout(done, {MOVE_TIMEOUT_MS});
+    }});
     document.getElementById("{MOVE_AGAIN_ID}")?.click();
     return unchanged;
+  }}
+  if (mine !== moves.made) {{  // a newer move waits: its answer alone settles the sliders
+    return "crop" in answer ? [answer.crop, answer.photo, ...unchanged.slice(2)] : unchanged;
   }}
   if (answer.error) {{
     moves.said = true;
@@ -91,6 +99,16 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
   moves.said = false;
   return [answer.crop, answer.photo, ...settled];
 }}"""
+
+
+# Run after the hidden button's edit, whatever its outcome, with the photo's id it left on the
+# page: the moves that waited for it go on, under that id.
+AGAIN_DONE_SCRIPT = """(photo_id) => {
+  const moves = window.faderMoves;
+  if (moves?.renamed) moves.renamed.to = photo_id;
+  moves?.prepared?.();
+  return [];
+}"""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ Needs Debian's Chromium (see tests/test_browser.py).
 """
 
 import dataclasses
+import re
+import time
 
 from page.moves import MOVE_PATH
 from tests.test_browser import (  # noqa: F401 — fixtures, and skipped where Chromium is missing
@@ -62,3 +64,51 @@ def test_a_slider_move_goes_to_the_move_route_and_comes_back_for_a_photo_let_go(
         assert page.locator("#edited-crop img").get_attribute("src") == shown
         assert page.locator(".toast-body").count() == 0, "said in words, not an error badge"
         assert "no longer loaded" not in page.locator("body").inner_text()
+
+
+def test_moves_made_while_a_photo_let_go_is_prepared_again_wait_for_it_and_use_its_new_id(
+    face_app,  # noqa: F811 — the fixtures imported above
+    photos,  # noqa: F811
+):
+    """The photo prepared again through Gradio takes its turn with the moves: the rest of the
+    drag and a drag made while it is prepared (slowed here to 2 s) wait, then go to the route
+    under the new id. The photo is prepared once, one move is answered `again` (each move sent
+    meanwhile under the old id was, before: 19 here), and the picture left is the last move's,
+    not the older one the preparation painted."""
+    url, library = face_app
+    editor = library.editor(library.names[0])
+    prepared = []
+
+    def slowly_prepared(*args, **kwargs):
+        prepared.append(args)
+        time.sleep(2.0)
+        return load_prepared(*args, **kwargs)
+
+    with opened(url) as page:
+        upload_and_wait_for_the_edit(page, photos["astronaut"])
+        slider = page.locator("#slider-column input[type=range]").first
+        limits = editor.photos.limits  # the photo untouched for longer than the store keeps one
+        editor.photos.limits = dataclasses.replace(limits, idle_seconds=0.0)
+        try:
+            editor.load(photos["astronaut"], session="a third visitor")
+        finally:
+            editor.photos.limits = limits
+        answers = []
+        page.on("response", lambda r: answers.append(r) if r.url.endswith(MOVE_PATH) else None)
+        load_prepared = editor.load_prepared
+        editor.load_prepared = slowly_prepared
+        try:
+            drag(page, slider, 0.9, 0.3)
+            page.wait_for_timeout(500)  # the photo is being prepared again
+            drag(page, slider, 0.3, 0.7)
+            page.wait_for_timeout(6000)  # prepared, then the waiting move made
+        finally:
+            del editor.load_prepared
+        replies = [answer.json() for answer in answers]
+        assert len(prepared) == 1, "prepared again once, not once per move made meanwhile"
+        assert [reply for reply in replies if reply.get("again")] == [{"again": True}]
+        last = replies[-1]
+        assert "crop" in last, "the move made meanwhile, under the photo's new id"
+        shown = page.locator("#edited-crop img").get_attribute("src")
+        assert shown == re.search(r'src="([^"]+)"', last["crop"]).group(1)
+        assert page.locator(".toast-body").count() == 0
