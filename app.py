@@ -363,11 +363,13 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     # word under the sliders (`settle`).
     gr.on(slider_moves, None, page.move_fields, page.move_outputs, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
     # The photo itself, for the one the route no longer holds: the edit answers its new id. It
-    # takes its turn with the moves: those made meanwhile wait for it, then go under that id
-    # (`AGAIN_DONE_SCRIPT`), so none is painted over by it and none prepares the photo again.
+    # takes its turn with the moves: those made meanwhile wait for it (at most MOVE_TIMEOUT_MS),
+    # then go under that id (`AGAIN_DONE_SCRIPT`, on its success or failure), so none is painted
+    # over by it and none asks for the photo again meanwhile.
     again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
     prepared = page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
-    prepared.then(None, page.photo_id, None, js=AGAIN_DONE_SCRIPT, **HIDDEN)
+    for outcome in (prepared.success, prepared.failure):
+        outcome(None, page.photo_id, None, js=AGAIN_DONE_SCRIPT, **HIDDEN)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's

@@ -44,7 +44,9 @@ from page.sliders import MAX_SLIDERS, settle
 
 MOVE_PATH = "/fader/move"
 MAX_MOVE_BYTES = 8192  # a move's JSON: 17 numbers, a model's name, ids, 16 face labels
-MOVE_TIMEOUT_MS = 30_000  # a move's answer waited for, then said lost (later moves wait on it)
+# a move's answer waited for, then said lost (later moves wait on it); also the longest the moves
+# wait for a photo the server let go to be prepared again
+MOVE_TIMEOUT_MS = 30_000
 MOVE_AGAIN_ID = "move-again"  # the hidden button whose click edits with the photo itself
 
 # The script of the sliders' events (and the page's other edits: `app.then_move`): the event's
@@ -82,9 +84,12 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
     moves.renamed = {{from: photo_id}};
     moves.busy = new Promise((done) => {{
       moves.prepared = done;
-      setTimeout(done, {MOVE_TIMEOUT_MS});
+      setTimeout(() => {{ moves.preparing = false; done(); }}, {MOVE_TIMEOUT_MS});  // given up
     }});
-    document.getElementById("{MOVE_AGAIN_ID}")?.click();
+    if (!moves.preparing) {{  // one preparation at a time: a late one's end ends this wait
+      moves.preparing = true;
+      document.getElementById("{MOVE_AGAIN_ID}")?.click();
+    }}
     return unchanged;
   }}
   if (mine !== moves.made) {{  // a newer move waits: its answer alone settles the sliders
@@ -101,12 +106,15 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
 }}"""
 
 
-# Run after the hidden button's edit, whatever its outcome, with the photo's id it left on the
-# page: the moves that waited for it go on, under that id.
+# Run after the hidden button's edit, on its success and on its failure (Gradio's front end
+# runs `.then` on success only), with the photo's id it left on the page: the moves that waited
+# for it go on, under that id (the old one after a failure: the next move tries again).
 AGAIN_DONE_SCRIPT = """(photo_id) => {
   const moves = window.faderMoves;
-  if (moves?.renamed) moves.renamed.to = photo_id;
-  moves?.prepared?.();
+  if (!moves) return [];
+  moves.preparing = false;
+  if (moves.renamed) moves.renamed.to = photo_id;
+  moves.prepared?.();
   return [];
 }"""
 
