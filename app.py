@@ -34,12 +34,12 @@ from page.edits import PageExports, edit, edit_by_name, export, export_move, pag
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
 from page.moves import (
-    AGAIN_DONE_SCRIPT,
     DEMO_MOVES,
     MOVE_AGAIN_ID,
     MOVE_ROUTE,
     MOVE_SCRIPT,
     Moves,
+    after_preparing,
 )
 from page.photos import (
     FACE_LABELS,
@@ -364,12 +364,13 @@ def wire_slider_moves(page: Page, bound: dict[str, Callable], moving: Callable) 
     gr.on(slider_moves, None, page.move_fields, page.move_outputs, js=MOVE_SCRIPT, **LIVE, **HIDDEN)
     # The photo itself, for the one the route no longer holds: the edit answers its new id. It
     # takes its turn with the moves: those made meanwhile wait for it (at most MOVE_TIMEOUT_MS),
-    # then go under that id (`AGAIN_DONE_SCRIPT`, on its success or failure), so none is painted
+    # then go under that id (`after_preparing`, on its success or failure), so none is painted
     # over by it and none asks for the photo again meanwhile.
     again = {"api_name": "move_again", "queue": False, **LIVE, **HIDDEN}
     prepared = page.move_again.click(moving, page.page_inputs, page.edit_outputs, **again)
-    for outcome in (prepared.success, prepared.failure):
-        outcome(None, page.photo_id, None, js=AGAIN_DONE_SCRIPT, **HIDDEN)
+    prepared.success(None, page.photo_id, None, js=after_preparing(failed=False), **HIDDEN)
+    failed = after_preparing(failed=True)
+    prepared.failure(None, page.photo_id, page.slider_note, js=failed, **HIDDEN)
     # The download follows outside the queue too, EXPORT_WAIT after its trigger (a drag fires
     # `change` as it goes): exported alongside, a live edit took ~2x as long to paint on 2 cores
     # (bench/browser_latency.py); the download is not what the eye follows. The last trigger's

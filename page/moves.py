@@ -80,7 +80,7 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
     .catch(() => ({{error: "The server did not answer; move the slider again."}}));
   const answer = await answered;
   if (answer.skip) return unchanged;
-  if (answer.again) {{  // the moves wait for the photo prepared again (AGAIN_DONE_SCRIPT)
+  if (answer.again) {{  // the moves wait for the photo prepared again (`after_preparing`)
     moves.renamed = {{from: photo_id}};
     moves.busy = new Promise((done) => {{
       moves.prepared = done;
@@ -106,17 +106,28 @@ MOVE_SCRIPT = f"""async (...inputs) => {{
 }}"""
 
 
-# Run after the hidden button's edit, on its success and on its failure (Gradio's front end
-# runs `.then` on success only), with the photo's id it left on the page: the moves that waited
-# for it go on, under that id (the old one after a failure: the next move tries again).
-AGAIN_DONE_SCRIPT = """(photo_id) => {
+AGAIN_FAILED_NOTE = (
+    "The server had let this photo go and could not prepare it again: upload it once more."
+)
+
+
+def after_preparing(failed: bool) -> str:
+    """The script run after the hidden button's edit, on its success and on its failure
+    (Gradio's front end runs `.then` on success only), with the photo's id it left on the page:
+    the moves that waited for it go on, under that id (the old one after a failure: the next
+    move tries again). A failure is said under the sliders (its only output), as a move's error
+    is, until a move is made."""
+    said = f"[{json.dumps(AGAIN_FAILED_NOTE)}]" if failed else "[]"
+    return f"""(photo_id) => {{
   const moves = window.faderMoves;
-  if (!moves) return [];
-  moves.preparing = false;
-  if (moves.renamed) moves.renamed.to = photo_id;
-  moves.prepared?.();
-  return [];
-}"""
+  if (moves) {{
+    moves.preparing = false;
+    if (moves.renamed) moves.renamed.to = photo_id;
+    moves.said ||= {json.dumps(failed)};
+    moves.prepared?.();
+  }}
+  return {said};
+}}"""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import re
 import time
 from pathlib import Path
 
-from page.moves import MOVE_PATH
+from page.moves import AGAIN_FAILED_NOTE, MOVE_PATH
 from tests.test_browser import (  # noqa: F401 — fixtures, and skipped where Chromium is missing
     drag,
     face_app,
@@ -142,8 +142,8 @@ def test_a_failed_preparation_leaves_no_move_waiting(
 ):
     """When the photo cannot be prepared again, the moves that waited for it go on at once, not
     after the 30 s the page waits at most (Gradio's front end runs a `.then` only after a
-    success): the next move asks again, and once the photo can be prepared it is, and the move
-    made."""
+    success), and the note under the sliders says so: the next move asks again, and once the
+    photo can be prepared it is, the move made, and the note emptied."""
     url, library = face_app
     editor = library.editor(library.names[0])
 
@@ -162,11 +162,14 @@ def test_a_failed_preparation_leaves_no_move_waiting(
                 if len(answers) >= 2:
                     break
                 page.wait_for_timeout(200)
+            replies = [answer.json() for answer in answers]
+            assert len(replies) >= 2 and all(reply == {"again": True} for reply in replies)
+            note = page.locator("#slider-note")
+            note.get_by_text(AGAIN_FAILED_NOTE).wait_for(timeout=10_000)
         finally:
             del editor.load_prepared
-        asked = len(answers)
-        assert asked >= 2 and all(answer.json() == {"again": True} for answer in answers)
         drag(page, slider, 0.3, 0.7)
-        last = wait_for_a_made_move(page, answers, after=asked)
+        last = wait_for_a_made_move(page, answers, after=len(replies))
         shown = page.locator("#edited-crop img").get_attribute("src")
         assert shown == re.search(r'src="([^"]+)"', last["crop"]).group(1)
+        assert AGAIN_FAILED_NOTE not in note.inner_text(), "a move made says nothing went wrong"
