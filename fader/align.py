@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+import weakref
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -253,7 +254,8 @@ def paste_back(
 class PasteSite:
     """Where an edited crop of one face goes back into a photo of one size, with what every
     paste there reuses: the photo's region the crop covers, the feathered mask warped onto it,
-    the aligned crop's pixels as floats, and the seam ring's colour."""
+    the aligned crop's pixels as floats, and the seam ring's colour. A site `kept` for a
+    photo's many pastes (a preview's) also keeps the last `paste_base` it made."""
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1: the photo's region, clipped to it
     to_crop: np.ndarray  # 2×3 affine: region pixel → crop pixel
@@ -262,11 +264,38 @@ class PasteSite:
     original: np.ndarray  # size×size×3 float32, the crop as aligned
     ring: np.ndarray  # size×size uint8 mask (0/1): the seam ring the edit's colour is matched on
     ring_colour: np.ndarray  # the original crop's mean colour over the ring
+    kept: bool = False
+    # (photo, detail, its base), the last `base` made, for a kept site: one slot
+    _kept_base: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def nbytes(self) -> int:
         arrays = (self.alpha, self.original, self.ring)
-        return sum(array.nbytes for array in arrays)
+        base = self.alpha.nbytes if self.kept else 0  # a kept base: α's shape, float32 too
+        return sum(array.nbytes for array in arrays) + base
+
+    def warped(self, crop: np.ndarray) -> np.ndarray:
+        """A float32 size×size×C `crop` resampled onto the site's region."""
+        x0, y0, x1, y1 = self.box
+        return cv2.warpAffine(
+            crop,
+            self.to_crop,
+            (x1 - x0, y1 - y0),
+            flags=self.kernel | cv2.WARP_INVERSE_MAP,  # `to_crop` maps photo → crop
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+
+    def base(self, photo: Image.Image, detail: float) -> np.ndarray:
+        """`paste_base` of this kept site in `photo`, made once per photo and detail (the last
+        one kept, read-only): every slider move of a preview pastes over the same one."""
+        if self._kept_base:
+            kept_photo, kept_detail, base = self._kept_base[0]
+            if kept_photo() is photo and kept_detail == detail:
+                return base
+        base = paste_base(self, np.asarray(photo.crop(self.box), np.float32), detail)
+        base.flags.writeable = False
+        self._kept_base[:] = [(weakref.ref(photo), detail, base)]
+        return base
 
 
 def paste_site(
@@ -296,9 +325,8 @@ def paste_site(
     original = np.asarray(aligned.crop, dtype=np.float32)
     ring = ((mask > 0.02) & (mask < 0.5)).astype(np.uint8)
     alpha = cv2.merge([alpha] * original.shape[2]) if kept else alpha[..., None]
-    return PasteSite(
-        (x0, y0, x1, y1), to_crop, kernel, alpha, original, ring, ring_mean(original, ring)
-    )
+    colour = ring_mean(original, ring)
+    return PasteSite((x0, y0, x1, y1), to_crop, kernel, alpha, original, ring, colour, kept)
 
 
 def ring_mean(crop: np.ndarray, ring: np.ndarray) -> np.ndarray:
@@ -307,24 +335,40 @@ def ring_mean(crop: np.ndarray, ring: np.ndarray) -> np.ndarray:
     return np.array(cv2.mean(crop, ring)[: crop.shape[2]], np.float32)
 
 
+def paste_base(site: PasteSite, region: np.ndarray, detail: float) -> np.ndarray:
+    """What a paste at `site` adds α times the warped edit to (α the blend weight), float32:
+    region − α·((1 − s)·region + s·x̂), the photo's `region` less what the edit replaces there:
+    all of it where no detail is kept, and with `detail` s, x̂ (the aligned crop warped back),
+    the part of the edit the photo's own pixels stand for. Nothing in it depends on the edit."""
+    replaced = site.warped(site.original)
+    cv2.addWeighted(region, 1.0 - detail, replaced, detail, 0.0, dst=replaced)
+    replaced *= site.alpha
+    return cv2.subtract(region, replaced)
+
+
 def pasted_face(
-    site: PasteSite, edited: np.ndarray, detail: float, photo: Image.Image
+    site: PasteSite,
+    edited: np.ndarray,
+    detail: float,
+    photo: Image.Image,
+    base: np.ndarray | None = None,
 ) -> Image.Image:
     """The site's region of `photo` with `edited` (size×size×3 float32, holding `detail` times
-    the original crop: see `paste_back`) blended in."""
-    region = np.asarray(photo.crop(site.box), np.float32)
+    the original crop: see `paste_back`) blended in, its colour first moved so the seam ring's
+    mean is the original crop's. With the site's `paste_base` in `photo` (a kept site's, made
+    once for a preview's moves), the edit is warped alone and added over it; without, what the
+    photo's own pixels stand for is taken out before the one warp (a one-off paste: an export,
+    a video frame). The two orders are the same sums, rounded apart by float32."""
     shift = site.ring_colour - ring_mean(edited, site.ring)
     face = cv2.add(edited, (*shift.tolist(), 0.0))  # numpy's add of a 3-vector: 14x as long
     np.clip(face, 0.0, 255.0, out=face)
+    if base is not None:
+        region = base.copy()  # the kept base serves every move
+        cv2.accumulateProduct(site.warped(face), site.alpha, region)
+        return Image.fromarray(to_uint8(region))
+    region = np.asarray(photo.crop(site.box), np.float32)
     face -= detail * site.original  # the photo's own pixels replace it below
-    x0, y0, x1, y1 = site.box
-    face = cv2.warpAffine(
-        face,
-        site.to_crop,
-        (x1 - x0, y1 - y0),
-        flags=site.kernel | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
+    face = site.warped(face)
     if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
         cv2.scaleAdd(region, detail - 1.0, face, dst=face)  # one pass: numpy's takes two
     if site.alpha.shape[2] == face.shape[2]:  # a kept site's: region += face × alpha, one pass

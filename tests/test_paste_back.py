@@ -17,7 +17,7 @@ from PIL import Image, ImageFilter, ImageOps
 
 from fader.align import paste_back, pasted_face
 from fader.attributes import flat_values, neutral_values, with_values
-from fader.crop_edit import paste_at, paste_sites
+from fader.crop_edit import overlap, paste_at, paste_sites
 from fader.editor import Editor
 from fader.library import ModelLibrary, load_model
 from fader.model import ALIGN, FaderConfig, FaderNetwork
@@ -129,11 +129,6 @@ def four_faces_close_together() -> Image.Image:
     return group
 
 
-def overlap(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
-    """Whether two boxes (x0, y0, x1, y1) share a pixel."""
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def pasted_one_by_one(photo, crops, faces, detail: float) -> Image.Image:
     """The slow path: each face pasted with everything recomputed (`paste_back`), in turn."""
     for crop, face in zip(crops, faces, strict=True):
@@ -214,12 +209,34 @@ def test_the_previews_bilinear_warp_is_close_to_the_slow_paths_bicubic(detail):
     assert untouched.any() and difference[untouched].max() == 0
 
 
+@pytest.mark.parametrize("detail", [0.4, 1.0])
+def test_a_previews_moves_paste_over_one_base_per_photo_and_detail(detail):
+    """A kept site makes what a paste adds the edit to once for its photo and detail
+    (`PasteSite.base`), and the photo store counts it. Pasting over it is the one-off paste's
+    sums in another order: float32 rounds them apart, by one level at most, in a few pixels."""
+    editor = Editor(face_model(), aligner="dlib")
+    prepared = editor.photo(editor.load(four_faces_close_together()))
+    site, preview = prepared.preview_sites[0], prepared.preview
+    base = site.base(preview, detail)
+    assert site.base(preview, detail) is base and not base.flags.writeable
+    assert site.base(preview, detail / 2) is not base, "another detail, another base"
+    assert site.nbytes == site.alpha.nbytes + site.original.nbytes + site.ring.nbytes + base.nbytes
+    crop = np.asarray(decoders_edit(prepared.crops[0], detail), np.float32)
+    over_base = pasted_face(site, crop, detail, preview, site.base(preview, detail))
+    one_off = pasted_face(site, crop, detail, preview)
+    apart = np.abs(np.asarray(over_base, int) - np.asarray(one_off, int))
+    assert apart.max() <= 1 and (apart > 0).mean() < 0.001
+    assert np.abs(np.asarray(one_off, int) - np.asarray(preview.crop(site.box), int)).max() > 5
+
+
 @pytest.mark.parametrize("detail", [0.0, 0.6])
-def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail):
+@pytest.mark.parametrize("size", [(1200, 800), (900, 900)])
+def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail, size):
     """A centre square is resized the same way in the preview and the export (bicubic): both
-    are `paste_centre_square`'s pictures, pixel for pixel."""
+    are `paste_centre_square`'s pictures, pixel for pixel; a square photo's too, whose edit is
+    the whole picture (no copy of the photo made to be covered)."""
     editor = Editor(load_model("digits"))
-    photo = wide_photo_around(Image.open(DIGITS_SEVEN), (1200, 800))
+    photo = wide_photo_around(Image.open(DIGITS_SEVEN), size)
     photo_id = editor.load(photo)
     prepared = editor.photo(photo_id)
     for values in (digit(editor, "seven"), digit(editor, "three")):
@@ -227,6 +244,7 @@ def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail):
             edited = editor.edit(photo_id, values, full_resolution=full_resolution, detail=detail)
             crop = edited.crop.convert(source.mode)  # a gray model's crop, in a colour photo
             slow = paste_centre_square(source, crop, prepared.crop, detail)
+            slow = slow.convert(edited.photo.mode)  # a gray photo's edit is gray (`shown`)
             assert np.array_equal(np.asarray(edited.photo), np.asarray(slow))
 
 
