@@ -30,7 +30,16 @@ from fader.request_limits import RequestLimits
 from fader.stream import Streams
 from page.api import api_docs, api_examples, documented
 from page.calls import for_session, limited, pictures_as_files, user_errors
-from page.edits import PageExports, edit, edit_by_name, export, export_move, page_export, sweep
+from page.edits import (
+    PageExports,
+    edit,
+    edit_again,
+    edit_by_name,
+    export,
+    export_move,
+    page_export,
+    sweep,
+)
 from page.inputs import CountSlider, FaceChoice, NameChoice, PhotoId, TypedSlider, photo_input
 from page.models import EXAMPLE_KINDS, GET_A_FACE_MODEL, example_kind, switch_model
 from page.moves import (
@@ -313,7 +322,7 @@ def bound_handlers(page: Page, library: ModelLibrary) -> dict[str, Callable]:
         "face_choices": for_session(face_choices, library),
         "edit": for_session(with_files(edit, page.api_outputs), library, controls),
         "edit_by_name": for_session(with_files(edit_by_name, page.api_outputs), library, controls),
-        "live_edit": for_session(edit, library, controls, inline=True),
+        "edit_again": for_session(edit_again, library, controls),
         "sweep": for_session(with_files(sweep, [page.sweep_strip]), library, controls),
         "export": for_session(export, library, controls, folder=exports),
         "page_export": for_session(page_export, library, controls, folder=exports, **once),
@@ -332,7 +341,7 @@ def wire(
     handler (`edit`, then `edit_1`…): the API's own endpoints come first, to keep theirs."""
     bound = bound_handlers(page, library)
     wire_api_edits(page, bound, edits)
-    wire_slider_moves(page, bound, limited(bound["live_edit"], edits))
+    wire_slider_moves(page, bound, limited(bound["edit_again"], edits))
     wire_faces_and_reset(page, bound)
     wire_photo(page, bound)
     wire_sweep(page, bound)

@@ -124,6 +124,23 @@ class PhotoStore(Generic[Prepared]):
         loaded, photo_id = max(mine) if mine else (-1, None)
         return photo_id if loaded > emptied else None
 
+    def load_mark(self) -> int:
+        """Now, in the store's load order: `loaded_since` tells later what was loaded after."""
+        with self._lock:
+            return next(self._loads)
+
+    def loaded_since(self, session: str, mark: int) -> set[str]:
+        """The ids of the photos `session` loaded (added, or found again) after `mark`."""
+        with self._lock:
+            return {i for i, e in self._entries.items() if e.session == session and e.loaded > mark}
+
+    def discard(self, session: str, photo_id: str) -> None:
+        """Let the session's photo `photo_id` go now (no error if it holds none by that id)."""
+        with self._lock:
+            entry = self._entries.get(photo_id)
+            if entry is not None and entry.session == session:
+                del self._entries[photo_id]
+
     def show_none(self, session: str) -> None:
         """This session's page shows no photo now (its upload was refused): work still queued
         for the photo it showed before must not put that photo back."""

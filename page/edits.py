@@ -96,6 +96,31 @@ def edit(
     return shown(result.crop), result.photo, photo_id
 
 
+def edit_again(
+    library: ModelLibrary,
+    model_name: str,
+    image: Photo,
+    photo_id: str,
+    *values: float,
+    session: str = "",
+    **options: Any,
+) -> tuple:
+    """`edit`, inline, of a photo the server let go, with the photo itself to prepare it again
+    (the page's hidden button: `page.moves`). Nothing changes when the session loaded another
+    photo meanwhile: its page shows that one now, and this answer would put the old photo's id
+    back under it, for the next moves to edit; the old photo is let go again, so the store's
+    latest photo of the session (what its downloads check) is the one shown."""
+    photos = library.editor(model_name).photos
+    mark = photos.load_mark()
+    answer = edit(
+        library, model_name, image, photo_id, *values, session=session, inline=True, **options
+    )
+    if photos.loaded_since(session, mark) - {answer[2]}:
+        photos.discard(session, answer[2])  # not the page's photo: not its latest either
+        return gr.skip(), gr.skip(), gr.skip()
+    return answer
+
+
 def edit_by_name(
     library: ModelLibrary,
     model_name: str,

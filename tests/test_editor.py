@@ -242,6 +242,25 @@ def test_the_latest_photo_is_the_one_each_session_loaded_last_not_edited_last():
     assert editor.photos.latest("carol") is None
 
 
+def test_the_store_says_what_a_session_loaded_since_a_mark_and_lets_a_photo_go():
+    """What the page's preparation of a photo let go checks when it ends (`page.edits`): the
+    photos a session loaded (added, or found again) meanwhile, no other session's; and the one
+    it prepared for nothing goes, so the session's latest is the one loaded before it."""
+    editor = Editor(random_model("center"))
+    first = editor.load(photo(0), session="alice")
+    mark = editor.photos.load_mark()
+    assert editor.photos.loaded_since("alice", mark) == set()
+    second = editor.load(photo(1), session="alice")
+    editor.load(photo(2), session="bob")
+    assert editor.load(photo(0), session="alice") == first  # found again: loaded again
+    assert editor.photos.loaded_since("alice", mark) == {first, second}
+    editor.photos.discard("bob", first)  # another session's photo: not bob's to let go
+    assert editor.photos.holds("alice", first)
+    editor.photos.discard("alice", first)
+    assert editor.photos.latest("alice") == second and not editor.photos.holds("alice", first)
+    editor.photos.discard("alice", first)  # already gone: nothing to do
+
+
 def test_using_a_photo_keeps_it_from_eviction():
     editor = Editor(random_model("center"), limits=StoreLimits(photos_per_session=2))
     oldest, newer = editor.load(photo(0)), editor.load(photo(1))

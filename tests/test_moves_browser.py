@@ -9,6 +9,9 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageOps
+
 from page.moves import AGAIN_FAILED_NOTE, MOVE_PATH
 from tests.test_browser import (  # noqa: F401 — fixtures, and skipped where Chromium is missing
     drag,
@@ -173,3 +176,53 @@ def test_a_failed_preparation_leaves_no_move_waiting(
         shown = page.locator("#edited-crop img").get_attribute("src")
         assert shown == re.search(r'src="([^"]+)"', last["crop"]).group(1)
         assert AGAIN_FAILED_NOTE not in note.inner_text(), "a move made says nothing went wrong"
+
+
+def test_a_photo_uploaded_while_the_one_let_go_is_prepared_again_is_the_one_edited(
+    face_app,  # noqa: F811 — the fixtures imported above
+    photos,  # noqa: F811
+):
+    """A photo uploaded while the one the server let go is prepared again (slowed here to 3 s)
+    stays the page's photo when that preparation ends: the moves after it edit the new photo.
+    The preparation's answer put the old photo's id back under it before, and the next moves
+    edited the old photo behind the new one."""
+    url, library = face_app
+    editor = library.editor(library.names[0])
+    mirrored = photos["astronaut"].with_name("astronaut-mirrored.jpg")
+    ImageOps.mirror(Image.open(photos["astronaut"])).save(mirrored, quality=95)
+    prepared = []
+
+    def first_slowly(*args, **kwargs):
+        prepared.append(args)
+        if len(prepared) == 1:
+            time.sleep(3.0)
+        return load_prepared(*args, **kwargs)
+
+    with opened(url) as page:
+        upload_and_wait_for_the_edit(page, photos["astronaut"])
+        slider = page.locator("#slider-column input[type=range]").first
+        let_go(editor, photos["astronaut"], "a fifth visitor")
+        answers = move_answers(page)
+        load_prepared = editor.load_prepared
+        editor.load_prepared = first_slowly
+        try:
+            drag(page, slider, 0.9, 0.3)  # answered `again`: the photo is prepared, slowly
+            page.wait_for_timeout(300)
+            page.set_input_files("input[type=file]", str(mirrored))
+            page.wait_for_timeout(5000)  # both prepared, the slow one last
+        finally:
+            del editor.load_prepared
+        assert answers[0].json() == {"again": True}
+        assert [Path(path).name for path, *_ in prepared[:2]] == [
+            photos["astronaut"].name,
+            mirrored.name,
+        ], "the new photo was prepared while the old one was"
+        sent, before = [], len(answers)
+        page.on("request", lambda r: sent.append(r) if r.url.endswith(MOVE_PATH) else None)
+        drag(page, slider, 0.3, 0.8)
+        wait_for_a_made_move(page, answers, after=before)
+        session = page.evaluate("window.__gradio_session_hash__")
+        photo_id = sent[-1].post_data_json["photo_id"]
+        edited = np.asarray(editor.photo(photo_id, session).photo)
+        assert np.array_equal(edited, np.asarray(Image.open(mirrored).convert("RGB")))
+        assert photo_id == editor.photos.latest(session), "its downloads are made too"
