@@ -1,12 +1,16 @@
 // The page's own behaviour, where Gradio's would mislead.
 //
 // A refused file (text renamed .png) leaves no broken-image icon in the photo box: the status
-// under it says why it was refused.
-window.addEventListener("error", (event) => {
-  if (event.target.tagName === "IMG" && event.target.closest("#photo")) {
-    event.target.style.visibility = "hidden";
-  }
-}, true);
+// under it says why it was refused. Gradio shows the next photo in the same <img>, so it is
+// shown again as soon as a picture loads in it (an element's load reaches the document, not
+// the window).
+for (const [happened, visibility] of [["error", "hidden"], ["load", ""]]) {
+  document.addEventListener(happened, (event) => {
+    if (event.target.tagName === "IMG" && event.target.closest("#photo")) {
+      event.target.style.visibility = visibility;
+    }
+  }, true);
+}
 
 // The sliders, where Gradio's own behaviour would leave box, slider, picture and download
 // apart (app.py's TypedSlider and reset_targets say why):

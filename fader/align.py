@@ -265,8 +265,10 @@ class PasteSite:
     ring: np.ndarray  # size×size uint8 mask (0/1): the seam ring the edit's colour is matched on
     ring_colour: np.ndarray  # the original crop's mean colour over the ring
     kept: bool = False
-    # (photo, detail, its base), the last `base` made, for a kept site: one slot
-    _kept_base: list = field(default_factory=list, repr=False, compare=False)
+    # the last `base` made, for a kept site, with the photo and detail it is of: one slot
+    _kept_base: list[tuple[weakref.ref, float, np.ndarray]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     @property
     def nbytes(self) -> int:

@@ -244,9 +244,6 @@ class Editor:
             )
         return numbers
 
-    def neutral_start(self) -> dict[str, float | dict[str, float]]:
-        return neutral_values(self.model.config)
-
     def detail_strength(self, detail: float | None = None) -> float:
         return detail_strength(self.model.config, detail)
 

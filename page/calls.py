@@ -25,17 +25,21 @@ log = logging.getLogger("fader.app")
 
 
 def user_errors(handler: Callable) -> Callable:
-    """Show what went wrong as a message; never a traceback, never a dead server."""
+    """Show what went wrong as a message; never a traceback, never a dead server. The server's
+    log gets the traceback of an unexpected error only, once: a visitor's refused input is no
+    fault of the server's (Gradio's queue prints the traceback of every `gr.Error` unless told
+    not to)."""
 
     @wraps(handler)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         try:
             return handler(*args, **kwargs)
         except ValueError as error:
-            raise gr.Error(shortened(str(error))) from None
+            raise gr.Error(shortened(str(error)), print_exception=False) from None
         except Exception:
             log.exception("Unexpected error in %s", handler.__name__)
-            raise gr.Error("Something went wrong on our side; please try another photo.") from None
+            ours = "Something went wrong on our side; please try another photo."
+            raise gr.Error(ours, print_exception=False) from None
 
     return guarded
 

@@ -34,6 +34,10 @@ from page.photos import faces_present, photo_for
 from page.sliders import detail_value, slider_values, swept, typing
 
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
+NOT_ACCEPTED = (  # a photo shown with no id: refused (said under it), or sent to the API bare
+    "This photo was not accepted (the page says why under it): upload another, or send it to "
+    "/encode first and pass the photo_id it answers."
+)
 UNEDITED_PREVIEWS = UneditedPreviews()  # the rows of a move's preview it leaves as they were
 
 
@@ -320,7 +324,7 @@ def sweep(
     detail = detail_value(detail)
     found = photo_for(editor, image, photo_id, session)
     if found is None:
-        raise ValueError("Upload a photo first.")
+        raise ValueError(NOT_ACCEPTED if image else "Upload a photo first.")
     photo_id, prepared = found
     name, label = swept(editor, attribute)
     low, high = editor.model.config.slider_range

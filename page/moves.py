@@ -161,7 +161,7 @@ def parsed_move(body: bytes) -> Move:
     return Move(
         session=capped_text(fields.get("session"), MAX_NAME_CHARS),
         model=capped_text(fields.get("model"), MAX_NAME_CHARS),
-        photo_id=capped_text(fields.get("photo_id"), ID_CHARS),
+        photo_id=capped_text(fields.get("photo_id") or "", ID_CHARS),  # null: no photo yet
         values=[typed_number(value) for value in values],
         detail=typed_number(fields.get("detail")),
         faces=None if faces is None else [FACE_LABELS.index(label) for label in faces],

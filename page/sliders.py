@@ -100,13 +100,16 @@ def swept(editor: Editor, label: str) -> tuple[str, str]:
 def starting_sliders(
     library: ModelLibrary, model_name: str, photo_id: str, session: str = ""
 ) -> list:
-    """Sliders at what the model's classifier reads from the photo (0 without one), and the
-    same numbers for the page's reset buttons (`reset_targets`), after an upload and for
-    "Reset all" (`reset_all`); the note under the sliders emptied (`settle` keeps it only while
-    a slider a visitor moved stays at an end)."""
+    """Sliders at what the model's classifier reads from the photo (0 without one), or all at
+    0 with no photo accepted (as the page was built), and the same numbers for the page's reset
+    buttons (`reset_targets`), after an upload and for "Reset all" (`reset_all`); the note under
+    the sliders emptied (`settle` keeps it only while a slider a visitor moved stays at an
+    end)."""
     editor = library.editor(model_name)
-    start = editor.photo(photo_id, session).slider_start if photo_id else editor.neutral_start()
-    values = positions(editor.model.config, start)
+    if photo_id:
+        values = positions(editor.model.config, editor.photo(photo_id, session).slider_start)
+    else:  # no photo accepted: as the page was built (`slider_settings`), before any photo
+        values = [0.0] * len(slider_keys(editor))
     updates = [gr.update(value=v) for v in values] + [gr.update()] * (MAX_SLIDERS - len(values))
     return [*updates, reset_targets(values, editor.model.config.default_detail), ""]
 

@@ -357,7 +357,12 @@ def test_another_sessions_photo_id_is_refused_like_an_unknown_one(server, models
 
 
 def live_move(
-    url: str, session: str, model: str, photo_id: str, values: list, faces: list | None = LARGEST
+    url: str,
+    session: str,
+    model: str,
+    photo_id: str | None,
+    values: list,
+    faces: list | None = LARGEST,
 ) -> httpx.Response:
     """A slider move as the page's script sends it: one POST to the app's own route, the faces
     ticked by their labels."""
@@ -515,6 +520,9 @@ def test_a_move_is_checked_before_it_is_made_and_refused_in_words(server, models
     *boxes, detail, note = past_an_end["settled"]
     assert boxes[0]["value"] < 70 and "70 is set to" in note, "the box set to its end, and said"
     assert boxes[1] == detail == gr.skip(), "the other sliders and the detail left as they are"
+    before_a_photo = live_move(url, session, face, None, sliders(Smiling=70.0)).json()
+    assert before_a_photo["crop"] == before_a_photo["photo"] == "", "no photo: nothing shown"
+    assert "70 is set to" in before_a_photo["settled"][-1], "a number typed before a photo"
 
 
 def test_the_pages_moves_and_the_apis_edits_share_the_live_edit_limit():
@@ -778,3 +786,20 @@ def test_an_attribute_with_several_values_is_a_group_of_sliders(tmp_path, photos
     shown = crops[1.0][:: crops[1.0].shape[0] // 64, :: crops[1.0].shape[1] // 64]
     assert np.abs(shown.astype(int) - np.asarray(expected, dtype=int)).max() <= 1
     assert "Blond_Hair=1_Smiling=0.5" in Path(path).name
+
+
+def test_a_visitors_refused_input_leaves_no_traceback_in_the_servers_log(
+    server, models, photos, capfd
+):
+    """A refusal is the visitor's message, not a fault of the server's: its log stays free of
+    tracebacks (Gradio's queue printed one for every refused sweep or typo)."""
+    client, _ = server
+    _, _, handle = client.predict(
+        models["face"], handle_file(photos["astronaut"]), api_name="/encode"
+    )
+    capfd.readouterr()
+    with pytest.raises(AppError, match="Upload a photo first"):
+        client.predict(models["face"], None, "", "Smiling", 3, *NEUTRAL, api_name="/sweep")
+    with pytest.raises(AppError, match="no 'Banana'"):
+        client.predict(models["face"], None, handle, "Banana", 3, *NEUTRAL, api_name="/sweep")
+    assert "Traceback" not in capfd.readouterr().err

@@ -50,9 +50,24 @@ def test_a_refusal_clears_the_edit_and_the_download_with_its_message(
         assert shown == {"crop": False, "photo": False, "download": False}, shown
         box = page.locator("#status").bounding_box()
         assert box is not None and box["y"] + box["height"] <= viewport["height"], "in view"
+        boxes = page.locator("#slider-column [id^=slider-]:not(#slider-detail) input[type=number]")
+        page.wait_for_function(  # the three's start (Three at 1) gone with it: as first shown
+            "() => [...document.querySelectorAll("
+            "'#slider-column [id^=slider-]:not(#slider-detail) input[type=number]')]"
+            ".every(box => Number(box.value) === 0)",
+            timeout=10_000,
+        )
+        assert boxes.count() >= 10
         broken = "img => img.naturalWidth === 0 && getComputedStyle(img).visibility !== 'hidden'"
         assert not page.locator("#photo img").evaluate_all(f"all => all.some({broken})")
         page.screenshot(path=str(ARTIFACTS / f"refused-{viewport['width']}.png"))
+        page.locator("#examples-digits img").first.click()  # the next photo, in the same <img>
+        page.wait_for_function(f"() => ({SHOWN})().crop", timeout=60_000)
+        seen = "img => img.naturalWidth > 0 && getComputedStyle(img).visibility === 'visible'"
+        page.wait_for_function(
+            f"() => [...document.querySelectorAll('#photo img')].some({seen})", timeout=10_000
+        )
+        page.screenshot(path=str(ARTIFACTS / f"refused-then-example-{viewport['width']}.png"))
 
 
 def test_after_an_example_a_refused_photo_still_gets_its_message(digits_url, tmp_path: Path):

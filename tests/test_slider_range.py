@@ -64,3 +64,16 @@ def test_the_sweep_runs_from_the_ranges_low_end_to_its_high_end(library, tmp_pat
         off = np.abs(tile.astype(int) - np.asarray(expected, dtype=int)).max()
         assert off <= 1, f"the tile at night = {night} is {off}/255 off"  # batched vs single
     assert np.abs(tiles[0].astype(int) - tiles[-1]).mean() > 5, "the ends differ visibly"
+
+
+def test_a_sweep_without_a_photo_accepted_says_which_is_missing(library, tmp_path: Path):
+    """No photo at all: upload one. A photo on the page with no id (refused, its reason said
+    under it, or sent to the API without /encode): not accepted, and what to do."""
+    library, name = library
+    photo = tmp_path / "scene.png"
+    Image.new("RGB", (64, 48), "navy").save(photo)
+    sliders = [0.0] * MAX_SLIDERS
+    with pytest.raises(ValueError, match="Upload a photo first"):
+        sweep(library, name, None, "", "Night", 4, *sliders)
+    with pytest.raises(ValueError, match="not accepted .* send it to /encode first"):
+        sweep(library, name, str(photo), "", "Night", 4, *sliders)
