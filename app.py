@@ -471,8 +471,10 @@ def wire_model_switch(page: Page, library: ModelLibrary, bound: dict[str, Callab
     page is on it, the photo encoded for it and shown edited."""
 
     def switch(model_name: str, current: str, progress=TRACK_DOWNLOADS) -> list:
-        """Downloads and conversions show their progress (tqdm) in the page. The model the page
-        is on already: nothing changes."""
+        """The page's own switch to another of the app's models, from the one it shows: the
+        parts of the page for that model. API clients need not call it: every edit names its
+        model."""
+        # `progress`: downloads and conversions show their progress (tqdm) in the page.
         return switch_model(library, model_name, current)
 
     # On `change`, not `input`: Gradio's list fires `input` on every blur, so choosing an option
