@@ -7,6 +7,8 @@ Needs Debian's Chromium (see tests/test_browser.py).
 import dataclasses
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -75,6 +77,25 @@ def let_go(editor, photo: Path, session: str) -> None:
         editor.photos.limits = limits
 
 
+@contextmanager
+def preparations_slowed(editor, seconds: float, first_only: bool = False) -> Iterator[list]:
+    """The editor's preparations of photos slowed by `seconds` each (the first alone, when
+    `first_only`); yields the list of what was prepared meanwhile, as it grows."""
+    prepared, load_prepared = [], editor.load_prepared
+
+    def slowly(*args, **kwargs):
+        prepared.append(args)
+        if not first_only or len(prepared) == 1:
+            time.sleep(seconds)
+        return load_prepared(*args, **kwargs)
+
+    editor.load_prepared = slowly
+    try:
+        yield prepared
+    finally:
+        del editor.load_prepared
+
+
 def move_answers(page) -> list:
     """The route's answers to the page's moves from now on, as the test goes."""
     answers = []
@@ -109,27 +130,16 @@ def test_moves_made_while_a_photo_let_go_is_prepared_again_wait_for_it_and_use_i
     not the older one the preparation painted."""
     url, library = face_app
     editor = library.editor(library.names[0])
-    prepared = []
-
-    def slowly_prepared(*args, **kwargs):
-        prepared.append(args)
-        time.sleep(2.0)
-        return load_prepared(*args, **kwargs)
-
     with opened(url) as page:
         upload_and_wait_for_the_edit(page, photos["astronaut"])
         slider = page.locator("#slider-column input[type=range]").first
         let_go(editor, photos["astronaut"], "a third visitor")
         answers = move_answers(page)
-        load_prepared = editor.load_prepared
-        editor.load_prepared = slowly_prepared
-        try:
+        with preparations_slowed(editor, 2.0) as prepared:
             drag(page, slider, 0.9, 0.3)
             page.wait_for_timeout(500)  # the photo is being prepared again
             drag(page, slider, 0.3, 0.7)
             last = wait_for_a_made_move(page, answers)
-        finally:
-            del editor.load_prepared
         replies = [answer.json() for answer in answers]
         assert len(prepared) == 1, "prepared again once, not once per move made meanwhile"
         assert replies[0] == {"again": True} and replies[-1] == last
@@ -190,28 +200,16 @@ def test_a_photo_uploaded_while_the_one_let_go_is_prepared_again_is_the_one_edit
     editor = library.editor(library.names[0])
     mirrored = photos["astronaut"].with_name("astronaut-mirrored.jpg")
     ImageOps.mirror(Image.open(photos["astronaut"])).save(mirrored, quality=95)
-    prepared = []
-
-    def first_slowly(*args, **kwargs):
-        prepared.append(args)
-        if len(prepared) == 1:
-            time.sleep(3.0)
-        return load_prepared(*args, **kwargs)
-
     with opened(url) as page:
         upload_and_wait_for_the_edit(page, photos["astronaut"])
         slider = page.locator("#slider-column input[type=range]").first
         let_go(editor, photos["astronaut"], "a fifth visitor")
         answers = move_answers(page)
-        load_prepared = editor.load_prepared
-        editor.load_prepared = first_slowly
-        try:
+        with preparations_slowed(editor, 3.0, first_only=True) as prepared:
             drag(page, slider, 0.9, 0.3)  # answered `again`: the photo is prepared, slowly
             page.wait_for_timeout(300)
             page.set_input_files("input[type=file]", str(mirrored))
             page.wait_for_timeout(5000)  # both prepared, the slow one last
-        finally:
-            del editor.load_prepared
         assert answers[0].json() == {"again": True}
         assert [Path(path).name for path, *_ in prepared[:2]] == [
             photos["astronaut"].name,
