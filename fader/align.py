@@ -265,9 +265,9 @@ class PasteSite:
     ring: np.ndarray  # size×size uint8 mask (0/1): the seam ring the edit's colour is matched on
     ring_colour: np.ndarray  # the original crop's mean colour over the ring
     kept: bool = False
-    # the last `base` made, for a kept site, with the photo and detail it is of: one slot
-    _kept_base: list[tuple[weakref.ref, float, np.ndarray]] = field(
-        default_factory=list, repr=False, compare=False
+    # a kept site's last paste: its photo, detail and `base` (None until a second paste): one slot
+    _kept_base: list[tuple[weakref.ref, float, np.ndarray | None]] = field(
+        default_factory=list, init=False, repr=False, compare=False
     )
 
     @property
@@ -287,17 +287,21 @@ class PasteSite:
             borderMode=cv2.BORDER_REPLICATE,
         )
 
-    def base(self, photo: Image.Image, detail: float) -> np.ndarray:
-        """`paste_base` of this kept site in `photo`, made once per photo and detail (the last
-        one kept, read-only): every slider move of a preview pastes over the same one."""
+    def base(self, photo: Image.Image, detail: float) -> np.ndarray | None:
+        """`paste_base` of this kept site in `photo`, made on the second paste in a row at one
+        detail and kept (read-only) while the pastes stay at it: a slider's moves paste over the
+        same one. None until then, for a one-off paste: a drag of "keep photo detail" itself,
+        a new value on every move, would make one on every move for nothing."""
         if self._kept_base:
             kept_photo, kept_detail, base = self._kept_base[0]
             if kept_photo() is photo and kept_detail == detail:
+                if base is None:
+                    base = paste_base(self, np.asarray(photo.crop(self.box), np.float32), detail)
+                    base.flags.writeable = False
+                    self._kept_base[:] = [(kept_photo, detail, base)]
                 return base
-        base = paste_base(self, np.asarray(photo.crop(self.box), np.float32), detail)
-        base.flags.writeable = False
-        self._kept_base[:] = [(weakref.ref(photo), detail, base)]
-        return base
+        self._kept_base[:] = [(weakref.ref(photo), detail, None)]
+        return None
 
 
 def paste_site(

@@ -87,8 +87,8 @@ def decode_crops(
     y = y.repeat_interleave(len(faces), dim=0)
     z = encoded.latents[list(faces)].repeat(len(alphas), 1, 1, 1)
     edited = (decode or model.decode)(z, y)
-    if detail:  # into the decoder's own output, crop by crop: gathering the residuals first
-        for row, face in zip(edited, itertools.cycle(faces)):  # took 6x as long (a copy)
+    if detail:  # into the decoder's own output, crop by crop (no gathered copy of the residuals)
+        for row, face in zip(edited, itertools.cycle(faces)):
             row.add_(encoded.residuals[face], alpha=detail)
     crops = to_images(edited)
     return [crops[i : i + len(faces)] for i in range(0, len(crops), len(faces))]
@@ -144,7 +144,7 @@ def paste_at(
             patch = pasted_square(site, edit, detail, photo)
         elif any(overlap(site.box, box) for box in pasted):  # over an earlier face's paste
             patch = pasted_face(site, edit, detail, result)
-        else:  # a kept site's base, of `photo`'s own region, serves move after move
+        else:  # a kept site pastes over its base of `photo`'s own region, made once
             patch = pasted_face(
                 site, edit, detail, photo, site.base(photo, detail) if site.kept else None
             )

@@ -125,14 +125,17 @@ class PhotoStore(Generic[Prepared]):
         return photo_id if loaded > emptied else None
 
     def load_mark(self) -> int:
-        """Now, in the store's load order: `loaded_since` tells later what was loaded after."""
+        """Now, in the store's load order: `shown_since` tells later what came after."""
         with self._lock:
             return next(self._loads)
 
-    def loaded_since(self, session: str, mark: int) -> set[str]:
-        """The ids of the photos `session` loaded (added, or found again) after `mark`."""
+    def shown_since(self, session: str, mark: int) -> set[str | None]:
+        """What `session`'s page was given after `mark`: the ids of the photos it loaded (added,
+        or found again), and None if its page was emptied (`show_none`)."""
         with self._lock:
-            return {i for i, e in self._entries.items() if e.session == session and e.loaded > mark}
+            ids = {i for i, e in self._entries.items() if e.session == session and e.loaded > mark}
+            emptied = self._shows_none.get(session, -1) > mark
+        return ids | {None} if emptied else ids
 
     def discard(self, session: str, photo_id: str) -> None:
         """Let the session's photo `photo_id` go now (no error if it holds none by that id)."""

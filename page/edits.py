@@ -110,16 +110,18 @@ def edit_again(
     **options: Any,
 ) -> tuple:
     """`edit`, inline, of a photo the server let go, with the photo itself to prepare it again
-    (the page's hidden button: `page.moves`). Nothing changes when the session loaded another
-    photo meanwhile: its page shows that one now, and this answer would put the old photo's id
-    back under it, for the next moves to edit; the old photo is let go again, so the store's
+    (the page's hidden button: `page.moves`). Nothing changes when the session's page was given
+    another photo meanwhile, or none (an upload refused): this answer would put the old photo's
+    id back under it, for the next moves to edit; the old photo is let go again, so the store's
     latest photo of the session (what its downloads check) is the one shown."""
+    if typing(values, options):  # a box with no number yet: nothing to edit
+        return gr.skip(), gr.skip(), gr.skip()
     photos = library.editor(model_name).photos
     mark = photos.load_mark()
     answer = edit(
         library, model_name, image, photo_id, *values, session=session, inline=True, **options
     )
-    if photos.loaded_since(session, mark) - {answer[2]}:
+    if photos.shown_since(session, mark) - {answer[2]}:  # another photo, or none (refused)
         photos.discard(session, answer[2])  # not the page's photo: not its latest either
         return gr.skip(), gr.skip(), gr.skip()
     return answer

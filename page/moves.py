@@ -161,11 +161,16 @@ def parsed_move(body: bytes) -> Move:
     return Move(
         session=capped_text(fields.get("session"), MAX_NAME_CHARS),
         model=capped_text(fields.get("model"), MAX_NAME_CHARS),
-        photo_id=capped_text(fields.get("photo_id") or "", ID_CHARS),  # null: no photo yet
+        photo_id=capped_text(none_as_empty(fields.get("photo_id")), ID_CHARS),
         values=[typed_number(value) for value in values],
         detail=typed_number(fields.get("detail")),
         faces=None if faces is None else [FACE_LABELS.index(label) for label in faces],
     )
+
+
+def none_as_empty(value: Any) -> Any:
+    """A photo id the page sends as null before any photo was accepted: no photo ("")."""
+    return "" if value is None else value
 
 
 def capped_text(value: Any, max_chars: int) -> str:

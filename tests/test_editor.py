@@ -242,23 +242,30 @@ def test_the_latest_photo_is_the_one_each_session_loaded_last_not_edited_last():
     assert editor.photos.latest("carol") is None
 
 
-def test_the_store_says_what_a_session_loaded_since_a_mark_and_lets_a_photo_go():
+def test_the_store_says_what_a_session_was_shown_since_a_mark_and_lets_a_photo_go():
     """What the page's preparation of a photo let go checks when it ends (`page.edits`): the
-    photos a session loaded (added, or found again) meanwhile, no other session's; and the one
-    it prepared for nothing goes, so the session's latest is the one loaded before it."""
+    photos a session loaded (added, or found again) meanwhile, no other session's, and None
+    once its page was emptied (a refused upload); the one it prepared for nothing goes, so the
+    session's latest is the one loaded before it."""
     editor = Editor(random_model("center"))
     first = editor.load(photo(0), session="alice")
     mark = editor.photos.load_mark()
-    assert editor.photos.loaded_since("alice", mark) == set()
+    assert editor.photos.shown_since("alice", mark) == set()
     second = editor.load(photo(1), session="alice")
     editor.load(photo(2), session="bob")
     assert editor.load(photo(0), session="alice") == first  # found again: loaded again
-    assert editor.photos.loaded_since("alice", mark) == {first, second}
+    assert editor.photos.shown_since("alice", mark) == {first, second}
     editor.photos.discard("bob", first)  # another session's photo: not bob's to let go
     assert editor.photos.holds("alice", first)
     editor.photos.discard("alice", first)
-    assert editor.photos.latest("alice") == second and not editor.photos.holds("alice", first)
+    assert not editor.photos.holds("alice", first)
+    third = editor.load(photo(3), session="alice")
+    editor.photos.discard("alice", third)
+    assert editor.photos.latest("alice") == second
     editor.photos.discard("alice", first)  # already gone: nothing to do
+    editor.photos.show_none("alice")
+    assert editor.photos.shown_since("alice", mark) == {second, None}
+    assert None not in editor.photos.shown_since("bob", mark)
 
 
 def test_using_a_photo_keeps_it_from_eviction():
