@@ -20,6 +20,11 @@ from page.inputs import Photo, RejectedPhoto
 from page.models import GET_A_FACE_MODEL
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "assets" / "examples"
+# what the status says of a model that cannot read where a photo's sliders start
+NO_CLASSIFIER = (
+    "This model has no classifier to read the photo: its sliders start without each attribute"
+    " (a group at its first value), not at what the photo shows."
+)
 
 
 def example_photos() -> dict[str, list[Path]]:
@@ -72,7 +77,11 @@ def encode(
     read = [
         plain_words(name) for name, value in flat_values(prepared.slider_start).items() if value
     ]
-    judged = f"The classifier reads: {', '.join(read) or 'none'}." if editor.classifier else ""
+    judged = (
+        f"The classifier reads: {', '.join(read) or 'none'}."
+        if editor.classifier
+        else NO_CLASSIFIER
+    )
     return shown(prepared.crop), " ".join(filter(None, [how, judged, prepared.note])), photo_id
 
 

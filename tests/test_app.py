@@ -32,7 +32,7 @@ from page import edits
 from page.calls import limited
 from page.edits import EXPORT_PREFIX, PageExports, export_move
 from page.moves import MAX_MOVE_BYTES, MOVE_PATH, Move, Moves
-from page.photos import example_photos, face_choices
+from page.photos import NO_CLASSIFIER, example_photos, face_choices
 from page.sliders import MAX_SLIDERS, slider_settings
 from tests.group_photo import changed, group_photo
 
@@ -115,6 +115,7 @@ def test_upload_edit_sweep_through_the_real_server(server, models, photos):
         models["face"], handle_file(photos["astronaut"]), api_name="/encode"
     )
     assert "Face aligned with dlib" in status and handle
+    assert ("classifier reads" in status) != (NO_CLASSIFIER in status), "where sliders start"
     shown = np.asarray(Image.open(crop))
     assert shown.shape == (192, 192, 3), "a 64² crop is shown 3× larger"
     assert np.array_equal(shown, shown[::3, ::3].repeat(3, 0).repeat(3, 1)), "pixel for pixel"

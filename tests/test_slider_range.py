@@ -11,7 +11,7 @@ from fader.library import ModelLibrary
 from fader.model import FaderConfig, FaderNetwork
 from page.edits import sweep
 from page.models import switch_model
-from page.photos import encode
+from page.photos import NO_CLASSIFIER, encode
 from page.sliders import MAX_SLIDERS, slider_settings
 
 LOW, HIGH = -1.0, 2.0
@@ -51,7 +51,8 @@ def test_the_sweep_runs_from_the_ranges_low_end_to_its_high_end(library, tmp_pat
     photo = tmp_path / "scene.png"
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photo)
-    _, _, photo_id = encode(library, name, str(photo))
+    _, status, photo_id = encode(library, name, str(photo))
+    assert NO_CLASSIFIER in status, "no classifier here: the page says where the sliders start"
     others = [0.5] + [0.0] * (MAX_SLIDERS - 1)  # night as the sliders set it
     strip = sweep(library, name, str(photo), photo_id, "Night", 4, *others)
     side = strip.width // 4  # the crops, enlarged pixel for pixel, with α written under them
