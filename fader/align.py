@@ -369,14 +369,13 @@ def pasted_face(
     face = cv2.add(edited, (*shift.tolist(), 0.0))  # numpy's add of a 3-vector: 14x as long
     np.clip(face, 0.0, 255.0, out=face)
     if base is not None:
-        region = base.copy()  # the kept base serves every move
-        cv2.accumulateProduct(site.warped(face), site.alpha, region)
-        return Image.fromarray(to_uint8(region))
-    region = np.asarray(photo.crop(site.box), np.float32)
-    face -= detail * site.original  # the photo's own pixels replace it below
-    face = site.warped(face)
-    if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
-        cv2.scaleAdd(region, detail - 1.0, face, dst=face)  # one pass: numpy's takes two
+        region, face = base.copy(), site.warped(face)  # the kept base serves every move
+    else:
+        region = np.asarray(photo.crop(site.box), np.float32)
+        face -= detail * site.original  # the photo's own pixels replace it below
+        face = site.warped(face)
+        if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
+            cv2.scaleAdd(region, detail - 1.0, face, dst=face)  # one pass: numpy's takes two
     if site.alpha.shape[2] == face.shape[2]:  # a kept site's: region += face × alpha, one pass
         cv2.accumulateProduct(face, site.alpha, region)
     else:
