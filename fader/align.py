@@ -257,7 +257,7 @@ class PasteSite:
     the aligned crop's pixels as floats, and the seam ring's colour. A site `kept` for a
     photo's many pastes (a preview's) also keeps the last `paste_base` it made."""
 
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1: the photo's region, clipped to it
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1: the photo's region the mask covers
     to_crop: np.ndarray  # 2×3 affine: region pixel → crop pixel
     kernel: int  # how the crop is resampled onto the region (an OpenCV interpolation flag)
     alpha: np.ndarray  # H×W×1 float32 blend weight over the region, or H×W×3 (see paste_site)
@@ -328,6 +328,13 @@ def paste_site(
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,  # `to_crop` maps photo → crop
         borderValue=0.0,
     )
+    rows, columns = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
+    if rows.size:  # the region narrowed to the mask's: where its weight is 0 nothing changes
+        top, bottom = int(rows[0]), int(rows[-1]) + 1
+        left, right = int(columns[0]), int(columns[-1]) + 1
+        alpha = np.ascontiguousarray(alpha[top:bottom, left:right])
+        x0, y0, x1, y1 = x0 + left, y0 + top, x0 + right, y0 + bottom
+        to_crop = _shift_origin(aligned.forward, x0, y0)
     original = np.asarray(aligned.crop, dtype=np.float32)
     ring = ((mask > 0.02) & (mask < 0.5)).astype(np.uint8)
     alpha = cv2.merge([alpha] * original.shape[2]) if kept else alpha[..., None]
@@ -368,14 +375,14 @@ def pasted_face(
     shift = site.ring_colour - ring_mean(edited, site.ring)
     face = cv2.add(edited, (*shift.tolist(), 0.0))  # numpy's add of a 3-vector: 14x as long
     np.clip(face, 0.0, 255.0, out=face)
-    if base is not None:
-        region, face = base.copy(), site.warped(face)  # the kept base serves every move
-    else:
-        region = np.asarray(photo.crop(site.box), np.float32)
-        face -= detail * site.original  # the photo's own pixels replace it below
-        face = site.warped(face)
-        if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
-            cv2.scaleAdd(region, detail - 1.0, face, dst=face)  # one pass: numpy's takes two
+    if base is not None:  # the kept base serves every move, read-only: base + α × face
+        face = cv2.multiply(site.warped(face), site.alpha)
+        return Image.fromarray(cv2.add(face, base, dtype=cv2.CV_8U))  # rounded as `to_uint8`
+    region = np.asarray(photo.crop(site.box), np.float32)
+    face -= detail * site.original  # the photo's own pixels replace it below
+    face = site.warped(face)
+    if detail != 1.0:  # at 1 the photo's pixels stay whole under the edit's change
+        cv2.scaleAdd(region, detail - 1.0, face, dst=face)  # one pass: numpy's takes two
     if site.alpha.shape[2] == face.shape[2]:  # a kept site's: region += face × alpha, one pass
         cv2.accumulateProduct(face, site.alpha, region)
     else:

@@ -211,6 +211,19 @@ def test_the_previews_bilinear_warp_is_close_to_the_slow_paths_bicubic(detail):
     assert untouched.any() and difference[untouched].max() == 0
 
 
+def test_a_faces_paste_covers_only_where_its_mask_weighs():
+    """A face's paste region is where its feathered mask has weight, not the whole footprint of
+    the crop around it (where a paste changes nothing, yet a move would warp, blend and encode
+    it): each edge row and column of the region has some weight. The export, the preview and
+    the one-by-one paste all narrow it alike (the tests above compare them pixel for pixel)."""
+    editor = Editor(face_model(), aligner="dlib")
+    prepared = editor.photo(editor.load(four_faces_close_together()))
+    for site in prepared.preview_sites:
+        weight = site.alpha[..., 0]
+        edges = (weight[0], weight[-1], weight[:, 0], weight[:, -1])
+        assert all(edge.any() for edge in edges), site.box
+
+
 @pytest.mark.parametrize("detail", [0.4, 1.0])
 def test_a_previews_moves_paste_over_one_base_per_photo_and_detail(detail):
     """A kept site makes what a paste adds the edit to once for its photo and detail, on the
