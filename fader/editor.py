@@ -188,6 +188,9 @@ class Editor:
         note = INVERTED_NOTE.format(self.model.config.background) if inverted else ""
         photo = ImageOps.invert(photo) if inverted else photo
         preview = preview_of(photo)
+        gray = is_gray(preview)  # the preview: as telling as the photo, a fraction of the pixels
+        if gray and self.model.config.image_channels == 1 and not self.aligns_faces:
+            preview = preview.convert("L")  # as `shown`: a move neither widens it nor narrows it
         faces: tuple[AlignedFace, ...] = ()
         if self.aligns_faces:
             found = faces_in(photo, size, self.aligner)
@@ -218,7 +221,7 @@ class Editor:
             note,
             start,
             inverted,
-            is_gray(preview),  # the preview: as telling as the photo, a fraction of the pixels
+            gray,
         )
 
     def face_numbers(self, prepared: PreparedPhoto, faces: Faces = "all") -> list[int]:

@@ -282,15 +282,16 @@ def pasted_square(
     the photo's own pixels there for the detail. A gray change (a gray model's edit with no
     detail kept, or of a gray photo: three equal channels) is resized as one channel, a third
     of the work; its sums run in another order, so a few levels in a million move by one. With
-    no detail kept it comes back gray (`Image.paste` gives it the photo's mode)."""
+    no detail kept, or into an L photo, it comes back gray (`Image.paste` gives it the photo's
+    mode)."""
     side = site.box[2] - site.box[0]
     change = edited - detail * site.original if detail else edited
     gray = all(np.array_equal(change[..., 0], change[..., i]) for i in (1, 2))
     shrinking = side < change.shape[0]
     kernel = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     square = cv2.resize(change[..., 0] if gray else change, (side, side), interpolation=kernel)
-    if detail:
-        square = cv2.cvtColor(square, cv2.COLOR_GRAY2RGB) if gray else square
+    if detail:  # an L photo (a gray model's preview of a gray photo) has a gray change
+        square = cv2.cvtColor(square, cv2.COLOR_GRAY2RGB) if photo.mode != "L" and gray else square
         square += detail * np.asarray(photo.crop(site.box), np.float32)
     return Image.fromarray(to_uint8(square))
 

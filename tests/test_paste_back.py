@@ -253,16 +253,19 @@ def test_a_previews_moves_paste_over_one_base_per_photo_and_detail(detail):
 def test_a_digit_moves_preview_and_export_are_the_slow_paths_pictures(detail, size):
     """A centre square is resized the same way in the preview and the export (bicubic): both
     are `paste_centre_square`'s pictures, pixel for pixel; a square photo's too, whose edit is
-    the whole picture (no copy of the photo made to be covered)."""
+    the whole picture (no copy of the photo made to be covered). The gray model's preview of a
+    gray photo (the square one: the digit alone) is held gray, as it is shown, so a move pastes
+    one channel and converts nothing; it is the same picture as the colour paste made gray."""
     editor = Editor(load_model("digits"))
     photo = wide_photo_around(Image.open(DIGITS_SEVEN), size)
     photo_id = editor.load(photo)
     prepared = editor.photo(photo_id)
+    assert prepared.preview.mode == ("L" if size[0] == size[1] else "RGB")
     for values in (digit(editor, "seven"), digit(editor, "three")):
         for full_resolution, source in ((True, prepared.photo), (False, prepared.preview)):
             edited = editor.edit(photo_id, values, full_resolution=full_resolution, detail=detail)
-            crop = edited.crop.convert(source.mode)  # a gray model's crop, in a colour photo
-            slow = paste_centre_square(source, crop, prepared.crop, detail)
+            crop = edited.crop.convert("RGB")  # a gray model's crop, in a colour photo
+            slow = paste_centre_square(source.convert("RGB"), crop, prepared.crop, detail)
             slow = slow.convert(edited.photo.mode)  # a gray photo's edit is gray (`shown`)
             assert np.array_equal(np.asarray(edited.photo), np.asarray(slow))
 
