@@ -34,10 +34,10 @@ from page.photos import faces_present, photo_for
 from page.sliders import detail_value, slider_values, swept, typing
 
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
-NOT_ACCEPTED = (  # a photo shown with no id: refused (said under it), or sent to the API bare
-    "This photo was not accepted (the page says why under it): upload another, or send it to "
-    "/encode first and pass the photo_id it answers."
+NOT_ACCEPTED = (  # a photo refused before decoding (`RejectedPhoto`)
+    "This photo was not accepted (the page says why under it, as /encode does): upload another."
 )
+NO_PHOTO = "Upload a photo first (through the API: send it, or the photo_id /encode answered)."
 UNEDITED_PREVIEWS = UneditedPreviews()  # the rows of a move's preview it leaves as they were
 
 
@@ -69,6 +69,11 @@ def edited(
         photo_id, sliders, session, full_resolution=full_resolution, detail=detail, faces=faces
     )
     return result, photo_id, prepared, sliders
+
+
+def nothing_to_edit(image: Photo) -> ValueError:
+    """Why there is no photo to edit: the one sent was refused (a `RejectedPhoto`), or none."""
+    return ValueError(NOT_ACCEPTED if image else NO_PHOTO)
 
 
 def edit(
@@ -141,7 +146,7 @@ def edit_by_name(
     editor = library.editor(model_name)
     found = photo_for(editor, image, photo_id, session)
     if found is None:
-        raise ValueError("Send the photo, or the photo_id that /encode answered.")
+        raise nothing_to_edit(image)
     positional = positions_by_name(editor.model.config, values, found[1].slider_start)
     done = edited(
         editor, model_name, image, photo_id, positional, session, False, found=found, **options
@@ -326,7 +331,7 @@ def sweep(
     detail = detail_value(detail)
     found = photo_for(editor, image, photo_id, session)
     if found is None:
-        raise ValueError(NOT_ACCEPTED if image else "Upload a photo first.")
+        raise nothing_to_edit(image)
     photo_id, prepared = found
     name, label = swept(editor, attribute)
     low, high = editor.model.config.slider_range
