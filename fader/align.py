@@ -253,9 +253,9 @@ def paste_back(
 @dataclass(frozen=True)
 class PasteSite:
     """Where an edited crop of one face goes back into a photo of one size, with what every
-    paste there reuses: the photo's region the crop covers, the feathered mask warped onto it,
-    the aligned crop's pixels as floats, and the seam ring's colour. A site `kept` for a
-    photo's many pastes (a preview's) also keeps the last `paste_base` it made."""
+    paste there reuses: the photo's region where the crop's feathered mask has weight, the
+    mask warped onto it, the aligned crop's pixels as floats, and the seam ring's colour. A
+    site `kept` for a photo's many pastes (a preview's) also keeps the last `paste_base`."""
 
     box: tuple[int, int, int, int]  # x0, y0, x1, y1: the photo's region the mask covers
     to_crop: np.ndarray  # 2×3 affine: region pixel → crop pixel

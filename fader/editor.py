@@ -56,7 +56,8 @@ class PreparedPhoto:
     once, in one batch; index 0 is the largest face."""
 
     photo: Image.Image  # upright RGB original, full resolution
-    preview: Image.Image  # the photo at most PREVIEW_SIDE on a side, for live edits
+    # the photo at most PREVIEW_SIDE on a side, for live edits: L for a gray model's gray photo
+    preview: Image.Image
     crops: tuple[Image.Image, ...]  # what the model sees, image_size², one per face
     encoded: EncodedCrops  # z per crop, and x − D(z, y₀): the detail the decoder does not rebuild
     faces: tuple[AlignedFace, ...]  # the alignments, for paste-back; () for whole-image models
@@ -188,9 +189,6 @@ class Editor:
         note = INVERTED_NOTE.format(self.model.config.background) if inverted else ""
         photo = ImageOps.invert(photo) if inverted else photo
         preview = preview_of(photo)
-        gray = is_gray(preview)  # the preview: as telling as the photo, a fraction of the pixels
-        if gray and self.model.config.image_channels == 1 and not self.aligns_faces:
-            preview = preview.convert("L")  # as `shown`: a move neither widens it nor narrows it
         faces: tuple[AlignedFace, ...] = ()
         if self.aligns_faces:
             found = faces_in(photo, size, self.aligner)
@@ -208,6 +206,11 @@ class Editor:
             read = self.classifier.read(model_input(self.model, crops[:1]))[0].tolist()
             start = values_read(self.model.config, self.classifier.config.attributes, read)
         encoded = encode_crops(self.model, crops, start)  # every face in one batch, each once
+        gray = is_gray(preview)  # the preview: as telling as the photo, a fraction of the pixels
+        if gray and self.model.config.image_channels == 1 and not faces and is_gray(crops[0]):
+            # held as `shown` shows it: a move's change (gray, as the crop is) is pasted into it
+            # on one channel, neither widened to RGB nor narrowed back
+            preview = preview.convert("L")
         preview_faces = tuple(rescaled(face, preview.size) for face in faces)
         sites = paste_sites(preview.size, preview_faces, crops[0], preview=True)
         return PreparedPhoto(

@@ -20,7 +20,7 @@ PHOTO_ARGS = """    model_name: the model to edit with, one of the app's (its pa
 EDIT_ARGS = (
     PHOTO_ARGS
     + """
-    photo_id: the id /encode answered for the photo in this session (empty: it is encoded first)"""
+    photo_id: the id /encode answered for this photo, in this client's session"""
 )
 CONTROL_ARGS = """    detail: keep photo detail: 0 the model's output alone, 1 the photo's detail
     faces: the faces to edit by label ("Face 1 (largest)", "Face 2"…); left out: every face"""

@@ -29,15 +29,16 @@ from fader.web_pictures import (
     labelled_strip,
     shown,
 )
-from page.inputs import Photo
+from page.inputs import Photo, RejectedPhoto
 from page.photos import faces_present, photo_for
 from page.sliders import detail_value, slider_values, swept, typing
 
 EXPORT_PREFIX = "fader-export-"  # each export's own folder
-NOT_ACCEPTED = (  # a photo refused before decoding (`RejectedPhoto`)
-    "This photo was not accepted (the page says why under it, as /encode does): upload another."
+NOT_ACCEPTED = (  # a photo shown with no id: refused (said under it), or sent to the API bare
+    "This photo was not accepted (the page says why under it): upload another, or send it to "
+    "/encode first and pass the photo_id it answers."
 )
-NO_PHOTO = "Upload a photo first (through the API: send it, or the photo_id /encode answered)."
+NO_PHOTO = "Upload a photo first (through the API: /encode it, then pass the photo_id it answers)."
 UNEDITED_PREVIEWS = UneditedPreviews()  # the rows of a move's preview it leaves as they were
 
 
@@ -72,7 +73,10 @@ def edited(
 
 
 def nothing_to_edit(image: Photo) -> ValueError:
-    """Why there is no photo to edit: the one sent was refused (a `RejectedPhoto`), or none."""
+    """Why there is no photo to edit: the one sent was refused before decoding (its reason),
+    or has no id (refused on the page, or sent to the API without /encode), or none was sent."""
+    if isinstance(image, RejectedPhoto):
+        return ValueError(image.message)
     return ValueError(NOT_ACCEPTED if image else NO_PHOTO)
 
 
@@ -94,7 +98,9 @@ def edit(
         return gr.skip(), gr.skip(), gr.skip()
     editor = library.editor(model_name)
     done = edited(editor, model_name, image, photo_id, values, session, False, **options)
-    if done is None:
+    if done is None and image and not inline:  # the API's: a photo with no id, or refused
+        raise nothing_to_edit(image)
+    if done is None:  # no photo: the page's move clears its pictures
         return ("", "", "") if inline else (None, None, "")
     result, photo_id, prepared, _ = done
     if inline:
@@ -167,7 +173,10 @@ def export(
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own
     (`options` as `export_png` takes them)."""
     editor = library.editor(model_name)
-    return export_png(editor, model_name, image, photo_id, values, session, **options)
+    path = export_png(editor, model_name, image, photo_id, values, session, **options)
+    if path is None and image:  # a photo with no id, or refused
+        raise nothing_to_edit(image)
+    return path
 
 
 def export_png(

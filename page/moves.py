@@ -239,9 +239,9 @@ DEMO_MOVES: "weakref.WeakKeyDictionary[gr.Blocks, Moves]" = weakref.WeakKeyDicti
 
 class FastJSONResponse(JSONResponse):
     """A JSON answer written by orjson: the standard library's encoder scans the answer's two
-    pictures (140 KB of base64 for a face) character by character, 0.6–0.7 ms of the event
-    loop's CPU a move, orjson 0.01. The same JSON: its pictures are ASCII, its numbers finite
-    (a NumPy number among them is written as the number it is, as `json` writes a float)."""
+    pictures (their base64) character by character, on the event loop, many times slower
+    (BENCHMARKS.md, run 17). The same JSON: its pictures are ASCII, its numbers finite (a
+    NumPy number among them is written as the number it is, as `json` writes a float)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

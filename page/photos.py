@@ -107,13 +107,10 @@ def photo_for(
     editor: Editor, image: Photo, photo_id: str, session: str
 ) -> tuple[str, PreparedPhoto] | None:
     """The shown photo's valid id and its prepared photo: the cached latent, re-encoded only if
-    it was evicted; a photo sent without an id (to the API, without /encode) prepared as
-    /encode would. None when no photo was accepted (nothing to edit, and nothing stale is
+    it was evicted. None when no photo was accepted (nothing to edit, and nothing stale is
     edited)."""
-    if isinstance(image, RejectedPhoto) or not (photo_id or image):
+    if isinstance(image, RejectedPhoto) or not photo_id:
         return None
-    if not photo_id:
-        return editor.load_prepared(image, session)
     try:
         return photo_id, editor.photo(photo_id, session)
     except ValueError:

@@ -165,16 +165,15 @@ def test_a_forgotten_latent_is_rebuilt_from_the_photo(server, models, photos):
     assert Image.open(crop).size == (192, 192) and handle != "not-a-handle"
 
 
-def test_a_photo_sent_to_edit_without_an_id_is_prepared_and_edited(server, models, photos):
-    """/edit with the photo itself and no photo_id edits it, as /encode then /edit would, and
-    answers its id for the next calls (it answered nothing, with no word why)."""
+def test_a_photo_sent_to_edit_without_an_id_is_answered_with_what_to_do(server, models, photos):
+    """/edit and /export with the photo itself and no photo_id say to /encode it first, where
+    they answered empty outputs with no word why; with neither, /edit answers empty pictures."""
     client, _ = server
-    crop, photo, handle = client.predict(
-        models["face"], handle_file(photos["astronaut"]), "", *NEUTRAL, api_name="/edit"
-    )
-    assert Image.open(crop).size == (192, 192) and Image.open(photo).width > 192
-    again, _, same = client.predict(models["face"], None, handle, *NEUTRAL, api_name="/edit")
-    assert same == handle and Image.open(again).size == (192, 192)
+    astronaut = handle_file(photos["astronaut"])
+    for endpoint in ("/edit", "/export"):
+        with pytest.raises(AppError, match="send it to /encode first"):
+            client.predict(models["face"], astronaut, "", *NEUTRAL, api_name=endpoint)
+    assert client.predict(models["face"], None, "", *NEUTRAL, api_name="/edit") == (None, None, "")
 
 
 def test_switching_models_relabels_the_sliders(server, models):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from fader.align import paste_back, pasted_face
+from fader.align import face_mask, paste_back, pasted_face
 from fader.attributes import flat_values, neutral_values, with_values
 from fader.crop_edit import overlap, paste_at, paste_sites
 from fader.editor import Editor
@@ -218,10 +218,22 @@ def test_a_faces_paste_covers_only_where_its_mask_weighs():
     the one-by-one paste all narrow it alike (the tests above compare them pixel for pixel)."""
     editor = Editor(face_model(), aligner="dlib")
     prepared = editor.photo(editor.load(four_faces_close_together()))
+    width, height = prepared.preview.size
     for site in prepared.preview_sites:
         weight = site.alpha[..., 0]
         edges = (weight[0], weight[-1], weight[:, 0], weight[:, -1])
         assert all(edge.any() for edge in edges), site.box
+        # and none of its weight is left out: the mask warped onto the region grown by a pixel
+        # a side weighs nothing outside it
+        x0, y0, x1, y1 = site.box
+        gx0, gy0, gx1, gy1 = max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, width), min(y1 + 1, height)
+        to_grown = site.to_crop.copy()
+        to_grown[:, 2] += site.to_crop[:, :2] @ np.array([gx0 - x0, gy0 - y0], np.float64)
+        mask = face_mask(site.original.shape[0])
+        flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+        grown = cv2.warpAffine(mask, to_grown, (gx1 - gx0, gy1 - gy0), flags=flags)
+        grown[y0 - gy0 : y1 - gy0, x0 - gx0 : x1 - gx0] = 0.0
+        assert grown.max() == 0.0, site.box
 
 
 @pytest.mark.parametrize("detail", [0.4, 1.0])

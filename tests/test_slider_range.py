@@ -69,18 +69,16 @@ def test_the_sweep_runs_from_the_ranges_low_end_to_its_high_end(library, tmp_pat
 
 
 def test_a_sweep_without_a_photo_accepted_says_which_is_missing(library, tmp_path: Path):
-    """No photo at all: upload one. A photo refused before decoding (its reason said under it):
-    not accepted, and what to do. A photo sent without an id (to the API, without /encode) is
-    prepared as /encode would, and swept."""
+    """No photo at all: upload one. A photo on the page with no id (refused, its reason said
+    under it, or sent to the API without /encode): not accepted, and what to do. A photo refused
+    before it was read: its reason."""
     library, name = library
     photo = tmp_path / "scene.png"
     Image.new("RGB", (64, 48), "navy").save(photo)
     sliders = [0.0] * MAX_SLIDERS
     with pytest.raises(ValueError, match="Upload a photo first"):
         sweep(library, name, None, "", "Night", 4, *sliders)
-    with pytest.raises(ValueError, match="not accepted .* upload another"):
+    with pytest.raises(ValueError, match="not accepted .* send it to /encode first"):
+        sweep(library, name, str(photo), "", "Night", 4, *sliders)
+    with pytest.raises(ValueError, match="^Not a picture.$"):
         sweep(library, name, RejectedPhoto("Not a picture."), "", "Night", 4, *sliders)
-    bare = sweep(library, name, str(photo), "", "Night", 4, *sliders)
-    _, _, photo_id = encode(library, name, str(photo))
-    by_id = sweep(library, name, None, photo_id, "Night", 4, *sliders)
-    assert np.array_equal(np.asarray(bare), np.asarray(by_id)), "the photo sent bare, swept"
