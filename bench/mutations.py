@@ -85,8 +85,8 @@ MUTANTS = [
         "fader/photo.py",
         (
             (
-                "    result.paste(pasted_square(site, np.asarray(edited, np.float32), detail, "
-                "photo), site.box[:2])\n",
+                "    result.paste(pasted_square(site, np.asarray(edited), detail, photo), "
+                "site.box[:2])\n",
                 "",
             ),
         ),

@@ -139,15 +139,13 @@ def paste_at(
     photo's mode: no copy of the pixels it replaces."""
     result, pasted = photo, []
     for crop, site in zip(edited, sites, strict=True):
-        edit = np.asarray(crop, np.float32)
         if isinstance(site, SquareSite):
-            patch = pasted_square(site, edit, detail, photo)
+            patch = pasted_square(site, np.asarray(crop), detail, photo)
         elif any(overlap(site.box, box) for box in pasted):  # over an earlier face's paste
-            patch = pasted_face(site, edit, detail, result)
+            patch = pasted_face(site, np.asarray(crop, np.float32), detail, result)
         else:  # a kept site pastes over its base of `photo`'s own region, made once
-            patch = pasted_face(
-                site, edit, detail, photo, site.base(photo, detail) if site.kept else None
-            )
+            base = site.base(photo, detail) if site.kept else None
+            patch = pasted_face(site, np.asarray(crop, np.float32), detail, photo, base)
         if patch.size == photo.size:
             result = patch.convert(photo.mode) if patch.mode != photo.mode else patch
         else:
