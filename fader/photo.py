@@ -279,25 +279,27 @@ def pasted_square(
 ) -> Image.Image:
     """`photo`'s centre square with `edited` (the crop's 8-bit levels, holding `detail` times
     the crop) resized onto it: all channels in one resample, bicubic (area-averaged when
-    shrinking), and the photo's own pixels there for the detail. With no detail kept the levels
-    are resized as 8 bits (OpenCV's fixed-point kernel: a fifth of the float one's time, and
-    its picture to a level, tested); with detail, as floats. A gray change (a gray model's edit
-    with no detail kept, or of a gray photo: three equal channels) is resized as one channel, a
-    third of the work; its sums run in another order, so a few levels in a million move by one.
-    With no detail kept, or into an L photo, it comes back gray (`Image.paste` gives it the
-    photo's mode)."""
+    shrinking), and the photo's own pixels there for the detail. Enlarged with no detail kept,
+    the levels are resized as 8 bits (OpenCV's fixed-point kernel, many times faster than the
+    float one: BENCHMARKS.md; its picture to a level, tested); otherwise as floats (its 8-bit
+    area kernel rounds halves up). A gray change (a gray model's edit with no detail kept, or
+    of a gray photo: three equal channels) is resized as one channel, a third of the work; its
+    sums run in another order, so a few levels in a million move by one. With no detail kept,
+    or into an L photo, it comes back gray (`Image.paste` gives it the photo's mode)."""
     side = site.box[2] - site.box[0]
-    change = np.subtract(edited, detail * site.original, dtype=np.float32) if detail else edited
+    shrinking = side < edited.shape[0]
+    if detail:
+        change = np.subtract(edited, detail * site.original, dtype=np.float32)
+    else:
+        change = edited.astype(np.float32) if shrinking else edited
     gray = all(np.array_equal(change[..., 0], change[..., i]) for i in (1, 2))
-    shrinking = side < change.shape[0]
     kernel = cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC
     square = cv2.resize(change[..., 0] if gray else change, (side, side), interpolation=kernel)
-    if not detail:
-        return Image.fromarray(square)
-    if gray and photo.mode != "L":  # an L photo (a gray model's preview of one) stays one channel
-        square = cv2.cvtColor(square, cv2.COLOR_GRAY2RGB)
-    square += detail * np.asarray(photo.crop(site.box), np.float32)
-    return Image.fromarray(to_uint8(square))
+    if detail:
+        if gray and photo.mode != "L":  # an L photo (a gray model's preview of one): one channel
+            square = cv2.cvtColor(square, cv2.COLOR_GRAY2RGB)
+        square += detail * np.asarray(photo.crop(site.box), np.float32)
+    return Image.fromarray(square if square.dtype == np.uint8 else to_uint8(square))
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:

@@ -93,15 +93,16 @@ def edit(
     """The live path: decoder only, pasted into the preview-sized photo (`options` as `edited`
     takes them). `inline`, as the page shows a slider move: the crop and the preview as <img>s
     whose pictures travel inside the event's own message, so no file is written and the browser
-    makes no second request before it can paint ("" clears them)."""
+    makes no second request before it can paint ("" clears them, with no photo). The API's edit
+    (not inline) with no photo accepted says what to send (`nothing_to_edit`)."""
     if inline and typing(values, options):
         return gr.skip(), gr.skip(), gr.skip()
     editor = library.editor(model_name)
     done = edited(editor, model_name, image, photo_id, values, session, False, **options)
-    if done is None and image and not inline:  # the API's: a photo with no id, or refused
+    if done is None and not inline:  # the API's: what to send
         raise nothing_to_edit(image)
     if done is None:  # no photo: the page's move clears its pictures
-        return ("", "", "") if inline else (None, None, "")
+        return "", "", ""
     result, photo_id, prepared, _ = done
     if inline:
         whole = functools.partial(editor.shown, prepared=prepared, whole_photo=True)
@@ -169,12 +170,12 @@ def export(
     *values: float,
     session: str = "",
     **options: Any,
-) -> str | None:
+) -> str:
     """The edit pasted into the full-resolution photo, as a PNG file of this request's own
-    (`options` as `export_png` takes them)."""
+    (`options` as `export_png` takes them); with no photo accepted, what to send."""
     editor = library.editor(model_name)
     path = export_png(editor, model_name, image, photo_id, values, session, **options)
-    if path is None and image:  # a photo with no id, or refused
+    if path is None:
         raise nothing_to_edit(image)
     return path
 
