@@ -90,10 +90,9 @@ print(json.dumps({"handler_ms": round(1000 * statistics.median(handler), 3), "pa
 def measured(tree: Path, model: str, photo: Path, moves: int, detail: float) -> dict:
     """One tree's figures for one photo, from a process of its own."""
     command = [sys.executable, "-c", TIMED, model, str(photo), str(moves), str(detail)]
+    command.append(json.dumps(PARTS))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "FADER_OFFLINE": "1"}
-    done = subprocess.run(
-        [*command, json.dumps(PARTS)], cwd=tree, env=env, capture_output=True, text=True
-    )
+    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{tree}: the timed moves failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

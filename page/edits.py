@@ -99,9 +99,9 @@ def edit(
         return gr.skip(), gr.skip(), gr.skip()
     editor = library.editor(model_name)
     done = edited(editor, model_name, image, photo_id, values, session, False, **options)
-    if done is None and not inline:  # the API's: what to send
-        raise nothing_to_edit(image)
-    if done is None:  # no photo: the page's move clears its pictures
+    if done is None:  # no photo: the page's move clears its pictures; the API's, what to send
+        if not inline:
+            raise nothing_to_edit(image)
         return "", "", ""
     result, photo_id, prepared, _ = done
     if inline:
